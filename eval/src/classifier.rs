@@ -1,0 +1,242 @@
+//! Scoring a trained classifier on a split of a dataset.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use tch::Kind;
+
+use sciflow_ingest::dataset::{write_atomic, Split};
+use sciflow_ingest::{Loader, LoaderConfig};
+use sciflow_train::classifier::{to_tensors, TrainReport};
+use sciflow_train::load_model;
+
+use crate::figures::{write_summary, Summary};
+use crate::metrics::{classification_metrics, Metrics};
+use crate::{Error, Result};
+
+/// Configuration of `eval.classifier`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalClassifierConfig {
+    /// The model directory (a `train.classifier` output).
+    pub model: PathBuf,
+    /// The dataset directory.
+    pub data: PathBuf,
+    /// The split scored.
+    #[serde(default = "default_split")]
+    pub split: Split,
+    /// Samples per forward pass.
+    #[serde(default = "default_batch")]
+    pub batch_size: NonZeroUsize,
+}
+
+fn default_split() -> Split {
+    Split::Test
+}
+fn default_batch() -> NonZeroUsize {
+    NonZeroUsize::new(128).unwrap()
+}
+
+/// The contents of `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Fraction predicted correctly.
+    pub accuracy: f64,
+    /// ROC AUC (two classes).
+    pub auc: Option<f64>,
+    /// The split scored.
+    pub split: Split,
+    /// Class names, by label index.
+    pub class_names: Vec<String>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub metrics: Metrics,
+    /// The model directory.
+    pub model: String,
+    /// The dataset directory.
+    pub data: String,
+}
+
+/// Scores the model on the split and writes `metrics.json`,
+/// `predictions.parquet` and `summary.png`/`.svg` into `out`.
+pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<EvalReport> {
+    let (_vs, net, info) = load_model(&config.model)?;
+    let cfg = LoaderConfig {
+        shuffle: false,
+        shuffle_buffer: config.batch_size.get(),
+        even_steps: false,
+        ..LoaderConfig::new(config.batch_size.get(), 0)
+    };
+    let loader = Loader::new(&config.data, config.split, cfg)?;
+    let ds = loader.info();
+    let want = vec![info.in_channels, info.image_size, info.image_size];
+    if ds.x.sample_shape != want || ds.class_names != info.class_names {
+        return Err(Error::Mismatch(format!(
+            "model {} expects samples {:?} of classes {:?}; dataset {} has {:?} of {:?}",
+            config.model.display(),
+            want,
+            info.class_names,
+            config.data.display(),
+            ds.x.sample_shape,
+            ds.class_names
+        )));
+    }
+    if loader.is_empty() {
+        return Err(Error::Mismatch(format!(
+            "the {} split of {} is empty",
+            config.split.as_str(),
+            config.data.display()
+        )));
+    }
+    let mut labels = Vec::new();
+    let mut probs: Vec<Vec<f32>> = Vec::new();
+    tch::no_grad(|| -> Result<()> {
+        for batch in loader.epoch(0) {
+            let batch = batch?;
+            let (x, _) = to_tensors(&batch).map_err(Error::Model)?;
+            let p = net.forward(&x).softmax(-1, Kind::Float).contiguous();
+            let k = info.class_names.len();
+            let mut flat = vec![0.0f32; batch.y.len() * k];
+            p.copy_data(&mut flat, flat.len());
+            probs.extend(flat.chunks(k).map(|c| c.to_vec()));
+            labels.extend_from_slice(&batch.y);
+        }
+        Ok(())
+    })?;
+    let metrics = classification_metrics(&labels, &probs, &info.class_names);
+
+    std::fs::create_dir_all(out).map_err(|e| Error::Io {
+        op: "failed to create",
+        path: out.to_path_buf(),
+        source: e,
+    })?;
+    let ids = sample_ids(&config.data, config.split, labels.len())?;
+    write_predictions(&out.join("predictions.parquet"), &ids, &labels, &probs, &info.class_names)?;
+
+    let history: Option<TrainReport> = std::fs::read(config.model.join("history.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    write_summary(
+        out,
+        "summary",
+        &Summary {
+            title: &format!(
+                "{} on {}: accuracy {:.3}",
+                config.model.file_name().unwrap_or_default().to_string_lossy(),
+                config.data.file_name().unwrap_or_default().to_string_lossy(),
+                metrics.accuracy
+            ),
+            history: history.as_ref().map(|h| h.history.as_slice()),
+            confusion: &metrics.confusion,
+            class_names: &info.class_names,
+            split: config.split.as_str(),
+        },
+    )?;
+    let report = EvalReport {
+        accuracy: metrics.accuracy,
+        auc: metrics.auc,
+        split: config.split,
+        class_names: info.class_names.clone(),
+        metrics,
+        model: config.model.to_string_lossy().into_owned(),
+        data: config.data.to_string_lossy().into_owned(),
+    };
+    write_atomic(
+        &out.join("metrics.json"),
+        &serde_json::to_vec_pretty(&report).expect("report serialises"),
+    )?;
+    Ok(report)
+}
+
+/// Sample ids of `split` in shard order, as the unshuffled loader delivers them.
+fn sample_ids(data: &Path, split: Split, expected: usize) -> Result<Vec<String>> {
+    let path = data.join("manifest.parquet");
+    let table_err = |source| Error::Table {
+        op: "read",
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::File::open(&path).map_err(|e| Error::Io {
+        op: "failed to open",
+        path: path.clone(),
+        source: e,
+    })?;
+    let df = ParquetReader::new(file).finish().map_err(table_err)?;
+    let col = |name: &str| df.column(name).map_err(table_err);
+    let splits = col("split")?.str().map_err(table_err)?.clone();
+    let ids = col("sample_id")?.str().map_err(table_err)?.clone();
+    let shard = col("shard")?.u32().map_err(table_err)?.clone();
+    let index = col("index")?.u32().map_err(table_err)?.clone();
+    let mut rows: Vec<(u32, u32, String)> = (0..df.height())
+        .filter(|&i| splits.get(i) == Some(split.as_str()))
+        .map(|i| {
+            (
+                shard.get(i).unwrap_or(0),
+                index.get(i).unwrap_or(0),
+                ids.get(i).unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    if rows.len() != expected {
+        return Err(Error::Mismatch(format!(
+            "{} lists {} {} samples but the shards hold {expected}",
+            path.display(),
+            rows.len(),
+            split.as_str()
+        )));
+    }
+    Ok(rows.into_iter().map(|r| r.2).collect())
+}
+
+fn write_predictions(
+    path: &Path,
+    ids: &[String],
+    labels: &[i64],
+    probs: &[Vec<f32>],
+    names: &[String],
+) -> Result<()> {
+    let table_err = |source| Error::Table {
+        op: "write",
+        path: path.to_path_buf(),
+        source,
+    };
+    let predicted: Vec<i64> = probs
+        .iter()
+        .map(|p| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |m| m.0) as i64)
+        .collect();
+    let mut columns = vec![
+        Column::new("sample_id".into(), ids),
+        Column::new("label".into(), labels),
+        Column::new(
+            "label_name".into(),
+            labels.iter().map(|&l| names[l as usize].clone()).collect::<Vec<_>>(),
+        ),
+        Column::new("predicted".into(), &predicted),
+        Column::new(
+            "predicted_name".into(),
+            predicted.iter().map(|&l| names[l as usize].clone()).collect::<Vec<_>>(),
+        ),
+    ];
+    for (c, name) in names.iter().enumerate() {
+        columns.push(Column::new(
+            format!("p_{name}").into(),
+            probs.iter().map(|p| p[c]).collect::<Vec<f32>>(),
+        ));
+    }
+    let mut df = DataFrame::new_infer_height(columns).map_err(table_err)?;
+    let tmp = path.with_extension("parquet.tmp");
+    let f = std::fs::File::create(&tmp).map_err(|e| Error::Io {
+        op: "failed to create",
+        path: tmp.clone(),
+        source: e,
+    })?;
+    ParquetWriter::new(f).finish(&mut df).map_err(table_err)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::Io {
+        op: "failed to rename into",
+        path: path.to_path_buf(),
+        source: e,
+    })
+}

@@ -1,0 +1,236 @@
+//! Figures through plotters, as PNG (for people) and SVG (for papers).
+//!
+//! Text is drawn with DejaVu Sans embedded in the binary, so figures look the
+//! same on a headless cluster node with no fonts installed.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use sciflow_train::EpochStats;
+
+use crate::{Error, Result};
+
+const FONT: &str = "sans-serif";
+static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The font is compiled in and known good; a failure here is a build defect.
+        if plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_err() {
+            panic!("the embedded font does not parse");
+        }
+    });
+}
+
+/// What the training-summary figure shows.
+pub struct Summary<'a> {
+    /// Title over the whole figure.
+    pub title: &'a str,
+    /// Training history (loss panel), if known.
+    pub history: Option<&'a [EpochStats]>,
+    /// `confusion[true][predicted]`.
+    pub confusion: &'a [Vec<usize>],
+    /// Class names.
+    pub class_names: &'a [String],
+    /// The split the confusion matrix was measured on.
+    pub split: &'a str,
+}
+
+/// Writes the summary as `<stem>.png` and `<stem>.svg` in `dir`.
+pub fn write_summary(dir: &Path, stem: &str, summary: &Summary<'_>) -> Result<()> {
+    register_font();
+    let (w, h) = (1100u32, 480u32);
+    let png = dir.join(format!("{stem}.png"));
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        draw_summary(&root, summary).map_err(|e| Error::Figure(png.clone(), e))?;
+        root.present().map_err(|e| Error::Figure(png.clone(), e.to_string()))?;
+    }
+    let tmp = dir.join(format!(".{stem}.png.tmp"));
+    image::save_buffer_with_format(&tmp, &buf, w, h, image::ColorType::Rgb8, image::ImageFormat::Png)
+        .map_err(|e| Error::Figure(png.clone(), e.to_string()))?;
+    std::fs::rename(&tmp, &png).map_err(|e| Error::Io {
+        op: "failed to rename into",
+        path: png.clone(),
+        source: e,
+    })?;
+
+    let svg_path = dir.join(format!("{stem}.svg"));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        draw_summary(&root, summary).map_err(|e| Error::Figure(svg_path.clone(), e))?;
+        root.present().map_err(|e| Error::Figure(svg_path.clone(), e.to_string()))?;
+    }
+    sciflow_ingest::dataset::write_atomic(&svg_path, svg.as_bytes())?;
+    Ok(())
+}
+
+fn draw_summary<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary<'_>) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let root = root.titled(s.title, (FONT, 24)).map_err(e)?;
+    let (w, _) = root.dim_in_pixel();
+    let (left, right) = root.split_horizontally(w * 56 / 100);
+    if let Some(history) = s.history.filter(|h| !h.is_empty()) {
+        draw_history(&left, history)?;
+    }
+    draw_confusion(&right, s.confusion, s.class_names, s.split)
+}
+
+fn draw_history<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, history: &[EpochStats]) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let epochs = history.len() as f64;
+    let ymax = history
+        .iter()
+        .flat_map(|h| [Some(h.train_loss), h.val_loss])
+        .flatten()
+        .fold(0.0f64, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption("Loss and accuracy per epoch", (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .right_y_label_area_size(60)
+        .build_cartesian_2d(0.5f64..epochs + 0.5, 0f64..ymax.max(1e-3))
+        .map_err(e)?
+        .set_secondary_coord(0.5f64..epochs + 0.5, 0f64..1.0);
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("cross-entropy loss")
+        .x_labels(history.len().min(10))
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(e)?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("accuracy")
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(e)?;
+    let pts = |f: &dyn Fn(&EpochStats) -> Option<f64>| {
+        history
+            .iter()
+            .filter_map(|h| f(h).map(|v| (h.epoch as f64 + 1.0, v)))
+            .collect::<Vec<_>>()
+    };
+    let series: [(&str, RGBColor, Vec<(f64, f64)>, bool); 4] = [
+        ("train loss", BLUE, pts(&|h| Some(h.train_loss)), false),
+        ("val loss", RED, pts(&|h| h.val_loss), false),
+        ("train accuracy", BLUE, pts(&|h| Some(h.train_accuracy)), true),
+        ("val accuracy", RED, pts(&|h| h.val_accuracy), true),
+    ];
+    for (name, colour, points, secondary) in series {
+        if points.is_empty() {
+            continue;
+        }
+        let style = if secondary {
+            ShapeStyle::from(colour.mix(0.5)).stroke_width(2)
+        } else {
+            ShapeStyle::from(colour).stroke_width(2)
+        };
+        let line = LineSeries::new(points, style);
+        let anno = if secondary {
+            chart.draw_secondary_series(line).map_err(e)?
+        } else {
+            chart.draw_series(line).map_err(e)?
+        };
+        anno.label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::MiddleRight)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+fn draw_confusion<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    confusion: &[Vec<usize>],
+    names: &[String],
+    split: &str,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let k = confusion.len() as i32;
+    let max = confusion.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let label = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            names.get(*i as usize).cloned().unwrap_or_default()
+        }
+        SegmentValue::Last => String::new(),
+    };
+    let flipped = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => names
+            .get((k - 1 - *i) as usize)
+            .cloned()
+            .unwrap_or_default(),
+        SegmentValue::Last => String::new(),
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("Confusion matrix ({split} split)"), (FONT, 18))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(90)
+        .build_cartesian_2d((0..k).into_segmented(), (0..k).into_segmented())
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("predicted")
+        .y_desc("true")
+        .x_labels(k as usize)
+        .y_labels(k as usize)
+        .x_label_formatter(&label)
+        .y_label_formatter(&flipped)
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(e)?;
+    // Row 0 (the first class) at the top, as a table reads.
+    let row = |t: usize| k - 1 - t as i32;
+    chart
+        .draw_series(confusion.iter().enumerate().flat_map(|(t, counts)| {
+            counts.iter().enumerate().map(move |(p, &c)| {
+                let shade = (c as f64 / max * 0.85 + 0.05).min(1.0);
+                let colour = RGBColor(
+                    (255.0 * (1.0 - shade)) as u8,
+                    (255.0 * (1.0 - 0.6 * shade)) as u8,
+                    255,
+                );
+                let (x, y) = (p as i32, row(t));
+                Rectangle::new(
+                    [
+                        (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    colour.filled(),
+                )
+            })
+        }))
+        .map_err(e)?;
+    let style = TextStyle::from((FONT, 22).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
+    chart
+        .draw_series(confusion.iter().enumerate().flat_map(|(t, counts)| {
+            let style = style.clone();
+            counts.iter().enumerate().map(move |(p, &c)| {
+                Text::new(
+                    c.to_string(),
+                    (SegmentValue::CenterOf(p as i32), SegmentValue::CenterOf(row(t))),
+                    style.clone(),
+                )
+            })
+        }))
+        .map_err(e)?;
+    Ok(())
+}

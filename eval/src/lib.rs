@@ -1,0 +1,15 @@
+//! Evaluation of trained models: classification metrics, per-sample
+//! predictions that Python reads as Parquet, and figures (PNG and SVG).
+//!
+//! Waveform overlaps, scaling analysis and reports build on the same pieces.
+//! Like the other stage crates it knows nothing of workflows.
+
+pub mod classifier;
+pub mod figures;
+pub mod metrics;
+
+mod error;
+
+pub use classifier::{evaluate_classifier, EvalClassifierConfig, EvalReport};
+pub use error::{Error, Result};
+pub use metrics::{classification_metrics, Metrics};

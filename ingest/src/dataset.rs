@@ -1,0 +1,780 @@
+//! The dataset writer: labelled images in, sharded safetensors + Parquet manifest out.
+//!
+//! Writing is split in two so that MPI ranks (or any other set of processes
+//! sharing a file system) can cooperate without this crate knowing about MPI:
+//!
+//! 1. every process calls [`write_partition`] with its [`Partition`]; it writes
+//!    the shards it owns (shard `s` belongs to rank `s % size`) and a small
+//!    part file describing them;
+//! 2. after all have finished (the caller's barrier), one process calls
+//!    [`finalize`], which merges the parts into `manifest.parquet`,
+//!    `rejects.parquet` and, last, `dataset.json`.
+//!
+//! The plan (which sample goes to which split, shard and position) depends
+//! only on the labels table, the seed and the shard size, never on the number
+//! of processes or threads, so the same inputs and seed give the same shards
+//! on a laptop and on a cluster.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use polars::prelude::*;
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{read_labels, LabelRow};
+use crate::fits::{self, Hdu};
+use crate::preprocess::{normalise, Image, Normalisation};
+use crate::{raster, Error, Result};
+
+/// Version of the on-disk dataset contract written into `dataset.json`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Configuration of `ingest.galaxy_images`: a labelled image folder into a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GalaxyImagesConfig {
+    /// The labels table (CSV or Parquet) with `objid`, `label` and `image` columns;
+    /// image paths are relative to the table's folder.
+    pub labels: PathBuf,
+    /// Output side in pixels (images are centre-cropped, then resized to size x size).
+    #[serde(default = "default_size")]
+    pub size: NonZeroUsize,
+    /// Fraction of each image kept by the centre crop before resizing.
+    #[serde(default = "default_crop")]
+    pub crop: f32,
+    /// Bands stored: 1 averages colour images into one band; unset keeps what the
+    /// first readable image has.
+    #[serde(default)]
+    pub channels: Option<NonZeroUsize>,
+    /// The FITS HDU that holds the image (index or EXTNAME).
+    #[serde(default)]
+    pub hdu: Hdu,
+    /// Pixel scaling.
+    #[serde(default)]
+    pub normalisation: Normalisation,
+    /// Validation and test fractions; the rest is training data.
+    #[serde(default)]
+    pub split: SplitFractions,
+    /// Samples per shard.
+    #[serde(default = "default_shard_size")]
+    pub shard_size: NonZeroUsize,
+    /// What an unreadable image does: `skip` records it in `rejects.parquet`,
+    /// `fail` stops the stage with an error naming it.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_size() -> NonZeroUsize {
+    NonZeroUsize::new(64).unwrap()
+}
+fn default_crop() -> f32 {
+    1.0
+}
+fn default_shard_size() -> NonZeroUsize {
+    NonZeroUsize::new(256).unwrap()
+}
+
+/// Validation and test fractions, stratified by class.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitFractions {
+    /// Fraction of each class held out for validation.
+    pub val: f64,
+    /// Fraction of each class held out for testing.
+    pub test: f64,
+}
+
+impl Default for SplitFractions {
+    fn default() -> Self {
+        SplitFractions {
+            val: 0.1,
+            test: 0.2,
+        }
+    }
+}
+
+/// Policy for inputs that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Record the input in `rejects.parquet` and go on.
+    #[default]
+    Skip,
+    /// Stop with an error naming the input.
+    Fail,
+}
+
+/// The three splits, in shard order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Training data.
+    Train,
+    /// Validation data.
+    Val,
+    /// Test data.
+    Test,
+}
+
+impl Split {
+    /// The name used in the manifest and in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// Which share of the work this process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// This process's rank, `0..size`.
+    pub rank: usize,
+    /// Number of cooperating processes.
+    pub size: usize,
+}
+
+impl Partition {
+    /// A single process doing everything.
+    pub const SINGLE: Partition = Partition { rank: 0, size: 1 };
+}
+
+/// One shard as recorded in `dataset.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardRecord {
+    /// Shard number (file `shards/shard-NNNNN.safetensors`).
+    pub index: usize,
+    /// Path relative to the dataset directory.
+    pub file: String,
+    /// The split all its samples belong to.
+    pub split: Split,
+    /// Number of samples.
+    pub samples: usize,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// BLAKE3 of the file, hex.
+    pub blake3: String,
+}
+
+/// Shape and type of one stored tensor, per sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSchema {
+    /// Tensor name inside each shard.
+    pub name: String,
+    /// safetensors dtype name.
+    pub dtype: String,
+    /// Shape of one sample (the shard tensor has a leading sample axis).
+    pub sample_shape: Vec<usize>,
+}
+
+/// Sample counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    /// Samples stored.
+    pub total: usize,
+    /// Training samples.
+    pub train: usize,
+    /// Validation samples.
+    pub val: usize,
+    /// Test samples.
+    pub test: usize,
+    /// Inputs rejected.
+    pub rejected: usize,
+}
+
+/// Where the data came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The labels table as given.
+    pub labels: String,
+    /// BLAKE3 of the labels table.
+    pub labels_blake3: String,
+    /// BLAKE3 over every stored sample's id and source-file hash, in manifest order.
+    pub inputs_blake3: String,
+    /// The seed of the split.
+    pub seed: u64,
+    /// The configuration, as resolved.
+    pub config: serde_json::Value,
+    /// The writer and its version.
+    pub created_by: String,
+}
+
+/// The contents of `dataset.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInfo {
+    /// Always `sciflow-dataset`.
+    pub format: String,
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// What the samples are (`image_classification`).
+    pub kind: String,
+    /// Inputs.
+    pub x: TensorSchema,
+    /// Targets (class indices into `class_names`).
+    pub y: TensorSchema,
+    /// Class names, by label index.
+    pub class_names: Vec<String>,
+    /// The shards, in order.
+    pub shards: Vec<ShardRecord>,
+    /// Sample counts.
+    pub counts: Counts,
+    /// Inputs and configuration.
+    pub provenance: Provenance,
+}
+
+impl DatasetInfo {
+    /// Reads `dataset.json` from a dataset directory.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let p = dir.join("dataset.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io("failed to read", &p, e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::format(&p, Some(format!("line {}", e.line())), format!("not a dataset description: {e}"))
+        })
+    }
+
+    /// The number of values in one sample's input.
+    pub fn sample_len(&self) -> usize {
+        self.x.sample_shape.iter().product()
+    }
+}
+
+/// A manifest row, before it is written to Parquet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Row {
+    sample_id: String,
+    shard: u32,
+    index: u32,
+    split: Split,
+    label: i64,
+    source: String,
+    source_blake3: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Reject {
+    sample_id: String,
+    source: String,
+    reason: String,
+}
+
+/// What one process wrote, read back by [`finalize`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Part {
+    shards: Vec<ShardRecord>,
+    rows: Vec<Row>,
+    rejects: Vec<Reject>,
+}
+
+struct PlannedShard {
+    index: usize,
+    split: Split,
+    samples: Vec<(LabelRow, i64)>,
+}
+
+struct Plan {
+    classes: Vec<String>,
+    channels: usize,
+    shards: Vec<PlannedShard>,
+}
+
+fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
+    let SplitFractions { val, test } = config.split;
+    if !(0.0..1.0).contains(&val) || !(0.0..1.0).contains(&test) || val + test >= 1.0 {
+        return Err(Error::Config(format!(
+            "split fractions must be in [0, 1) and leave training data: val {val}, test {test}"
+        )));
+    }
+    if !(config.crop > 0.0 && config.crop <= 1.0) {
+        return Err(Error::Config(format!("crop must be in (0, 1], got {}", config.crop)));
+    }
+    let rows = read_labels(&config.labels)?;
+    let mut classes: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
+    classes.sort();
+    classes.dedup();
+    // A keyed hash of the id orders samples: stable under added or removed rows,
+    // independent of the table's order, and different for each seed.
+    let key = |id: &str| {
+        let mut h = blake3::Hasher::new();
+        h.update(&seed.to_le_bytes());
+        h.update(id.as_bytes());
+        *h.finalize().as_bytes()
+    };
+    let mut by_split: [Vec<([u8; 32], LabelRow, i64)>; 3] = Default::default();
+    for (ci, class) in classes.iter().enumerate() {
+        let mut members: Vec<_> = rows
+            .iter()
+            .filter(|r| &r.label == class)
+            .map(|r| (key(&r.id), r.clone(), ci as i64))
+            .collect();
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        let n = members.len();
+        let n_test = (n as f64 * test).round() as usize;
+        let n_val = ((n as f64 * val).round() as usize).min(n - n_test);
+        for (i, m) in members.into_iter().enumerate() {
+            let s = if i < n_test {
+                2
+            } else if i < n_test + n_val {
+                1
+            } else {
+                0
+            };
+            by_split[s].push(m);
+        }
+    }
+    let mut shards = Vec::new();
+    for (s, split) in [Split::Train, Split::Val, Split::Test].into_iter().enumerate() {
+        by_split[s].sort_by(|a, b| a.0.cmp(&b.0));
+        for chunk in by_split[s].chunks(config.shard_size.get()) {
+            shards.push(PlannedShard {
+                index: shards.len(),
+                split,
+                samples: chunk.iter().map(|(_, r, l)| (r.clone(), *l)).collect(),
+            });
+        }
+    }
+    let channels = match config.channels {
+        Some(c) => c.get(),
+        None => detect_channels(config, shards.iter().flat_map(|s| s.samples.iter()))?,
+    };
+    Ok(Plan {
+        classes,
+        channels,
+        shards,
+    })
+}
+
+/// The band count of the first image that reads, in plan order (so every rank agrees).
+fn detect_channels<'a>(
+    config: &GalaxyImagesConfig,
+    mut samples: impl Iterator<Item = &'a (LabelRow, i64)>,
+) -> Result<usize> {
+    let mut last_err = None;
+    for (row, _) in samples.by_ref().take(16) {
+        match read_any(&row.image, &config.hdu) {
+            Ok((img, _)) => return Ok(img.channels),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| Error::Config("no images to read".into())))
+}
+
+/// Reads a FITS, JPEG or PNG file by its extension; returns the image and the
+/// BLAKE3 of the file.
+fn read_any(path: &Path, hdu: &Hdu) -> Result<(Image, String)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("failed to read", path, e))?;
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let is_fits = [".fits", ".fit", ".fts", ".fits.gz", ".fits.fz", ".fz", ".fits.bz2"]
+        .iter()
+        .any(|e| name.ends_with(e));
+    let img = if is_fits {
+        fits::read_image(path, hdu)?
+    } else {
+        raster::read_image(path)?
+    };
+    Ok((img, hash))
+}
+
+fn load_sample(path: &Path, config: &GalaxyImagesConfig, channels: usize) -> Result<(Vec<f32>, String)> {
+    let (img, hash) = read_any(path, &config.hdu)?;
+    let img = match (img.channels, channels) {
+        (a, b) if a == b => img,
+        (_, 1) => img.to_single_band(),
+        (a, b) => {
+            return Err(Error::format(
+                path,
+                None,
+                format!("expected {b} band(s), found {a}"),
+            ))
+        }
+    };
+    let size = config.size.get();
+    let mut img = img.centre_crop(config.crop).resize(size, size);
+    let bad = normalise(&mut img, config.normalisation);
+    if bad * 2 > img.data.len() {
+        return Err(Error::format(path, None, format!("{bad} of {} pixels are NaN or infinite", img.data.len())));
+    }
+    Ok((img.data, hash))
+}
+
+fn shard_name(index: usize) -> String {
+    format!("shards/shard-{index:05}.safetensors")
+}
+
+fn part_path(dir: &Path, rank: usize) -> PathBuf {
+    dir.join("parts").join(format!("part-{rank:05}.json"))
+}
+
+/// Writes this process's shards of the dataset into `dir` (created if needed)
+/// with up to `threads` threads. `progress` receives the number of inputs
+/// this process has handled so far.
+pub fn write_partition(
+    config: &GalaxyImagesConfig,
+    seed: u64,
+    dir: &Path,
+    part: Partition,
+    threads: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<()> {
+    let plan = plan(config, seed)?;
+    for sub in ["shards", "parts"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| Error::io("failed to create", &d, e))?;
+    }
+    let mine: Vec<&PlannedShard> = plan
+        .shards
+        .iter()
+        .filter(|s| s.index % part.size == part.rank)
+        .collect();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Vec<Result<Part>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<Part> {
+                    let mut out = Part::default();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(shard) = mine.get(i) else {
+                            return Ok(out);
+                        };
+                        write_shard(config, &plan, shard, dir, &mut out, &|| {
+                            progress(done.fetch_add(1, Ordering::Relaxed) + 1)
+                        })?;
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("ingest thread panicked")).collect()
+    });
+    let mut merged = Part::default();
+    for r in results {
+        let p = r?;
+        merged.shards.extend(p.shards);
+        merged.rows.extend(p.rows);
+        merged.rejects.extend(p.rejects);
+    }
+    let path = part_path(dir, part.rank);
+    let json = serde_json::to_vec(&merged).expect("part serialises");
+    write_atomic(&path, &json)
+}
+
+fn write_shard(
+    config: &GalaxyImagesConfig,
+    plan: &Plan,
+    shard: &PlannedShard,
+    dir: &Path,
+    out: &mut Part,
+    tick: &dyn Fn(),
+) -> Result<()> {
+    let size = config.size.get();
+    let mut x: Vec<u8> = Vec::new();
+    let mut y: Vec<u8> = Vec::new();
+    let mut rows = Vec::new();
+    for (row, label) in &shard.samples {
+        match load_sample(&row.image, config, plan.channels) {
+            Ok((data, hash)) => {
+                x.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+                y.extend(label.to_le_bytes());
+                rows.push(Row {
+                    sample_id: row.id.clone(),
+                    shard: shard.index as u32,
+                    index: rows.len() as u32,
+                    split: shard.split,
+                    label: *label,
+                    source: row.image.to_string_lossy().into_owned(),
+                    source_blake3: hash,
+                });
+            }
+            Err(e) if config.on_error == OnError::Skip => {
+                tracing::warn!("skipping sample {}: {e}", row.id);
+                out.rejects.push(Reject {
+                    sample_id: row.id.clone(),
+                    source: row.image.to_string_lossy().into_owned(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        tick();
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let n = rows.len();
+    let file = shard_name(shard.index);
+    let path = dir.join(&file);
+    let fmt_err = |e: safetensors::SafeTensorError| Error::format(&path, None, format!("cannot serialise shard: {e}"));
+    let xv = TensorView::new(Dtype::F32, vec![n, plan.channels, size, size], &x).map_err(fmt_err)?;
+    let yv = TensorView::new(Dtype::I64, vec![n], &y).map_err(fmt_err)?;
+    let meta = [
+        ("split".to_string(), shard.split.as_str().to_string()),
+        ("shard".to_string(), shard.index.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let bytes = safetensors::tensor::serialize([("x", xv), ("y", yv)], Some(meta)).map_err(fmt_err)?;
+    write_atomic(&path, &bytes)?;
+    out.shards.push(ShardRecord {
+        index: shard.index,
+        file,
+        split: shard.split,
+        samples: n,
+        bytes: bytes.len() as u64,
+        blake3: blake3::hash(&bytes).to_hex().to_string(),
+    });
+    out.rows.extend(rows);
+    Ok(())
+}
+
+/// Merges the parts written by `world_size` processes into the final manifest,
+/// rejects table and `dataset.json`, and removes the parts.
+pub fn finalize(config: &GalaxyImagesConfig, seed: u64, dir: &Path, world_size: usize) -> Result<DatasetInfo> {
+    let plan = plan(config, seed)?;
+    let mut all = Part::default();
+    for rank in 0..world_size {
+        let p = part_path(dir, rank);
+        let text = std::fs::read(&p).map_err(|e| Error::io("failed to read", &p, e))?;
+        let part: Part = serde_json::from_slice(&text)
+            .map_err(|e| Error::format(&p, None, format!("corrupt part file: {e}")))?;
+        all.shards.extend(part.shards);
+        all.rows.extend(part.rows);
+        all.rejects.extend(part.rejects);
+    }
+    all.shards.sort_by_key(|s| s.index);
+    all.rows.sort_by_key(|r| (r.shard, r.index));
+    all.rejects.sort_by(|a, b| a.sample_id.cmp(&b.sample_id));
+
+    let count = |s: Split| all.rows.iter().filter(|r| r.split == s).count();
+    let counts = Counts {
+        total: all.rows.len(),
+        train: count(Split::Train),
+        val: count(Split::Val),
+        test: count(Split::Test),
+        rejected: all.rejects.len(),
+    };
+    if counts.total == 0 {
+        return Err(Error::format(
+            &config.labels,
+            None,
+            format!(
+                "no input could be read ({} rejected); first reason: {}",
+                all.rejects.len(),
+                all.rejects.first().map(|r| r.reason.as_str()).unwrap_or("none")
+            ),
+        ));
+    }
+
+    let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
+    let mut manifest = df!(
+        "sample_id" => col(&|r| r.sample_id.clone()),
+        "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
+        "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
+        "split" => col(&|r| r.split.as_str().to_string()),
+        "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
+        "label_name" => col(&|r| plan.classes[r.label as usize].clone()),
+        "source" => col(&|r| r.source.clone()),
+        "source_blake3" => col(&|r| r.source_blake3.clone()),
+    )
+    .expect("columns have equal length");
+    write_parquet(&dir.join("manifest.parquet"), &mut manifest)?;
+    let mut rejects = df!(
+        "sample_id" => all.rejects.iter().map(|r| r.sample_id.clone()).collect::<Vec<_>>(),
+        "source" => all.rejects.iter().map(|r| r.source.clone()).collect::<Vec<_>>(),
+        "reason" => all.rejects.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
+    )
+    .expect("columns have equal length");
+    write_parquet(&dir.join("rejects.parquet"), &mut rejects)?;
+
+    let mut inputs = blake3::Hasher::new();
+    for r in &all.rows {
+        inputs.update(r.sample_id.as_bytes());
+        inputs.update(r.source_blake3.as_bytes());
+    }
+    let labels_bytes =
+        std::fs::read(&config.labels).map_err(|e| Error::io("failed to read", &config.labels, e))?;
+    let size = config.size.get();
+    let info = DatasetInfo {
+        format: "sciflow-dataset".into(),
+        format_version: FORMAT_VERSION,
+        kind: "image_classification".into(),
+        x: TensorSchema {
+            name: "x".into(),
+            dtype: "F32".into(),
+            sample_shape: vec![plan.channels, size, size],
+        },
+        y: TensorSchema {
+            name: "y".into(),
+            dtype: "I64".into(),
+            sample_shape: vec![],
+        },
+        class_names: plan.classes,
+        shards: all.shards,
+        counts,
+        provenance: Provenance {
+            labels: config.labels.to_string_lossy().into_owned(),
+            labels_blake3: blake3::hash(&labels_bytes).to_hex().to_string(),
+            inputs_blake3: inputs.finalize().to_hex().to_string(),
+            seed,
+            config: serde_json::to_value(config).expect("config serialises"),
+            created_by: concat!("sciflow-ingest ", env!("CARGO_PKG_VERSION")).into(),
+        },
+    };
+    // dataset.json goes last: its presence marks the dataset complete.
+    write_atomic(
+        &dir.join("dataset.json"),
+        &serde_json::to_vec_pretty(&info).expect("info serialises"),
+    )?;
+    let parts = dir.join("parts");
+    std::fs::remove_dir_all(&parts).map_err(|e| Error::io("failed to remove", &parts, e))?;
+    Ok(info)
+}
+
+/// Writes a whole dataset from one process (both phases).
+pub fn write_dataset(
+    config: &GalaxyImagesConfig,
+    seed: u64,
+    dir: &Path,
+    threads: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<DatasetInfo> {
+    write_partition(config, seed, dir, Partition::SINGLE, threads, progress)?;
+    finalize(config, seed, dir, 1)
+}
+
+/// Number of inputs the plan covers (for progress bars).
+pub fn input_count(config: &GalaxyImagesConfig) -> Result<usize> {
+    Ok(read_labels(&config.labels)?.len())
+}
+
+fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
+    let tmp = path.with_extension("parquet.tmp");
+    let table_err = |source| Error::Table {
+        op: "write",
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::File::create(&tmp).map_err(|e| Error::io("failed to create", &tmp, e))?;
+    ParquetWriter::new(f).finish(df).map_err(table_err)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("failed to rename into", path, e))
+}
+
+/// Writes `bytes` to a temporary sibling and renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io("failed to write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("failed to rename into", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz1_config() -> GalaxyImagesConfig {
+        GalaxyImagesConfig {
+            labels: Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/gz1/labels.csv"),
+            size: NonZeroUsize::new(24).unwrap(),
+            crop: 0.5,
+            channels: None,
+            hdu: Hdu::Index(0),
+            normalisation: Normalisation::Standardize,
+            split: SplitFractions { val: 0.25, test: 0.25 },
+            shard_size: NonZeroUsize::new(3).unwrap(),
+            on_error: OnError::Skip,
+        }
+    }
+
+    fn shard_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir.join("shards"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn real_jpegs_become_a_stratified_sharded_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = write_dataset(&gz1_config(), 1, dir.path(), 2, &|_| {}).unwrap();
+        assert_eq!(info.class_names, vec!["elliptical", "spiral"]);
+        assert_eq!(info.x.sample_shape, vec![3, 24, 24]);
+        // 8 per class: 2 test, 2 val, 4 train each.
+        assert_eq!((info.counts.train, info.counts.val, info.counts.test), (8, 4, 4));
+        assert_eq!(info.counts.rejected, 0);
+        for s in &info.shards {
+            let bytes = std::fs::read(dir.path().join(&s.file)).unwrap();
+            assert_eq!(blake3::hash(&bytes).to_hex().to_string(), s.blake3);
+            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            assert_eq!(st.tensor("x").unwrap().shape(), &[s.samples, 3, 24, 24]);
+        }
+        let manifest = ParquetReader::new(std::fs::File::open(dir.path().join("manifest.parquet")).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(manifest.height(), 16);
+        assert!(!dir.path().join("parts").exists());
+    }
+
+    #[test]
+    fn same_seed_same_shards_whatever_the_ranks_and_threads() {
+        let cfg = gz1_config();
+        let one = tempfile::tempdir().unwrap();
+        write_dataset(&cfg, 5, one.path(), 1, &|_| {}).unwrap();
+        let three = tempfile::tempdir().unwrap();
+        for rank in 0..3 {
+            write_partition(&cfg, 5, three.path(), Partition { rank, size: 3 }, 2, &|_| {}).unwrap();
+        }
+        let a = finalize(&cfg, 5, three.path(), 3).unwrap();
+        let b = DatasetInfo::load(one.path()).unwrap();
+        assert_eq!(a.shards, b.shards);
+        assert_eq!(shard_bytes(one.path()), shard_bytes(three.path()));
+
+        let other = tempfile::tempdir().unwrap();
+        write_dataset(&cfg, 6, other.path(), 1, &|_| {}).unwrap();
+        assert_ne!(shard_bytes(one.path()), shard_bytes(other.path()));
+    }
+
+    #[test]
+    fn a_broken_image_is_a_reject_or_a_named_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/gz1");
+        let mut csv = std::fs::read_to_string(src.join("labels.csv")).unwrap();
+        csv.push_str("999,spiral,0,bad,images/999.jpeg\n");
+        std::fs::create_dir(dir.path().join("images")).unwrap();
+        for row in read_labels(&src.join("labels.csv")).unwrap() {
+            std::fs::copy(&row.image, dir.path().join("images").join(row.image.file_name().unwrap())).unwrap();
+        }
+        std::fs::write(dir.path().join("images/999.jpeg"), b"truncated").unwrap();
+        std::fs::write(dir.path().join("labels.csv"), csv).unwrap();
+        let mut cfg = gz1_config();
+        cfg.labels = dir.path().join("labels.csv");
+
+        let out = dir.path().join("out");
+        let info = write_dataset(&cfg, 1, &out, 2, &|_| {}).unwrap();
+        assert_eq!(info.counts.rejected, 1);
+        assert_eq!(info.counts.total, 16);
+        let rejects = ParquetReader::new(std::fs::File::open(out.join("rejects.parquet")).unwrap())
+            .finish()
+            .unwrap();
+        let reason = rejects.column("reason").unwrap().str().unwrap().get(0).unwrap().to_string();
+        assert!(reason.contains("999.jpeg"), "{reason}");
+
+        cfg.on_error = OnError::Fail;
+        let err = write_dataset(&cfg, 1, &dir.path().join("out2"), 1, &|_| {}).unwrap_err();
+        assert!(err.to_string().contains("999.jpeg"), "{err}");
+    }
+}

@@ -1,0 +1,444 @@
+//! The sharded, prefetching loader.
+//!
+//! For each epoch, the shards of a split are permuted with a seeded RNG
+//! (seed, epoch) and dealt round-robin to ranks; rank r reads only its own.
+//! Reader threads memory-map shards ahead of use; one assembler thread mixes
+//! samples from consecutive shards in a shuffle buffer and cuts contiguous
+//! batches into a bounded crossbeam channel whose bound is the prefetch depth
+//! (and the back-pressure). Shards reach the assembler in a fixed order
+//! whatever the threads' timing, so the same (seed, epoch, world size) gives
+//! the same batches in the same order.
+//!
+//! Ranks must take the same number of steps (every step ends in a collective),
+//! so each rank stops after [`Loader::steps_per_epoch`] batches, the smallest
+//! count any rank can fill; the few samples past it are skipped this epoch and
+//! land elsewhere in the next permutation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossbeam::channel::{bounded, Receiver};
+use memmap2::Mmap;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::Dtype;
+use safetensors::SafeTensors;
+
+use crate::dataset::{DatasetInfo, ShardRecord, Split};
+use crate::{Error, Result};
+
+/// How batches are formed.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Samples per batch on this rank.
+    pub batch_size: usize,
+    /// Permute shards and shuffle samples each epoch.
+    pub shuffle: bool,
+    /// Samples held in the shuffle buffer.
+    pub shuffle_buffer: usize,
+    /// Batches prepared ahead of the consumer.
+    pub prefetch: usize,
+    /// Threads reading shards.
+    pub workers: usize,
+    /// Drop a last partial batch.
+    pub drop_last: bool,
+    /// Stop every rank after the same number of batches (training, where each
+    /// step is a collective); when false each rank reads all its samples
+    /// (evaluation).
+    pub even_steps: bool,
+    /// Seed of the permutations.
+    pub seed: u64,
+    /// This rank.
+    pub rank: usize,
+    /// Number of ranks.
+    pub world_size: usize,
+}
+
+impl LoaderConfig {
+    /// A single-process loader with common defaults.
+    pub fn new(batch_size: usize, seed: u64) -> Self {
+        LoaderConfig {
+            batch_size,
+            shuffle: true,
+            shuffle_buffer: 1024,
+            prefetch: 4,
+            workers: 2,
+            drop_last: false,
+            even_steps: true,
+            seed,
+            rank: 0,
+            world_size: 1,
+        }
+    }
+}
+
+/// One batch: inputs `[n, ...sample_shape]` in one contiguous buffer, and labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Input values, sample-major.
+    pub x: Vec<f32>,
+    /// Shape of `x`, batch axis first.
+    pub shape: Vec<usize>,
+    /// Class indices.
+    pub y: Vec<i64>,
+}
+
+/// A memory-mapped shard with the byte ranges of its tensors.
+struct ShardData {
+    map: Mmap,
+    x: std::ops::Range<usize>,
+    y: std::ops::Range<usize>,
+    samples: usize,
+}
+
+impl ShardData {
+    fn open(path: &Path, record: &ShardRecord, sample_len: usize) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io("failed to open", path, e))?;
+        // SAFETY: shards are written once under a temporary name and renamed into
+        // place, never modified afterwards, so the mapping cannot change under us.
+        #[allow(unsafe_code)]
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("failed to map", path, e))?;
+        let st = SafeTensors::deserialize(&map)
+            .map_err(|e| Error::format(path, None, format!("not a safetensors file: {e}")))?;
+        let range = |name: &str, dtype: Dtype, len: usize| -> Result<std::ops::Range<usize>> {
+            let t = st
+                .tensor(name)
+                .map_err(|_| Error::format(path, Some(format!("tensor `{name}`")), "missing"))?;
+            if t.dtype() != dtype || t.data().len() != len * dtype.bitsize() / 8 {
+                return Err(Error::format(
+                    path,
+                    Some(format!("tensor `{name}`")),
+                    format!(
+                        "expected {dtype:?} with {len} values, found {:?} of shape {:?}",
+                        t.dtype(),
+                        t.shape()
+                    ),
+                ));
+            }
+            let start = t.data().as_ptr() as usize - map.as_ptr() as usize;
+            Ok(start..start + t.data().len())
+        };
+        let n = record.samples;
+        let x = range("x", Dtype::F32, n * sample_len)?;
+        let y = range("y", Dtype::I64, n)?;
+        Ok(ShardData {
+            map,
+            x,
+            y,
+            samples: n,
+        })
+    }
+
+    fn sample_x(&self, i: usize, sample_len: usize) -> &[u8] {
+        let start = self.x.start + i * sample_len * 4;
+        &self.map[start..start + sample_len * 4]
+    }
+
+    fn label(&self, i: usize) -> i64 {
+        let s = self.y.start + i * 8;
+        i64::from_le_bytes(self.map[s..s + 8].try_into().expect("8 bytes"))
+    }
+}
+
+/// Reads batches of one split of a dataset.
+pub struct Loader {
+    dir: PathBuf,
+    info: Arc<DatasetInfo>,
+    shards: Vec<ShardRecord>,
+    config: LoaderConfig,
+}
+
+impl Loader {
+    /// Opens `dir`'s dataset for `split`.
+    pub fn new(dir: &Path, split: Split, config: LoaderConfig) -> Result<Self> {
+        if config.batch_size == 0 || config.world_size == 0 || config.rank >= config.world_size {
+            return Err(Error::Config(format!(
+                "batch size must be positive and rank < world size (batch {}, rank {}, world {})",
+                config.batch_size, config.rank, config.world_size
+            )));
+        }
+        let info = DatasetInfo::load(dir)?;
+        let shards: Vec<ShardRecord> = info.shards.iter().filter(|s| s.split == split).cloned().collect();
+        Ok(Loader {
+            dir: dir.to_path_buf(),
+            info: Arc::new(info),
+            shards,
+            config,
+        })
+    }
+
+    /// The dataset description.
+    pub fn info(&self) -> &DatasetInfo {
+        &self.info
+    }
+
+    /// Samples in this split (all ranks).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.samples).sum()
+    }
+
+    /// True when the split has no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// This rank's shards for `epoch`, in reading order.
+    fn rank_shards(&self, epoch: u64, rank: usize) -> Vec<ShardRecord> {
+        let mut order: Vec<usize> = (0..self.shards.len()).collect();
+        if self.config.shuffle {
+            order.shuffle(&mut epoch_rng(self.config.seed, epoch, u64::MAX));
+        }
+        order
+            .into_iter()
+            .skip(rank)
+            .step_by(self.config.world_size)
+            .map(|i| self.shards[i].clone())
+            .collect()
+    }
+
+    /// Batches this rank takes in `epoch`: with `even_steps`, the fewest any
+    /// rank can form; otherwise all of its own.
+    pub fn steps_per_epoch(&self, epoch: u64) -> usize {
+        let batches = |r: usize| {
+            let n: usize = self.rank_shards(epoch, r).iter().map(|s| s.samples).sum();
+            if self.config.drop_last {
+                n / self.config.batch_size
+            } else {
+                n.div_ceil(self.config.batch_size)
+            }
+        };
+        if self.config.even_steps {
+            (0..self.config.world_size).map(batches).min().unwrap_or(0)
+        } else {
+            batches(self.config.rank)
+        }
+    }
+
+    /// Starts reading `epoch`; the iterator yields this rank's batches.
+    pub fn epoch(&self, epoch: u64) -> EpochIter {
+        let shards = self.rank_shards(epoch, self.config.rank);
+        let steps = self.steps_per_epoch(epoch);
+        let sample_len = self.info.sample_len();
+        let workers = self.config.workers.max(1);
+        // One bounded channel per reader; the assembler takes shard i from reader
+        // i % workers, which fixes the order whatever the threads' timing.
+        let mut shard_rx = Vec::new();
+        let mut handles = Vec::new();
+        for w in 0..workers {
+            let (tx, rx) = bounded::<Result<Arc<ShardData>>>(2);
+            shard_rx.push(rx);
+            let mine: Vec<ShardRecord> = shards.iter().skip(w).step_by(workers).cloned().collect();
+            let dir = self.dir.clone();
+            handles.push(std::thread::spawn(move || {
+                for rec in mine {
+                    let data = ShardData::open(&dir.join(&rec.file), &rec, sample_len).map(Arc::new);
+                    let failed = data.is_err();
+                    if tx.send(data).is_err() || failed {
+                        return;
+                    }
+                }
+            }));
+        }
+        let (batch_tx, batch_rx) = bounded::<Result<Batch>>(self.config.prefetch.max(1));
+        let cfg = self.config.clone();
+        let sample_shape = self.info.x.sample_shape.clone();
+        let n_shards = shards.len();
+        handles.push(std::thread::spawn(move || {
+            let mut rng = epoch_rng(cfg.seed, epoch, cfg.rank as u64);
+            let mut buffer: Vec<(Arc<ShardData>, usize)> = Vec::new();
+            let mut next_shard = 0;
+            let mut sent = 0;
+            let mut pending: Vec<(Arc<ShardData>, usize)> = Vec::with_capacity(cfg.batch_size);
+            while sent < steps {
+                // Keep the shuffle buffer full while shards remain.
+                while next_shard < n_shards && buffer.len() < cfg.shuffle_buffer.max(cfg.batch_size) {
+                    match shard_rx[next_shard % workers].recv() {
+                        Ok(Ok(data)) => buffer.extend((0..data.samples).map(|i| (data.clone(), i))),
+                        Ok(Err(e)) => {
+                            let _ = batch_tx.send(Err(e));
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                    next_shard += 1;
+                }
+                if buffer.is_empty() {
+                    break;
+                }
+                let pick = if cfg.shuffle {
+                    rng.random_range(0..buffer.len())
+                } else {
+                    0
+                };
+                let item = if cfg.shuffle {
+                    buffer.swap_remove(pick)
+                } else {
+                    buffer.remove(0)
+                };
+                pending.push(item);
+                let last = buffer.is_empty() && next_shard >= n_shards;
+                if pending.len() == cfg.batch_size || last {
+                    let batch = assemble(&pending, &sample_shape, sample_len);
+                    pending.clear();
+                    if batch_tx.send(Ok(batch)).is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+            }
+        }));
+        EpochIter {
+            rx: batch_rx,
+            _threads: handles,
+        }
+    }
+}
+
+fn epoch_rng(seed: u64, epoch: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    rng.set_stream(stream);
+    rng
+}
+
+fn assemble(items: &[(Arc<ShardData>, usize)], sample_shape: &[usize], sample_len: usize) -> Batch {
+    let mut x = Vec::with_capacity(items.len() * sample_len);
+    let mut y = Vec::with_capacity(items.len());
+    for (shard, i) in items {
+        x.extend(
+            shard
+                .sample_x(*i, sample_len)
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+        y.push(shard.label(*i));
+    }
+    let mut shape = vec![items.len()];
+    shape.extend_from_slice(sample_shape);
+    Batch { x, shape, y }
+}
+
+/// The batches of one epoch on one rank.
+pub struct EpochIter {
+    rx: Receiver<Result<Batch>>,
+    _threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Iterator for EpochIter {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::{write_dataset, GalaxyImagesConfig, OnError, SplitFractions};
+    use crate::synth::{generate, SynthConfig};
+    use std::collections::HashMap;
+    use std::num::NonZeroUsize;
+
+    /// A dataset of 40 synthetic images in shards of 3 (uneven last shards).
+    fn dataset() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let synth = SynthConfig {
+            count_per_class: NonZeroUsize::new(20).unwrap(),
+            size: NonZeroUsize::new(8).unwrap(),
+            noise: 0.1,
+            psf_fwhm: 1.0,
+        };
+        generate(&synth, 3, &dir.path().join("src"), 2, &|_| {}).unwrap();
+        let cfg = GalaxyImagesConfig {
+            labels: dir.path().join("src/labels.csv"),
+            size: NonZeroUsize::new(8).unwrap(),
+            crop: 1.0,
+            channels: None,
+            hdu: Default::default(),
+            normalisation: Default::default(),
+            split: SplitFractions { val: 0.0, test: 0.2 },
+            shard_size: NonZeroUsize::new(3).unwrap(),
+            on_error: OnError::Fail,
+        };
+        write_dataset(&cfg, 3, &dir.path().join("ds"), 2, &|_| {}).unwrap();
+        dir
+    }
+
+    fn fingerprint(b: &Batch) -> Vec<(u32, i64)> {
+        // First pixel's bits identify a sample well enough in synthetic noise.
+        let len: usize = b.shape[1..].iter().product();
+        (0..b.y.len()).map(|i| (b.x[i * len].to_bits(), b.y[i])).collect()
+    }
+
+    #[test]
+    fn every_sample_exactly_once_and_order_fixed_by_seed_epoch_world() {
+        let dir = dataset();
+        let ds = dir.path().join("ds");
+        let all = {
+            let cfg = LoaderConfig { shuffle: false, ..LoaderConfig::new(1000, 0) };
+            let l = Loader::new(&ds, Split::Train, cfg).unwrap();
+            assert_eq!(l.len(), 32);
+            fingerprint(&l.epoch(0).next().unwrap().unwrap())
+        };
+        for world in [1usize, 2, 3] {
+            for workers in [1usize, 3] {
+                let mut seen: HashMap<(u32, i64), usize> = HashMap::new();
+                let mut orders = Vec::new();
+                for rank in 0..world {
+                    let cfg = LoaderConfig {
+                        shuffle_buffer: 5,
+                        prefetch: 1,
+                        workers,
+                        rank,
+                        world_size: world,
+                        ..LoaderConfig::new(4, 11)
+                    };
+                    let l = Loader::new(&ds, Split::Train, cfg).unwrap();
+                    let steps = l.steps_per_epoch(0);
+                    let batches: Vec<Batch> = l.epoch(0).map(|b| b.unwrap()).collect();
+                    assert_eq!(batches.len(), steps, "world {world} rank {rank}");
+                    for b in &batches {
+                        assert_eq!(b.x.len(), b.y.len() * 64);
+                        for f in fingerprint(b) {
+                            *seen.entry(f).or_default() += 1;
+                        }
+                    }
+                    orders.push(batches);
+                }
+                assert!(seen.values().all(|&c| c == 1), "a sample was delivered twice");
+                if world == 1 {
+                    assert_eq!(seen.len(), all.len(), "one rank sees every sample");
+                }
+                // Same configuration again: identical batches.
+                let cfg = LoaderConfig {
+                    shuffle_buffer: 5,
+                    prefetch: 1,
+                    workers: 1,
+                    rank: 0,
+                    world_size: world,
+                    ..LoaderConfig::new(4, 11)
+                };
+                let again: Vec<Batch> = Loader::new(&ds, Split::Train, cfg).unwrap().epoch(0).map(|b| b.unwrap()).collect();
+                assert_eq!(again, orders[0], "world {world} workers {workers}");
+            }
+        }
+        // Another epoch permutes differently.
+        let l = Loader::new(&ds, Split::Train, LoaderConfig::new(32, 11)).unwrap();
+        let e0 = l.epoch(0).next().unwrap().unwrap();
+        let e1 = l.epoch(1).next().unwrap().unwrap();
+        assert_ne!(fingerprint(&e0), fingerprint(&e1));
+    }
+
+    #[test]
+    fn a_corrupt_shard_is_an_error_naming_it() {
+        let dir = dataset();
+        let ds = dir.path().join("ds");
+        let info = DatasetInfo::load(&ds).unwrap();
+        let victim = info.shards.iter().find(|s| s.split == Split::Test).unwrap();
+        std::fs::write(ds.join(&victim.file), b"garbage").unwrap();
+        let l = Loader::new(&ds, Split::Test, LoaderConfig::new(2, 0)).unwrap();
+        let err = l.epoch(0).find_map(|b| b.err()).expect("an error");
+        assert!(err.to_string().contains(&victim.file), "{err}");
+    }
+}

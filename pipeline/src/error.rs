@@ -1,0 +1,60 @@
+use std::path::PathBuf;
+
+use crate::workflow::Diagnostics;
+
+/// What can stop a workflow.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The workflow file is invalid (every problem found, one per line).
+    #[error("{0}")]
+    Config(Diagnostics),
+    /// A file or directory operation of the engine failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stage's own configuration was refused when it ran.
+    #[error("stage {stage}: {message}")]
+    Stage {
+        /// The stage.
+        stage: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Reading or writing data failed.
+    #[error(transparent)]
+    Ingest(#[from] sciflow_ingest::Error),
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] sciflow_train::Error),
+    /// Evaluation failed.
+    #[error(transparent)]
+    Eval(#[from] sciflow_eval::Error),
+    /// A stage failed; `source` says why.
+    #[error("stage `{stage}` failed on rank {rank}: {source}")]
+    StageFailed {
+        /// The stage.
+        stage: String,
+        /// The rank it failed on.
+        rank: usize,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// The process exit status: 78 (EX_CONFIG) for an invalid workflow, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 78,
+            _ => 1,
+        }
+    }
+}

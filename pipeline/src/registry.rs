@@ -1,0 +1,278 @@
+//! The registry of stage kinds: one entry per kind, in one place.
+//!
+//! Each kind adapts a stage library's typed config and function into a
+//! workflow stage: it names its outputs (what `${stage.output}` resolves to),
+//! says whether every MPI rank takes part (collective) or rank 0 alone runs it,
+//! checks a `with:` block without I/O, and runs.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use sciflow_eval::EvalClassifierConfig;
+use sciflow_ingest::dataset::{self, GalaxyImagesConfig, Partition};
+use sciflow_ingest::synth::{self, SynthConfig};
+use sciflow_train::{ClassifierConfig, Comm};
+
+use crate::progress::Progress;
+use crate::Error;
+
+/// One output of a stage: a path inside the stage's output directory.
+#[derive(Debug)]
+pub struct Output {
+    /// The name used in references (`${stage.NAME}`).
+    pub name: &'static str,
+    /// Path relative to the stage directory; empty for the directory itself.
+    pub path: &'static str,
+    /// What it is.
+    pub doc: &'static str,
+}
+
+/// A config error inside a `with:` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// Dotted path inside `with` (empty for the block itself).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What a running stage is given.
+pub struct StageContext<'a> {
+    /// The stage's name in the workflow.
+    pub name: &'a str,
+    /// The resolved `with:` block.
+    pub config: &'a Value,
+    /// Where to write outputs (a temporary directory, renamed on success).
+    pub out: &'a Path,
+    /// The workflow's seed.
+    pub seed: u64,
+    /// The job's ranks.
+    pub comm: &'a dyn Comm,
+    /// Threads this rank may use.
+    pub threads: usize,
+    /// Progress display.
+    pub progress: &'a Progress,
+}
+
+/// A kind of stage.
+pub struct StageKind {
+    /// The name used in `uses:`.
+    pub name: &'static str,
+    /// Bumped when the kind's outputs change for the same config.
+    pub version: u32,
+    /// One line on what it does.
+    pub summary: &'static str,
+    /// An example `with:` block (YAML), validated by a test.
+    pub example: &'static str,
+    /// Its outputs.
+    pub outputs: &'static [Output],
+    /// Every rank runs it (true) or rank 0 alone (false).
+    pub collective: bool,
+    /// Checks a `with:` block (types, unknown keys) without I/O.
+    pub check: fn(&Value) -> Result<(), ConfigError>,
+    /// Runs the stage.
+    pub run: fn(&StageContext<'_>) -> Result<(), Error>,
+}
+
+impl StageKind {
+    /// The output named `name`.
+    pub fn output(&self, name: &str) -> Option<&Output> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+}
+
+/// Every stage kind.
+pub static REGISTRY: &[StageKind] = &[
+    StageKind {
+        name: "ingest.synthetic_galaxies",
+        version: 1,
+        summary: "Generate labelled synthetic galaxies (Sersic ellipticals, spirals with arms) as FITS with a TAN WCS",
+        example: "count_per_class: 100\nsize: 64\nnoise: 0.05\npsf_fwhm: 2.0\n",
+        outputs: &[
+            Output { name: "images", path: "", doc: "folder with labels.csv and images/" },
+            Output { name: "labels", path: "labels.csv", doc: "objid,label,image table" },
+        ],
+        collective: false,
+        check: check::<SynthConfig>,
+        run: run_synthetic_galaxies,
+    },
+    StageKind {
+        name: "ingest.galaxy_images",
+        version: 1,
+        summary: "Labelled FITS/JPEG/PNG images into a sharded dataset (safetensors shards, Parquet manifest)",
+        example: "labels: data/gz1/labels.csv\nsize: 64\ncrop: 0.5\nnormalisation: { kind: asinh, softening: 3.0 }\nsplit: { val: 0.1, test: 0.2 }\nshard_size: 256\non_error: skip\n",
+        outputs: &[Output { name: "dataset", path: "", doc: "the dataset directory" }],
+        collective: true,
+        check: check::<GalaxyImagesConfig>,
+        run: run_galaxy_images,
+    },
+    StageKind {
+        name: "train.classifier",
+        version: 1,
+        summary: "Train an image classifier with libtorch, data-parallel over MPI ranks",
+        example: "data: runs/x/dataset\nmodel: { arch: small_cnn, width: 16 }\nepochs: 5\nbatch_size: 32\nlr: 0.001\noptimizer: { kind: adam }\n",
+        outputs: &[Output { name: "model", path: "", doc: "weights.safetensors, model.json, history.json" }],
+        collective: true,
+        check: check::<ClassifierConfig>,
+        run: run_train_classifier,
+    },
+    StageKind {
+        name: "eval.classifier",
+        version: 1,
+        summary: "Score a classifier on a dataset split: metrics.json, predictions.parquet, summary figure",
+        example: "model: runs/x/train\ndata: runs/x/dataset\nsplit: test\n",
+        outputs: &[
+            Output { name: "report", path: "", doc: "the evaluation directory" },
+            Output { name: "metrics", path: "metrics.json", doc: "accuracy, AUC, confusion matrix, per-class figures" },
+        ],
+        collective: false,
+        check: check::<EvalClassifierConfig>,
+        run: run_eval_classifier,
+    },
+];
+
+/// The kind named `name`.
+pub fn lookup(name: &str) -> Option<&'static StageKind> {
+    REGISTRY.iter().find(|k| k.name == name)
+}
+
+fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigError {
+            path: if path == "." { String::new() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+fn check<T: DeserializeOwned>(v: &Value) -> Result<(), ConfigError> {
+    typed::<T>(v).map(|_| ())
+}
+
+/// Deserialises a config that `check` accepted at plan time.
+fn config<T: DeserializeOwned>(ctx: &StageContext<'_>) -> Result<T, Error> {
+    typed(ctx.config).map_err(|e| Error::Stage {
+        stage: ctx.name.to_string(),
+        message: format!("with.{}: {}", e.path, e.message),
+    })
+}
+
+fn run_synthetic_galaxies(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: SynthConfig = config(ctx)?;
+    let bar = ctx.progress.bar(2 * cfg.count_per_class.get() as u64, ctx.name, "images");
+    let n = synth::generate(&cfg, ctx.seed, ctx.out, ctx.threads, &|i| bar.set_position(i as u64))?;
+    bar.finish_and_clear();
+    tracing::info!("{}: wrote {n} synthetic galaxies", ctx.name);
+    Ok(())
+}
+
+fn run_galaxy_images(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: GalaxyImagesConfig = config(ctx)?;
+    let total = dataset::input_count(&cfg)?;
+    let (rank, size) = (ctx.comm.rank(), ctx.comm.size());
+    // Each rank counts its own inputs; the bar (rank 0) shows rank 0's share.
+    let bar = ctx.progress.bar(total.div_ceil(size) as u64, ctx.name, "images");
+    let result = dataset::write_partition(&cfg, ctx.seed, ctx.out, Partition { rank, size }, ctx.threads, &|i| {
+        bar.set_position(i as u64)
+    });
+    bar.finish_and_clear();
+    result?;
+    ctx.comm.barrier();
+    if rank == 0 {
+        let info = dataset::finalize(&cfg, ctx.seed, ctx.out, size)?;
+        tracing::info!(
+            "{}: {} samples (train {}, val {}, test {}), {} rejected, {} shards",
+            ctx.name,
+            info.counts.total,
+            info.counts.train,
+            info.counts.val,
+            info.counts.test,
+            info.counts.rejected,
+            info.shards.len()
+        );
+    }
+    Ok(())
+}
+
+fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: ClassifierConfig = config(ctx)?;
+    let epochs = cfg.epochs.get();
+    let bar = ctx.progress.bar(0, ctx.name, "steps");
+    let report = sciflow_train::train_classifier(
+        &cfg,
+        ctx.seed,
+        ctx.out,
+        ctx.comm,
+        &mut |step, steps| {
+            bar.set_length(steps as u64);
+            bar.set_position(step as u64);
+        },
+        &mut |s| {
+            let val = match (s.val_loss, s.val_accuracy) {
+                (Some(l), Some(a)) => format!(", val loss {l:.4} accuracy {a:.3}"),
+                _ => String::new(),
+            };
+            let line = format!(
+                "{}: epoch {}/{epochs}: loss {:.4} accuracy {:.3}{val} ({:.1} s, {:.0} samples/s)",
+                ctx.name,
+                s.epoch + 1,
+                s.train_loss,
+                s.train_accuracy,
+                s.seconds,
+                s.samples_per_second
+            );
+            bar.println_or_log(&line);
+        },
+    )?;
+    bar.finish_and_clear();
+    tracing::debug!("{}: {} steps per epoch on {} ranks", ctx.name, report.steps_per_epoch, report.world_size);
+    Ok(())
+}
+
+fn run_eval_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: EvalClassifierConfig = config(ctx)?;
+    let report = sciflow_eval::evaluate_classifier(&cfg, ctx.out)?;
+    tracing::info!(
+        "{}: {} split: accuracy {:.4}, AUC {}, {} samples",
+        ctx.name,
+        cfg.split.as_str(),
+        report.accuracy,
+        report.auc.map_or("n/a".into(), |a| format!("{a:.4}")),
+        report.metrics.samples
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_every_example_checks() {
+        let mut names: Vec<&str> = REGISTRY.iter().map(|k| k.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len());
+        for kind in REGISTRY {
+            let node = crate::yaml::parse(kind.example).unwrap();
+            let json = node.to_json("", &mut Default::default(), &mut Default::default());
+            (kind.check)(&json).unwrap_or_else(|e| panic!("{}: {e:?}", kind.name));
+            assert!(!kind.outputs.is_empty(), "{}", kind.name);
+        }
+    }
+
+    #[test]
+    fn check_reports_the_path_of_a_bad_value() {
+        let kind = lookup("train.classifier").unwrap();
+        let v: Value = serde_json::json!({"data": "d", "epochs": 0});
+        let e = (kind.check)(&v).unwrap_err();
+        assert_eq!(e.path, "epochs");
+        let v: Value = serde_json::json!({"data": "d", "epochs": 2, "model": {"arch": "small_cnn", "widht": 3}});
+        let e = (kind.check)(&v).unwrap_err();
+        assert_eq!(e.path, "model");
+        assert!(e.message.contains("unknown field `widht`"), "{}", e.message);
+    }
+}

@@ -1,0 +1,606 @@
+//! Workflow files: parse, validate, resolve references, order stages.
+//!
+//! Two phases, as a compiler has: the YAML text becomes a positioned tree
+//! (the raw spec), then a [`Workflow`] (the compiled plan) in which every
+//! stage's `with:` block has been checked by its kind, `${...}` references
+//! resolved, and stages put in dependency order. Every problem found is
+//! reported, each with its file, line and column.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+
+use crate::registry::{self, StageKind};
+use crate::yaml::{self, Node, Pos, Value};
+
+/// One problem in a workflow file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    /// Where, when known.
+    pub pos: Option<Pos>,
+    /// Dotted key path (`stages.train.with.epochs`).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in a workflow file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostics {
+    /// The workflow file.
+    pub file: PathBuf,
+    /// The problems, in file order.
+    pub items: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.items.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match d.pos {
+                Some(p) => write!(f, "{}:{}:{}: ", self.file.display(), p.line, p.col)?,
+                None => write!(f, "{}: ", self.file.display())?,
+            }
+            if !d.path.is_empty() {
+                write!(f, "{}: ", d.path)?;
+            }
+            write!(f, "{}", d.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// A stage of a compiled workflow.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// Its name (also its output directory under the workdir).
+    pub name: String,
+    /// Its kind.
+    pub kind: &'static StageKind,
+    /// The `with:` block with every reference resolved.
+    pub config: Json,
+    /// Stages it depends on.
+    pub needs: Vec<String>,
+    /// Where it is declared.
+    pub pos: Pos,
+}
+
+/// A validated workflow, stages in dependency order.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its name.
+    pub name: String,
+    /// The directory all outputs go under.
+    pub workdir: PathBuf,
+    /// The seed every stage receives.
+    pub seed: u64,
+    /// Parameters after `--set` overrides.
+    pub params: Vec<(String, Json)>,
+    /// Stages, each after all it depends on.
+    pub stages: Vec<Stage>,
+}
+
+impl Workflow {
+    /// The output directory of stage `name`.
+    pub fn stage_dir(&self, name: &str) -> PathBuf {
+        self.workdir.join(name)
+    }
+}
+
+/// Reads and compiles a workflow file. `overrides` are `key=value` strings
+/// (`params.image_size=128`, `seed=7`, `workdir=/scratch/run`).
+pub fn load(file: &Path, overrides: &[String]) -> Result<Workflow, crate::Error> {
+    let text = std::fs::read_to_string(file).map_err(|source| crate::Error::Io {
+        op: "failed to read workflow",
+        path: file.to_path_buf(),
+        source,
+    })?;
+    compile(&text, file, overrides).map_err(crate::Error::Config)
+}
+
+struct Ctx {
+    items: Vec<Diagnostic>,
+}
+
+impl Ctx {
+    fn err(&mut self, pos: Option<Pos>, path: impl Into<String>, message: impl Into<String>) {
+        self.items.push(Diagnostic {
+            pos,
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Reports keys of `node` that are not in `allowed`.
+    fn known_keys(&mut self, node: &Node, path: &str, allowed: &[&str]) {
+        if let Value::Map(entries) = &node.value {
+            for (k, kpos, _) in entries {
+                if !allowed.contains(&k.as_str()) {
+                    self.err(
+                        Some(*kpos),
+                        join(path, k),
+                        format!("unknown key; expected one of: {}", allowed.join(", ")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Compiles workflow text (no I/O). `file` is used in messages.
+pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow, Diagnostics> {
+    let fail = |items| Diagnostics {
+        file: file.to_path_buf(),
+        items,
+    };
+    let root = yaml::parse(text).map_err(|e| {
+        fail(vec![Diagnostic {
+            pos: Some(e.pos),
+            path: String::new(),
+            message: format!("YAML syntax: {}", e.message),
+        }])
+    })?;
+    let mut cx = Ctx { items: Vec::new() };
+    if !matches!(root.value, Value::Map(_)) {
+        cx.err(Some(root.pos), "", format!("expected a mapping with version, name, workdir and stages; found {}", root.type_name()));
+        return Err(fail(cx.items));
+    }
+    cx.known_keys(&root, "", &["version", "name", "workdir", "seed", "params", "stages"]);
+
+    match root.get("version") {
+        Some(Node { value: Value::Int(1), .. }) => {}
+        Some(n) => cx.err(Some(n.pos), "version", "expected 1 (the only workflow format version)"),
+        None => cx.err(Some(root.pos), "version", "missing; add `version: 1`"),
+    }
+    let mut string_field = |cx: &mut Ctx, key: &str| match root.get(key) {
+        Some(Node { value: Value::Str(s), .. }) if !s.is_empty() => Some(s.clone()),
+        Some(n) => {
+            cx.err(Some(n.pos), key, format!("expected a non-empty string, found {}", n.type_name()));
+            None
+        }
+        None => {
+            cx.err(Some(root.pos), key, "missing");
+            None
+        }
+    };
+    let name = string_field(&mut cx, "name").unwrap_or_default();
+    let mut workdir = string_field(&mut cx, "workdir").map(PathBuf::from).unwrap_or_default();
+    let mut seed = match root.get("seed") {
+        None => 0,
+        Some(Node { value: Value::Int(i), .. }) if *i >= 0 => *i as u64,
+        Some(n) => {
+            cx.err(Some(n.pos), "seed", format!("expected a non-negative integer, found {}", n.type_name()));
+            0
+        }
+    };
+
+    // Parameters, then overrides.
+    let mut params: Vec<(String, Node)> = Vec::new();
+    match root.get("params") {
+        None => {}
+        Some(Node { value: Value::Map(entries), .. }) => {
+            params = entries.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+        }
+        Some(n) => cx.err(Some(n.pos), "params", format!("expected a mapping, found {}", n.type_name())),
+    }
+    for o in overrides {
+        let Some((key, raw)) = o.split_once('=') else {
+            cx.err(None, "--set", format!("`{o}`: expected KEY=VALUE"));
+            continue;
+        };
+        let value = match yaml::parse(raw) {
+            Ok(n) => Node { pos: Pos::default(), ..n },
+            Err(e) => {
+                cx.err(None, format!("--set {key}"), format!("value `{raw}` is not YAML: {}", e.message));
+                continue;
+            }
+        };
+        if let Some(p) = key.strip_prefix("params.") {
+            match params.iter_mut().find(|(k, _)| k == p) {
+                Some(slot) => slot.1 = value,
+                None => cx.err(
+                    None,
+                    format!("--set {key}"),
+                    format!(
+                        "no parameter `{p}` in the workflow; declared: {}",
+                        params.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+            }
+        } else if key == "seed" {
+            match value.value {
+                Value::Int(i) if i >= 0 => seed = i as u64,
+                _ => cx.err(None, "--set seed", "expected a non-negative integer"),
+            }
+        } else if key == "workdir" {
+            workdir = PathBuf::from(raw);
+        } else {
+            cx.err(None, format!("--set {key}"), "only params.NAME, seed and workdir can be set");
+        }
+    }
+
+    // Stages: names, kinds and the shape of each entry.
+    let stage_nodes: Vec<(String, Pos, Node)> = match root.get("stages") {
+        Some(Node { value: Value::Map(entries), .. }) if !entries.is_empty() => entries.clone(),
+        Some(n) => {
+            cx.err(Some(n.pos), "stages", "expected a non-empty mapping of stage names to stages");
+            Vec::new()
+        }
+        None => {
+            cx.err(Some(root.pos), "stages", "missing");
+            Vec::new()
+        }
+    };
+    let kinds: HashMap<&str, &'static StageKind> = stage_nodes
+        .iter()
+        .filter_map(|(n, _, node)| match node.get("uses") {
+            Some(Node { value: Value::Str(u), .. }) => registry::lookup(u).map(|k| (n.as_str(), k)),
+            _ => None,
+        })
+        .collect();
+    let stage_names: HashSet<&str> = stage_nodes.iter().map(|s| s.0.as_str()).collect();
+
+    let mut stages = Vec::new();
+    for (sname, spos, node) in &stage_nodes {
+        let path = format!("stages.{sname}");
+        if !valid_name(sname) {
+            cx.err(Some(*spos), &path, "stage names may use letters, digits, `_` and `-` (they name directories)");
+        }
+        if !matches!(node.value, Value::Map(_)) {
+            cx.err(Some(node.pos), &path, format!("expected a mapping with `uses` and `with`, found {}", node.type_name()));
+            continue;
+        }
+        cx.known_keys(node, &path, &["uses", "with", "needs"]);
+        let kind = match node.get("uses") {
+            Some(Node { value: Value::Str(u), pos }) => match registry::lookup(u) {
+                Some(k) => Some(k),
+                None => {
+                    let known: Vec<&str> = registry::REGISTRY.iter().map(|k| k.name).collect();
+                    cx.err(Some(*pos), join(&path, "uses"), format!("unknown stage kind `{u}`; known kinds: {}", known.join(", ")));
+                    None
+                }
+            },
+            Some(n) => {
+                cx.err(Some(n.pos), join(&path, "uses"), format!("expected a stage kind name, found {}", n.type_name()));
+                None
+            }
+            None => {
+                cx.err(Some(node.pos), &path, "missing `uses` (the stage kind; `pipeline list` shows them)");
+                None
+            }
+        };
+        let mut needs: Vec<String> = Vec::new();
+        match node.get("needs") {
+            None => {}
+            Some(Node { value: Value::Seq(items), .. }) => {
+                for it in items {
+                    match &it.value {
+                        Value::Str(s) if stage_names.contains(s.as_str()) => needs.push(s.clone()),
+                        Value::Str(s) => cx.err(Some(it.pos), join(&path, "needs"), format!("no stage named `{s}`")),
+                        _ => cx.err(Some(it.pos), join(&path, "needs"), "expected stage names"),
+                    }
+                }
+            }
+            Some(n) => cx.err(Some(n.pos), join(&path, "needs"), "expected a list of stage names"),
+        }
+        let with_path = join(&path, "with");
+        let mut with = node.get("with").cloned().unwrap_or(Node {
+            value: Value::Map(Vec::new()),
+            pos: node.pos,
+        });
+        resolve(&mut with, &with_path, &params, &kinds, &workdir, &mut needs, &mut cx);
+        let Some(kind) = kind else { continue };
+        let mut positions = HashMap::new();
+        let mut key_positions = HashMap::new();
+        let config = with.to_json(&with_path, &mut positions, &mut key_positions);
+        if let Err(e) = (kind.check)(&config) {
+            let full = join(&with_path, &e.path);
+            // Point at an unknown key itself, else at the deepest known node.
+            let unknown = e
+                .message
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .and_then(|k| key_positions.get(&join(&full, k)).copied());
+            let mut probe = full.clone();
+            let pos = unknown.or_else(|| loop {
+                if let Some(p) = positions.get(&probe) {
+                    break Some(*p);
+                }
+                match probe.rsplit_once('.') {
+                    Some((parent, _)) => probe = parent.to_string(),
+                    None => break None,
+                }
+            });
+            let message = if e.message.starts_with("missing field") {
+                format!("{} (see `pipeline list` for an example)", e.message)
+            } else {
+                e.message
+            };
+            cx.err(pos, full, message);
+        }
+        needs.sort();
+        needs.dedup();
+        stages.push(Stage {
+            name: sname.clone(),
+            kind,
+            config,
+            needs,
+            pos: *spos,
+        });
+    }
+
+    if cx.items.is_empty() {
+        match order(&stages) {
+            Ok(ordered) => stages = ordered,
+            Err(cycle) => {
+                let pos = stages.iter().find(|s| s.name == cycle[0]).map(|s| s.pos);
+                cx.err(pos, format!("stages.{}", cycle[0]), format!("dependency cycle: {}", cycle.join(" -> ")));
+            }
+        }
+    }
+    if !cx.items.is_empty() {
+        cx.items.sort_by_key(|d| d.pos.unwrap_or_default());
+        return Err(fail(cx.items));
+    }
+    Ok(Workflow {
+        file: file.to_path_buf(),
+        name,
+        workdir,
+        seed,
+        params: params
+            .into_iter()
+            .map(|(k, v)| {
+                let j = v.to_json("", &mut HashMap::new(), &mut HashMap::new());
+                (k, j)
+            })
+            .collect(),
+        stages,
+    })
+}
+
+/// Replaces `${params.x}` and `${stage.output}` in every string of `node`;
+/// stage references are added to `needs`.
+fn resolve(
+    node: &mut Node,
+    path: &str,
+    params: &[(String, Node)],
+    kinds: &HashMap<&str, &'static StageKind>,
+    workdir: &Path,
+    needs: &mut Vec<String>,
+    cx: &mut Ctx,
+) {
+    match &mut node.value {
+        Value::Seq(items) => {
+            for (i, it) in items.iter_mut().enumerate() {
+                resolve(it, &join(path, &i.to_string()), params, kinds, workdir, needs, cx);
+            }
+        }
+        Value::Map(entries) => {
+            for (k, _, v) in entries.iter_mut() {
+                let p = join(path, k);
+                resolve(v, &p, params, kinds, workdir, needs, cx);
+            }
+        }
+        Value::Str(s) if s.contains("${") => {
+            let s = s.clone();
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            let mut whole: Option<Node> = None;
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let Some(len) = rest[start..].find('}') else {
+                    cx.err(Some(node.pos), path, "unterminated `${`");
+                    return;
+                };
+                let reference = rest[start + 2..start + len].trim();
+                let is_whole = start == 0 && start + len + 1 == rest.len() && out.is_empty();
+                rest = &rest[start + len + 1..];
+                let Some((head, tail)) = reference.split_once('.') else {
+                    cx.err(Some(node.pos), path, format!("`${{{reference}}}`: expected ${{params.NAME}} or ${{STAGE.OUTPUT}}"));
+                    continue;
+                };
+                if head == "params" {
+                    match params.iter().find(|(k, _)| k == tail) {
+                        Some((_, v)) if is_whole => whole = Some(Node { pos: node.pos, ..v.clone() }),
+                        Some((_, v)) => match &v.value {
+                            Value::Str(x) => out.push_str(x),
+                            Value::Int(i) => out.push_str(&i.to_string()),
+                            Value::Float(f) => out.push_str(&f.to_string()),
+                            Value::Bool(b) => out.push_str(&b.to_string()),
+                            _ => cx.err(Some(node.pos), path, format!("parameter `{tail}` is {} and cannot be put inside a string", v.type_name())),
+                        },
+                        None => cx.err(
+                            Some(node.pos),
+                            path,
+                            format!(
+                                "unknown parameter `{tail}`; declared: {}",
+                                params.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        ),
+                    }
+                } else if let Some(kind) = kinds.get(head) {
+                    match kind.output(tail) {
+                        Some(o) => {
+                            let p = workdir.join(head).join(o.path);
+                            out.push_str(p.to_string_lossy().trim_end_matches('/'));
+                            needs.push(head.to_string());
+                        }
+                        None => cx.err(
+                            Some(node.pos),
+                            path,
+                            format!(
+                                "stage `{head}` ({}) has no output `{tail}`; it has: {}",
+                                kind.name,
+                                kind.outputs.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
+                            ),
+                        ),
+                    }
+                } else {
+                    cx.err(Some(node.pos), path, format!("`${{{reference}}}`: no stage named `{head}`"));
+                }
+            }
+            out.push_str(rest);
+            node.value = match whole {
+                Some(n) => n.value,
+                None => Value::Str(out),
+            };
+        }
+        _ => {}
+    }
+}
+
+/// Stages in dependency order (declaration order among independent ones), or a cycle.
+fn order(stages: &[Stage]) -> Result<Vec<Stage>, Vec<String>> {
+    let index: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut state = vec![0u8; stages.len()];
+    let mut out = Vec::with_capacity(stages.len());
+    fn visit(
+        i: usize,
+        stages: &[Stage],
+        index: &HashMap<&str, usize>,
+        state: &mut [u8],
+        path: &mut Vec<usize>,
+        out: &mut Vec<Stage>,
+    ) -> Result<(), Vec<String>> {
+        match state[i] {
+            2 => return Ok(()),
+            1 => {
+                let start = path.iter().position(|&p| p == i).unwrap_or(0);
+                let mut cycle: Vec<String> = path[start..].iter().map(|&p| stages[p].name.clone()).collect();
+                cycle.push(stages[i].name.clone());
+                return Err(cycle);
+            }
+            _ => {}
+        }
+        state[i] = 1;
+        path.push(i);
+        for dep in &stages[i].needs {
+            visit(index[dep.as_str()], stages, index, state, path, out)?;
+        }
+        path.pop();
+        state[i] = 2;
+        out.push(stages[i].clone());
+        Ok(())
+    }
+    for i in 0..stages.len() {
+        visit(i, stages, &index, &mut state, &mut Vec::new(), &mut out)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+version: 1
+name: t
+workdir: runs/t
+seed: 3
+params:
+  n: 4
+  size: 16
+stages:
+  ev:
+    uses: eval.classifier
+    with:
+      model: ${tr.model}
+      data: ${ds.dataset}
+  gen:
+    uses: ingest.synthetic_galaxies
+    with:
+      count_per_class: ${params.n}
+      size: ${params.size}
+  ds:
+    uses: ingest.galaxy_images
+    with:
+      labels: ${gen.labels}
+      size: ${params.size}
+  tr:
+    uses: train.classifier
+    with:
+      data: ${ds.dataset}
+      epochs: 1
+";
+
+    fn compile_str(text: &str, overrides: &[&str]) -> Result<Workflow, Diagnostics> {
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        compile(text, Path::new("w.yaml"), &o)
+    }
+
+    #[test]
+    fn resolves_references_types_and_order() {
+        let wf = compile_str(GOOD, &["params.size=32"]).unwrap();
+        let names: Vec<&str> = wf.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["gen", "ds", "tr", "ev"]);
+        let gen = &wf.stages[0];
+        assert_eq!(gen.config["count_per_class"], 4);
+        assert_eq!(gen.config["size"], 32);
+        assert_eq!(wf.stages[1].config["labels"], "runs/t/gen/labels.csv");
+        assert_eq!(wf.stages[3].needs, vec!["ds", "tr"]);
+        assert_eq!(wf.seed, 3);
+    }
+
+    #[test]
+    fn reports_every_error_with_positions() {
+        let bad = GOOD
+            .replace("epochs: 1", "epochs: 1\n      epochz: 2")
+            .replace("${gen.labels}", "${gen.lables}")
+            .replace("uses: eval.classifier", "uses: eval.clasifier")
+            .replace("seed: 3", "seed: 3\nsed: 4");
+        let err = compile_str(&bad, &["params.nope=1"]).unwrap_err();
+        let text = err.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.iter().any(|l| l.starts_with("w.yaml:5:1: sed: unknown key")), "{text}");
+        assert!(lines.iter().any(|l| l.starts_with("w.yaml:11:11: stages.ev.uses: unknown stage kind `eval.clasifier`")), "{text}");
+        assert!(lines.iter().any(|l| l.contains("stages.ds.with.labels: stage `gen` (ingest.synthetic_galaxies) has no output `lables`")), "{text}");
+        assert!(lines.iter().any(|l| l.starts_with("w.yaml:30:7: stages.tr.with.epochz: unknown field `epochz`")), "{text}");
+        assert!(lines.iter().any(|l| l.contains("--set params.nope: no parameter `nope`")), "{text}");
+        assert_eq!(err.items.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn a_zero_count_points_at_the_value() {
+        let bad = GOOD.replace("epochs: 1", "epochs: 0");
+        let err = compile_str(&bad, &[]).unwrap_err().to_string();
+        assert!(err.starts_with("w.yaml:28:15: stages.tr.with.epochs: invalid value: integer `0`"), "{err}");
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let text = "version: 1\nname: c\nworkdir: w\nstages:\n  a:\n    uses: train.classifier\n    with: { data: '${b.model}', epochs: 1 }\n  b:\n    uses: train.classifier\n    with: { data: '${a.model}', epochs: 1 }\n";
+        let err = compile_str(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("dependency cycle: a -> b -> a"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let err = compile_str("version: 1\nstages: [\n", &[]).unwrap_err();
+        assert_eq!(err.items.len(), 1);
+        assert!(err.items[0].pos.is_some());
+        assert!(err.to_string().contains("YAML syntax"), "{err}");
+    }
+}

@@ -1,0 +1,216 @@
+//! End-to-end tests: the `pipeline` binary on real workflow files, on one
+//! process and under `mpirun -n 2`, and the outputs read back by Python.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn pipeline() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pipeline"))
+}
+
+/// Runs `cmd` with a deadline, so a hung MPI job fails the test instead of hanging it.
+fn run_with_deadline(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn mpirun(n: usize) -> Command {
+    let mut c = Command::new("mpirun");
+    // Root in containers and CI; the cargo environment sets the OMPI_ALLOW_* pair too.
+    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(["-n", &n.to_string(), "--oversubscribe", "--bind-to", "none"]);
+    c
+}
+
+/// A small version of the quickstart: fewer images and epochs.
+fn small_quickstart(workdir: &Path) -> Vec<String> {
+    vec![
+        "run".into(),
+        root().join("workflows/quickstart.yaml").to_string_lossy().into(),
+        "--set".into(),
+        format!("workdir={}", workdir.display()),
+        "--set".into(),
+        "params.per_class=80".into(),
+        "--set".into(),
+        "params.epochs=3".into(),
+        "--set".into(),
+        "params.image_size=32".into(),
+    ]
+}
+
+fn metrics(workdir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(workdir.join("evaluate/metrics.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn quickstart_runs_end_to_end_and_python_reads_the_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path().join("wd");
+    let mut cmd = pipeline();
+    cmd.args(small_quickstart(&wd)).current_dir(dir.path());
+    let out = run_with_deadline(cmd, Duration::from_secs(300));
+    assert_success(&out);
+
+    let ds = wd.join("dataset");
+    for f in ["dataset.json", "manifest.parquet", "rejects.parquet"] {
+        assert!(ds.join(f).is_file(), "{f}");
+    }
+    assert!(!wd.join(".tmp").exists(), "no scratch left behind");
+    for f in ["weights.safetensors", "model.json", "history.json"] {
+        assert!(wd.join("train").join(f).is_file(), "{f}");
+    }
+    let png = std::fs::read(wd.join("evaluate/summary.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(wd.join("evaluate/summary.svg").is_file());
+    let m = metrics(&wd);
+    let acc = m["accuracy"].as_f64().unwrap();
+    // 32 test images, two balanced classes: chance is 0.5.
+    assert!(acc > 0.7, "accuracy {acc}");
+    assert_eq!(m["samples"], 32);
+
+    // Python reads every output with no code of ours.
+    let python = option_env!("PIPELINE_PYTHON")
+        .expect("PIPELINE_PYTHON is set by scripts/setup.sh in .cargo/config.toml; run the setup first");
+    let script = root().join("pipeline/tests/read_outputs.py");
+    let out = Command::new(python).arg(&script).arg(&wd).output().unwrap();
+    assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("OK"), "{stdout}");
+}
+
+#[test]
+fn two_mpi_ranks_share_the_work_and_match_one_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let mut cmd = pipeline();
+    cmd.args(small_quickstart(&one)).current_dir(dir.path());
+    assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
+
+    let mut cmd = mpirun(2);
+    cmd.arg(env!("CARGO_BIN_EXE_pipeline")).args(small_quickstart(&two)).current_dir(dir.path());
+    let out = run_with_deadline(cmd, Duration::from_secs(300));
+    assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 rank(s)"), "{stderr}");
+
+    // Ingest is independent of the world size: identical shards.
+    let a: serde_json::Value = serde_json::from_slice(&std::fs::read(one.join("dataset/dataset.json")).unwrap()).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&std::fs::read(two.join("dataset/dataset.json")).unwrap()).unwrap();
+    assert_eq!(a["shards"], b["shards"]);
+    let hist: serde_json::Value = serde_json::from_slice(&std::fs::read(two.join("train/history.json")).unwrap()).unwrap();
+    assert_eq!(hist["world_size"], 2);
+    let (acc1, acc2) = (metrics(&one)["accuracy"].as_f64().unwrap(), metrics(&two)["accuracy"].as_f64().unwrap());
+    assert!(acc2 > 0.7, "2-rank accuracy {acc2}");
+    assert!((acc1 - acc2).abs() < 0.2, "1 rank {acc1}, 2 ranks {acc2}");
+}
+
+#[test]
+fn a_failing_rank_ends_the_job_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path().join("wd");
+    let mut cmd = pipeline();
+    cmd.args(small_quickstart(&wd)).args(["--set", "params.epochs=1"]).current_dir(dir.path());
+    assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
+
+    // Corrupt one training shard: whichever rank is dealt it fails, the other must not hang.
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(wd.join("dataset/dataset.json")).unwrap()).unwrap();
+    let victim = info["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["split"] == "train")
+        .unwrap()["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(wd.join("dataset").join(&victim), b"not a shard").unwrap();
+    let wf = dir.path().join("train-only.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            "version: 1\nname: t\nworkdir: {}\nstages:\n  train:\n    uses: train.classifier\n    with:\n      data: {}\n      epochs: 2\n      batch_size: 8\n",
+            dir.path().join("wd2").display(),
+            wd.join("dataset").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = mpirun(2);
+    cmd.arg(env!("CARGO_BIN_EXE_pipeline")).arg("run").arg(&wf).current_dir(dir.path());
+    let out = run_with_deadline(cmd, Duration::from_secs(120));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stage `train` failed on rank"), "{stderr}");
+    assert!(stderr.contains(&victim), "{stderr}");
+    assert!(!dir.path().join("wd2/train").exists(), "no output under the stage's name");
+}
+
+#[test]
+fn a_bad_workflow_names_file_line_and_key_and_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("workflows/quickstart.yaml"))
+        .unwrap()
+        .replace("lr: 0.002", "lr: 0.002\n      epoch: 3")
+        .replace("uses: eval.classifier", "uses: eval.classifer");
+    let wf = dir.path().join("bad.yaml");
+    std::fs::write(&wf, &text).unwrap();
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for sub in ["validate", "run"] {
+        let out = pipeline().arg(sub).arg(&wf).current_dir(dir.path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(78), "{sub}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expect_key = format!("bad.yaml:{}:7: stages.train.with.epoch: unknown field `epoch`", line_of("epoch: 3"));
+        let expect_kind = format!("bad.yaml:{}:11: stages.evaluate.uses: unknown stage kind", line_of("eval.classifer"));
+        assert!(stderr.contains(&expect_key), "{sub}: {stderr}");
+        assert!(stderr.contains(&expect_kind), "{sub}: {stderr}");
+    }
+    assert!(!dir.path().join("runs").exists(), "nothing ran");
+}
+
+#[test]
+fn every_shipped_workflow_validates() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("workflows")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let out = pipeline().arg("validate").arg(&path).output().unwrap();
+            assert_success(&out);
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}

@@ -1,0 +1,53 @@
+use std::path::PathBuf;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong building, training, saving or loading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The dataset could not be read.
+    #[error(transparent)]
+    Data(#[from] sciflow_ingest::Error),
+    /// libtorch refused an operation; `context` says which.
+    #[error("{context}: {source}")]
+    Torch {
+        /// What was being done.
+        context: String,
+        /// The libtorch error.
+        #[source]
+        source: tch::TchError,
+    },
+    /// A file could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A model directory whose `model.json` is missing or malformed.
+    #[error("{path}: {message}")]
+    Model {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A configuration that cannot work with this dataset or model.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The job's ranks could not be set up.
+    #[error("distributed setup: {0}")]
+    Dist(String),
+}
+
+impl Error {
+    pub(crate) fn torch(context: impl Into<String>) -> impl FnOnce(tch::TchError) -> Error {
+        let context = context.into();
+        move |source| Error::Torch { context, source }
+    }
+}

@@ -1,0 +1,37 @@
+//! Models in libtorch (through tch) and their training, on one process or
+//! data-parallel over MPI.
+//!
+//! Data parallelism is the Horovod pattern: rank 0 broadcasts the initial
+//! weights; after each backward pass every rank's gradients are fused into one
+//! contiguous buffer and averaged with a single allreduce, so all ranks apply
+//! the same update and stay identical. The optimizer state is ours (plain
+//! tensors), not libtorch's, so it can be inspected and saved.
+//!
+//! This crate reads datasets through `sciflow-ingest`'s loader and knows
+//! nothing of workflows. MPI sits behind the default `mpi` feature; without it
+//! the same code trains on one process.
+
+pub mod classifier;
+pub mod dist;
+pub mod model;
+pub mod optim;
+
+mod error;
+
+pub use classifier::{train_classifier, ClassifierConfig, EpochStats, TrainReport};
+pub use dist::{Comm, Single};
+pub use error::{Error, Result};
+pub use model::{load_model, ModelConfig, ModelInfo};
+
+/// Sets libtorch's intra-op threads to this process's share of the cores, so
+/// that N ranks on one node do not oversubscribe it. `PIPELINE_THREADS`
+/// overrides the computed value.
+pub fn set_threads_for_rank(local_ranks: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = std::env::var("PIPELINE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or((cores / local_ranks.max(1)).max(1));
+    tch::set_num_threads(n as i32);
+    n
+}

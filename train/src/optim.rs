@@ -1,0 +1,199 @@
+//! Optimizers whose state is plain tensors we own, and learning-rate schedules.
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// The update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+pub enum OptimizerKind {
+    /// Adam (Kingma & Ba), with L2 weight decay added to the gradient.
+    Adam {
+        /// First-moment decay.
+        #[serde(default = "beta1")]
+        beta1: f64,
+        /// Second-moment decay.
+        #[serde(default = "beta2")]
+        beta2: f64,
+        /// Denominator guard.
+        #[serde(default = "eps")]
+        eps: f64,
+    },
+    /// Stochastic gradient descent with heavy-ball momentum.
+    Sgd {
+        /// Momentum factor.
+        #[serde(default = "momentum")]
+        momentum: f64,
+    },
+}
+
+fn beta1() -> f64 {
+    0.9
+}
+fn beta2() -> f64 {
+    0.999
+}
+fn eps() -> f64 {
+    1e-8
+}
+fn momentum() -> f64 {
+    0.9
+}
+
+impl Default for OptimizerKind {
+    fn default() -> Self {
+        OptimizerKind::Adam {
+            beta1: beta1(),
+            beta2: beta2(),
+            eps: eps(),
+        }
+    }
+}
+
+/// An optimizer over a fixed list of parameters.
+pub struct Optimizer {
+    kind: OptimizerKind,
+    weight_decay: f64,
+    params: Vec<Tensor>,
+    first: Vec<Tensor>,
+    second: Vec<Tensor>,
+    steps: i32,
+}
+
+impl Optimizer {
+    /// State for `params` (zeros).
+    pub fn new(kind: OptimizerKind, weight_decay: f64, params: Vec<Tensor>) -> Self {
+        let zeros = |ps: &[Tensor]| ps.iter().map(|p| p.zeros_like()).collect::<Vec<_>>();
+        let first = zeros(&params);
+        let second = match kind {
+            OptimizerKind::Adam { .. } => zeros(&params),
+            OptimizerKind::Sgd { .. } => Vec::new(),
+        };
+        Optimizer {
+            kind,
+            weight_decay,
+            params,
+            first,
+            second,
+            steps: 0,
+        }
+    }
+
+    /// The parameters, in a fixed order (the same on every rank).
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    /// Clears every parameter's gradient.
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    /// Applies one update with learning rate `lr` from the current gradients.
+    pub fn step(&mut self, lr: f64) {
+        self.steps += 1;
+        let t = self.steps;
+        tch::no_grad(|| {
+            for (i, p) in self.params.iter_mut().enumerate() {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let g = if self.weight_decay > 0.0 {
+                    &g + &*p * self.weight_decay
+                } else {
+                    g
+                };
+                let update = match self.kind {
+                    OptimizerKind::Adam { beta1, beta2, eps } => {
+                        let m = &self.first[i] * beta1 + &g * (1.0 - beta1);
+                        let v = &self.second[i] * beta2 + &g * &g * (1.0 - beta2);
+                        self.first[i].copy_(&m);
+                        self.second[i].copy_(&v);
+                        let mhat = m / (1.0 - beta1.powi(t));
+                        let vhat = v / (1.0 - beta2.powi(t));
+                        mhat / (vhat.sqrt() + eps) * lr
+                    }
+                    OptimizerKind::Sgd { momentum } => {
+                        let b = &self.first[i] * momentum + &g;
+                        self.first[i].copy_(&b);
+                        b * lr
+                    }
+                };
+                let new = &*p - update;
+                p.copy_(&new);
+            }
+        });
+    }
+}
+
+/// How the learning rate grows with the global batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LrScaling {
+    /// Use `lr` as given.
+    #[default]
+    None,
+    /// lr x global batch / 256 (Goyal et al.), reached by a linear warm-up.
+    Linear,
+}
+
+/// The learning rate at global step `step` (0-based).
+pub fn learning_rate(
+    base: f64,
+    scaling: LrScaling,
+    global_batch: usize,
+    warmup_steps: usize,
+    step: usize,
+) -> f64 {
+    let target = match scaling {
+        LrScaling::None => base,
+        LrScaling::Linear => base * global_batch as f64 / 256.0,
+    };
+    if warmup_steps == 0 || step >= warmup_steps {
+        target
+    } else {
+        target * (step + 1) as f64 / warmup_steps as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgd_and_adam_minimise_a_quadratic() {
+        for kind in [OptimizerKind::Sgd { momentum: 0.9 }, OptimizerKind::default()] {
+            let p = Tensor::from_slice(&[3.0f32, -2.0]).set_requires_grad(true);
+            let mut opt = Optimizer::new(kind, 0.0, vec![p.shallow_clone()]);
+            for _ in 0..300 {
+                opt.zero_grad();
+                (&p * &p).sum(tch::Kind::Float).backward();
+                opt.step(0.05);
+            }
+            let v: Vec<f32> = Vec::try_from(&p.detach()).unwrap();
+            assert!(v.iter().all(|x| x.abs() < 0.05), "{kind:?}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn adam_first_step_moves_by_lr() {
+        // With bias correction the first Adam step is lr * sign(g).
+        let p = Tensor::from_slice(&[1.0f32, 1.0]).set_requires_grad(true);
+        let mut opt = Optimizer::new(OptimizerKind::default(), 0.0, vec![p.shallow_clone()]);
+        (&p * Tensor::from_slice(&[3.0f32, -0.5])).sum(tch::Kind::Float).backward();
+        opt.step(0.1);
+        let v: Vec<f32> = Vec::try_from(&p.detach()).unwrap();
+        assert!((v[0] - 0.9).abs() < 1e-5 && (v[1] - 1.1).abs() < 1e-5, "{v:?}");
+    }
+
+    #[test]
+    fn linear_scaling_with_warmup() {
+        assert_eq!(learning_rate(0.1, LrScaling::Linear, 512, 0, 0), 0.2);
+        assert!((learning_rate(0.1, LrScaling::Linear, 512, 4, 0) - 0.05).abs() < 1e-12);
+        assert_eq!(learning_rate(0.1, LrScaling::Linear, 512, 4, 3), 0.2);
+        assert_eq!(learning_rate(0.1, LrScaling::None, 512, 0, 9), 0.1);
+    }
+}
