@@ -98,8 +98,9 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
             let (x, _) = to_tensors(&batch).map_err(Error::Model)?;
             let p = net.forward(&x).softmax(-1, Kind::Float).contiguous();
             let k = info.class_names.len();
-            let mut flat = vec![0.0f32; batch.y.len() * k];
-            p.copy_data(&mut flat, flat.len());
+            let n = batch.y.len() * k;
+            let mut flat = vec![0.0f32; n];
+            p.copy_data(&mut flat, n);
             probs.extend(flat.chunks(k).map(|c| c.to_vec()));
             labels.extend_from_slice(&batch.y);
         }
@@ -123,10 +124,12 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         "summary",
         &Summary {
             title: &format!(
-                "{} on {}: accuracy {:.3}",
-                config.model.file_name().unwrap_or_default().to_string_lossy(),
-                config.data.file_name().unwrap_or_default().to_string_lossy(),
-                metrics.accuracy
+                "{} on {} ({} split): accuracy {:.3}, AUC {}",
+                config.model.display(),
+                config.data.display(),
+                config.split.as_str(),
+                metrics.accuracy,
+                metrics.auc.map_or("n/a".into(), |a| format!("{a:.3}"))
             ),
             history: history.as_ref().map(|h| h.history.as_slice()),
             confusion: &metrics.confusion,

@@ -106,6 +106,7 @@ fn draw_history<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, history: &[Ep
         .x_desc("epoch")
         .y_desc("cross-entropy loss")
         .x_labels(history.len().min(10))
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .label_style((FONT, 13))
         .draw()
         .map_err(e)?;
@@ -183,7 +184,7 @@ fn draw_confusion<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(90)
-        .build_cartesian_2d((0..k).into_segmented(), (0..k).into_segmented())
+        .build_cartesian_2d((0..k - 1).into_segmented(), (0..k - 1).into_segmented())
         .map_err(e)?;
     chart
         .configure_mesh()

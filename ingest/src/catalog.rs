@@ -67,7 +67,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
         })?;
         let col = col.cast(&DataType::String).map_err(table_err)?;
         let ca = col.str().map_err(table_err)?;
-        Ok(ca.into_iter().map(|v| v.map(|s| s.trim().to_string())).collect())
+        Ok(ca.iter().map(|v| v.map(|s| s.trim().to_string())).collect())
     };
     let ids = text(id_col)?;
     let labels = text("label")?;

@@ -516,12 +516,11 @@ fn write_shard(
     let fmt_err = |e: safetensors::SafeTensorError| Error::format(&path, None, format!("cannot serialise shard: {e}"));
     let xv = TensorView::new(Dtype::F32, vec![n, plan.channels, size, size], &x).map_err(fmt_err)?;
     let yv = TensorView::new(Dtype::I64, vec![n], &y).map_err(fmt_err)?;
-    let meta = [
-        ("split".to_string(), shard.split.as_str().to_string()),
-        ("shard".to_string(), shard.index.to_string()),
-    ]
-    .into_iter()
-    .collect();
+    // One metadata entry only: safetensors stores metadata as a hash map, whose
+    // order (and so the file's bytes) would otherwise change from run to run.
+    let meta = [("split".to_string(), shard.split.as_str().to_string())]
+        .into_iter()
+        .collect();
     let bytes = safetensors::tensor::serialize([("x", xv), ("y", yv)], Some(meta)).map_err(fmt_err)?;
     write_atomic(&path, &bytes)?;
     out.shards.push(ShardRecord {

@@ -62,7 +62,7 @@ pub enum Error {
         source: hdf5::Error,
     },
     /// A file that was read but does not hold what the contract says.
-    #[error("{path}{}: {message}", location.as_ref().map(|l| format!(": {l}")).unwrap_or_default())]
+    #[error("{path}{}: {message}", .location.as_ref().map(|l| format!(": {l}")).unwrap_or_default())]
     Format {
         /// The offending file.
         path: PathBuf,

@@ -21,9 +21,9 @@ pub fn read_image(path: &Path) -> Result<Image> {
     let colour = decoded.color().has_color();
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     let (channels, interleaved) = if colour {
-        (3, decoded.into_rgb32f().into_raw())
+        (3, decoded.to_rgb32f().into_raw())
     } else {
-        (1, decoded.into_luma32f().into_raw())
+        (1, decoded.to_luma32f().into_raw())
     };
     let n = w * h;
     let mut data = vec![0.0f32; channels * n];

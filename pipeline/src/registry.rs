@@ -76,6 +76,12 @@ pub struct StageKind {
     pub run: fn(&StageContext<'_>) -> Result<(), Error>,
 }
 
+impl std::fmt::Debug for StageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageKind").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
 impl StageKind {
     /// The output named `name`.
     pub fn output(&self, name: &str) -> Option<&Output> {
@@ -272,7 +278,7 @@ mod tests {
         assert_eq!(e.path, "epochs");
         let v: Value = serde_json::json!({"data": "d", "epochs": 2, "model": {"arch": "small_cnn", "widht": 3}});
         let e = (kind.check)(&v).unwrap_err();
-        assert_eq!(e.path, "model");
+        assert_eq!(e.path, "model.widht");
         assert!(e.message.contains("unknown field `widht`"), "{}", e.message);
     }
 }

@@ -174,7 +174,7 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
         Some(n) => cx.err(Some(n.pos), "version", "expected 1 (the only workflow format version)"),
         None => cx.err(Some(root.pos), "version", "missing; add `version: 1`"),
     }
-    let mut string_field = |cx: &mut Ctx, key: &str| match root.get(key) {
+    let string_field = |cx: &mut Ctx, key: &str| match root.get(key) {
         Some(Node { value: Value::Str(s), .. }) if !s.is_empty() => Some(s.clone()),
         Some(n) => {
             cx.err(Some(n.pos), key, format!("expected a non-empty string, found {}", n.type_name()));
@@ -317,12 +317,13 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
         let config = with.to_json(&with_path, &mut positions, &mut key_positions);
         if let Err(e) = (kind.check)(&config) {
             let full = join(&with_path, &e.path);
-            // Point at an unknown key itself, else at the deepest known node.
+            // The path of an unknown field ends in the field: point at its key,
+            // else at the deepest node that exists.
             let unknown = e
                 .message
-                .strip_prefix("unknown field `")
-                .and_then(|r| r.split('`').next())
-                .and_then(|k| key_positions.get(&join(&full, k)).copied());
+                .starts_with("unknown field")
+                .then(|| key_positions.get(&full).copied())
+                .flatten();
             let mut probe = full.clone();
             let pos = unknown.or_else(|| loop {
                 if let Some(p) = positions.get(&probe) {

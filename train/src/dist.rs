@@ -147,7 +147,19 @@ mod mpi_comm {
             self.world.process_at_rank(root as i32).broadcast_into(buf);
         }
         fn barrier(&self) {
-            self.world.barrier();
+            // A non-blocking barrier polled with growing sleeps: ranks waiting
+            // for a root-only stage would otherwise spin in MPI and take the
+            // cores that rank 0 is working on.
+            let mut req = self.world.immediate_barrier();
+            let mut pause = std::time::Duration::from_micros(50);
+            loop {
+                match req.test() {
+                    Ok(_) => return,
+                    Err(r) => req = r,
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(20));
+            }
         }
         fn abort(&self, code: i32) -> ! {
             self.world.abort(code)

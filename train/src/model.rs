@@ -84,6 +84,7 @@ pub struct ModelInfo {
 }
 
 /// A network with a forward pass.
+#[derive(Debug)]
 pub struct SmallCnn {
     convs: Vec<nn::Conv2D>,
     classifier: nn::Linear,
