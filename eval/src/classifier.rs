@@ -114,7 +114,13 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         source: e,
     })?;
     let ids = sample_ids(&config.data, config.split, labels.len())?;
-    write_predictions(&out.join("predictions.parquet"), &ids, &labels, &probs, &info.class_names)?;
+    write_predictions(
+        &out.join("predictions.parquet"),
+        &ids,
+        &labels,
+        &probs,
+        &info.class_names,
+    )?;
 
     let history: Option<TrainReport> = std::fs::read(config.model.join("history.json"))
         .ok()
@@ -208,19 +214,30 @@ fn write_predictions(
     };
     let predicted: Vec<i64> = probs
         .iter()
-        .map(|p| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |m| m.0) as i64)
+        .map(|p| {
+            p.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |m| m.0) as i64
+        })
         .collect();
     let mut columns = vec![
         Column::new("sample_id".into(), ids),
         Column::new("label".into(), labels),
         Column::new(
             "label_name".into(),
-            labels.iter().map(|&l| names[l as usize].clone()).collect::<Vec<_>>(),
+            labels
+                .iter()
+                .map(|&l| names[l as usize].clone())
+                .collect::<Vec<_>>(),
         ),
         Column::new("predicted".into(), &predicted),
         Column::new(
             "predicted_name".into(),
-            predicted.iter().map(|&l| names[l as usize].clone()).collect::<Vec<_>>(),
+            predicted
+                .iter()
+                .map(|&l| names[l as usize].clone())
+                .collect::<Vec<_>>(),
         ),
     ];
     for (c, name) in names.iter().enumerate() {

@@ -49,11 +49,19 @@ pub fn write_summary(dir: &Path, stem: &str, summary: &Summary<'_>) -> Result<()
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         draw_summary(&root, summary).map_err(|e| Error::Figure(png.clone(), e))?;
-        root.present().map_err(|e| Error::Figure(png.clone(), e.to_string()))?;
+        root.present()
+            .map_err(|e| Error::Figure(png.clone(), e.to_string()))?;
     }
     let tmp = dir.join(format!(".{stem}.png.tmp"));
-    image::save_buffer_with_format(&tmp, &buf, w, h, image::ColorType::Rgb8, image::ImageFormat::Png)
-        .map_err(|e| Error::Figure(png.clone(), e.to_string()))?;
+    image::save_buffer_with_format(
+        &tmp,
+        &buf,
+        w,
+        h,
+        image::ColorType::Rgb8,
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| Error::Figure(png.clone(), e.to_string()))?;
     std::fs::rename(&tmp, &png).map_err(|e| Error::Io {
         op: "failed to rename into",
         path: png.clone(),
@@ -65,13 +73,17 @@ pub fn write_summary(dir: &Path, stem: &str, summary: &Summary<'_>) -> Result<()
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         draw_summary(&root, summary).map_err(|e| Error::Figure(svg_path.clone(), e))?;
-        root.present().map_err(|e| Error::Figure(svg_path.clone(), e.to_string()))?;
+        root.present()
+            .map_err(|e| Error::Figure(svg_path.clone(), e.to_string()))?;
     }
     sciflow_ingest::dataset::write_atomic(&svg_path, svg.as_bytes())?;
     Ok(())
 }
 
-fn draw_summary<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary<'_>) -> Result<(), String> {
+fn draw_summary<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    s: &Summary<'_>,
+) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
     let root = root.titled(s.title, (FONT, 24)).map_err(e)?;
@@ -83,7 +95,10 @@ fn draw_summary<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary<'
     draw_confusion(&right, s.confusion, s.class_names, s.split)
 }
 
-fn draw_history<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, history: &[EpochStats]) -> Result<(), String> {
+fn draw_history<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    history: &[EpochStats],
+) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let epochs = history.len() as f64;
     let ymax = history
@@ -122,10 +137,16 @@ fn draw_history<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, history: &[Ep
             .filter_map(|h| f(h).map(|v| (h.epoch as f64 + 1.0, v)))
             .collect::<Vec<_>>()
     };
-    let series: [(&str, RGBColor, Vec<(f64, f64)>, bool); 4] = [
+    // (legend, colour, points, on the accuracy axis)
+    let series = [
         ("train loss", BLUE, pts(&|h| Some(h.train_loss)), false),
         ("val loss", RED, pts(&|h| h.val_loss), false),
-        ("train accuracy", BLUE, pts(&|h| Some(h.train_accuracy)), true),
+        (
+            "train accuracy",
+            BLUE,
+            pts(&|h| Some(h.train_accuracy)),
+            true,
+        ),
         ("val accuracy", RED, pts(&|h| h.val_accuracy), true),
     ];
     for (name, colour, points, secondary) in series {
@@ -165,7 +186,13 @@ fn draw_confusion<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let k = confusion.len() as i32;
-    let max = confusion.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let max = confusion
+        .iter()
+        .flatten()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let label = |v: &SegmentValue<i32>| match v {
         SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
             names.get(*i as usize).cloned().unwrap_or_default()
@@ -227,7 +254,10 @@ fn draw_confusion<DB: DrawingBackend>(
             counts.iter().enumerate().map(move |(p, &c)| {
                 Text::new(
                     c.to_string(),
-                    (SegmentValue::CenterOf(p as i32), SegmentValue::CenterOf(row(t))),
+                    (
+                        SegmentValue::CenterOf(p as i32),
+                        SegmentValue::CenterOf(row(t)),
+                    ),
                     style.clone(),
                 )
             })

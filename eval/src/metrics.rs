@@ -36,7 +36,11 @@ pub struct Metrics {
 }
 
 /// Computes the metrics from true labels and per-sample class probabilities.
-pub fn classification_metrics(labels: &[i64], probs: &[Vec<f32>], class_names: &[String]) -> Metrics {
+pub fn classification_metrics(
+    labels: &[i64],
+    probs: &[Vec<f32>],
+    class_names: &[String],
+) -> Metrics {
     let k = class_names.len();
     let mut confusion = vec![vec![0usize; k]; k];
     for (y, p) in labels.iter().zip(probs) {
@@ -125,7 +129,10 @@ mod tests {
         let names = vec!["e".to_string(), "s".to_string()];
         // true: e e e s s ; predicted: e e s s e
         let labels = [0, 0, 0, 1, 1];
-        let probs: Vec<Vec<f32>> = [0.1f32, 0.2, 0.6, 0.9, 0.4].iter().map(|&p| vec![1.0 - p, p]).collect();
+        let probs: Vec<Vec<f32>> = [0.1f32, 0.2, 0.6, 0.9, 0.4]
+            .iter()
+            .map(|&p| vec![1.0 - p, p])
+            .collect();
         let m = classification_metrics(&labels, &probs, &names);
         assert_eq!(m.confusion, vec![vec![2, 1], vec![1, 1]]);
         assert!((m.accuracy - 0.6).abs() < 1e-12);

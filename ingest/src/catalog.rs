@@ -46,7 +46,11 @@ pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
             .and_then(|r| r.finish())
             .map_err(table_err)?
     };
-    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let id_col = ID_COLUMNS
         .iter()
         .find(|c| names.iter().any(|n| n == *c))
@@ -108,8 +112,14 @@ mod tests {
         let rows = read_labels(&p).unwrap();
         assert_eq!(rows.len(), 16);
         assert_eq!(rows[0].id, "587722952767439450");
-        assert!(rows.iter().all(|r| r.label == "spiral" || r.label == "elliptical"));
-        assert!(rows.iter().all(|r| r.image.is_file()), "{:?}", rows[0].image);
+        assert!(rows
+            .iter()
+            .all(|r| r.label == "spiral" || r.label == "elliptical"));
+        assert!(
+            rows.iter().all(|r| r.image.is_file()),
+            "{:?}",
+            rows[0].image
+        );
     }
 
     #[test]

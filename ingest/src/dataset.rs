@@ -237,7 +237,11 @@ impl DatasetInfo {
         let p = dir.join("dataset.json");
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io("failed to read", &p, e))?;
         serde_json::from_str(&text).map_err(|e| {
-            Error::format(&p, Some(format!("line {}", e.line())), format!("not a dataset description: {e}"))
+            Error::format(
+                &p,
+                Some(format!("line {}", e.line())),
+                format!("not a dataset description: {e}"),
+            )
         })
     }
 
@@ -294,7 +298,10 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
         )));
     }
     if !(config.crop > 0.0 && config.crop <= 1.0) {
-        return Err(Error::Config(format!("crop must be in (0, 1], got {}", config.crop)));
+        return Err(Error::Config(format!(
+            "crop must be in (0, 1], got {}",
+            config.crop
+        )));
     }
     let rows = read_labels(&config.labels)?;
     let mut classes: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
@@ -315,7 +322,7 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
             .filter(|r| &r.label == class)
             .map(|r| (key(&r.id), r.clone(), ci as i64))
             .collect();
-        members.sort_by(|a, b| a.0.cmp(&b.0));
+        members.sort_by_key(|a| a.0);
         let n = members.len();
         let n_test = (n as f64 * test).round() as usize;
         let n_val = ((n as f64 * val).round() as usize).min(n - n_test);
@@ -331,8 +338,11 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
         }
     }
     let mut shards = Vec::new();
-    for (s, split) in [Split::Train, Split::Val, Split::Test].into_iter().enumerate() {
-        by_split[s].sort_by(|a, b| a.0.cmp(&b.0));
+    for (s, split) in [Split::Train, Split::Val, Split::Test]
+        .into_iter()
+        .enumerate()
+    {
+        by_split[s].sort_by_key(|a| a.0);
         for chunk in by_split[s].chunks(config.shard_size.get()) {
             shards.push(PlannedShard {
                 index: shards.len(),
@@ -373,9 +383,17 @@ fn read_any(path: &Path, hdu: &Hdu) -> Result<(Image, String)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("failed to read", path, e))?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
     let name = path.to_string_lossy().to_ascii_lowercase();
-    let is_fits = [".fits", ".fit", ".fts", ".fits.gz", ".fits.fz", ".fz", ".fits.bz2"]
-        .iter()
-        .any(|e| name.ends_with(e));
+    let is_fits = [
+        ".fits",
+        ".fit",
+        ".fts",
+        ".fits.gz",
+        ".fits.fz",
+        ".fz",
+        ".fits.bz2",
+    ]
+    .iter()
+    .any(|e| name.ends_with(e));
     let img = if is_fits {
         fits::read_image(path, hdu)?
     } else {
@@ -384,7 +402,11 @@ fn read_any(path: &Path, hdu: &Hdu) -> Result<(Image, String)> {
     Ok((img, hash))
 }
 
-fn load_sample(path: &Path, config: &GalaxyImagesConfig, channels: usize) -> Result<(Vec<f32>, String)> {
+fn load_sample(
+    path: &Path,
+    config: &GalaxyImagesConfig,
+    channels: usize,
+) -> Result<(Vec<f32>, String)> {
     let (img, hash) = read_any(path, &config.hdu)?;
     let img = match (img.channels, channels) {
         (a, b) if a == b => img,
@@ -401,7 +423,11 @@ fn load_sample(path: &Path, config: &GalaxyImagesConfig, channels: usize) -> Res
     let mut img = img.centre_crop(config.crop).resize(size, size);
     let bad = normalise(&mut img, config.normalisation);
     if bad * 2 > img.data.len() {
-        return Err(Error::format(path, None, format!("{bad} of {} pixels are NaN or infinite", img.data.len())));
+        return Err(Error::format(
+            path,
+            None,
+            format!("{bad} of {} pixels are NaN or infinite", img.data.len()),
+        ));
     }
     Ok((img.data, hash))
 }
@@ -454,7 +480,10 @@ pub fn write_partition(
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().expect("ingest thread panicked")).collect()
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("ingest thread panicked"))
+            .collect()
     });
     let mut merged = Part::default();
     for r in results {
@@ -513,15 +542,19 @@ fn write_shard(
     let n = rows.len();
     let file = shard_name(shard.index);
     let path = dir.join(&file);
-    let fmt_err = |e: safetensors::SafeTensorError| Error::format(&path, None, format!("cannot serialise shard: {e}"));
-    let xv = TensorView::new(Dtype::F32, vec![n, plan.channels, size, size], &x).map_err(fmt_err)?;
+    let fmt_err = |e: safetensors::SafeTensorError| {
+        Error::format(&path, None, format!("cannot serialise shard: {e}"))
+    };
+    let xv =
+        TensorView::new(Dtype::F32, vec![n, plan.channels, size, size], &x).map_err(fmt_err)?;
     let yv = TensorView::new(Dtype::I64, vec![n], &y).map_err(fmt_err)?;
     // One metadata entry only: safetensors stores metadata as a hash map, whose
     // order (and so the file's bytes) would otherwise change from run to run.
     let meta = [("split".to_string(), shard.split.as_str().to_string())]
         .into_iter()
         .collect();
-    let bytes = safetensors::tensor::serialize([("x", xv), ("y", yv)], Some(meta)).map_err(fmt_err)?;
+    let bytes =
+        safetensors::tensor::serialize([("x", xv), ("y", yv)], Some(meta)).map_err(fmt_err)?;
     write_atomic(&path, &bytes)?;
     out.shards.push(ShardRecord {
         index: shard.index,
@@ -537,7 +570,12 @@ fn write_shard(
 
 /// Merges the parts written by `world_size` processes into the final manifest,
 /// rejects table and `dataset.json`, and removes the parts.
-pub fn finalize(config: &GalaxyImagesConfig, seed: u64, dir: &Path, world_size: usize) -> Result<DatasetInfo> {
+pub fn finalize(
+    config: &GalaxyImagesConfig,
+    seed: u64,
+    dir: &Path,
+    world_size: usize,
+) -> Result<DatasetInfo> {
     let plan = plan(config, seed)?;
     let mut all = Part::default();
     for rank in 0..world_size {
@@ -568,7 +606,10 @@ pub fn finalize(config: &GalaxyImagesConfig, seed: u64, dir: &Path, world_size: 
             format!(
                 "no input could be read ({} rejected); first reason: {}",
                 all.rejects.len(),
-                all.rejects.first().map(|r| r.reason.as_str()).unwrap_or("none")
+                all.rejects
+                    .first()
+                    .map(|r| r.reason.as_str())
+                    .unwrap_or("none")
             ),
         ));
     }
@@ -599,8 +640,8 @@ pub fn finalize(config: &GalaxyImagesConfig, seed: u64, dir: &Path, world_size: 
         inputs.update(r.sample_id.as_bytes());
         inputs.update(r.source_blake3.as_bytes());
     }
-    let labels_bytes =
-        std::fs::read(&config.labels).map_err(|e| Error::io("failed to read", &config.labels, e))?;
+    let labels_bytes = std::fs::read(&config.labels)
+        .map_err(|e| Error::io("failed to read", &config.labels, e))?;
     let size = config.size.get();
     let info = DatasetInfo {
         format: "sciflow-dataset".into(),
@@ -688,7 +729,10 @@ mod tests {
             channels: None,
             hdu: Hdu::Index(0),
             normalisation: Normalisation::Standardize,
-            split: SplitFractions { val: 0.25, test: 0.25 },
+            split: SplitFractions {
+                val: 0.25,
+                test: 0.25,
+            },
             shard_size: NonZeroUsize::new(3).unwrap(),
             on_error: OnError::Skip,
         }
@@ -699,7 +743,10 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
             })
             .collect();
         v.sort();
@@ -713,7 +760,10 @@ mod tests {
         assert_eq!(info.class_names, vec!["elliptical", "spiral"]);
         assert_eq!(info.x.sample_shape, vec![3, 24, 24]);
         // 8 per class: 2 test, 2 val, 4 train each.
-        assert_eq!((info.counts.train, info.counts.val, info.counts.test), (8, 4, 4));
+        assert_eq!(
+            (info.counts.train, info.counts.val, info.counts.test),
+            (8, 4, 4)
+        );
         assert_eq!(info.counts.rejected, 0);
         for s in &info.shards {
             let bytes = std::fs::read(dir.path().join(&s.file)).unwrap();
@@ -721,9 +771,10 @@ mod tests {
             let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
             assert_eq!(st.tensor("x").unwrap().shape(), &[s.samples, 3, 24, 24]);
         }
-        let manifest = ParquetReader::new(std::fs::File::open(dir.path().join("manifest.parquet")).unwrap())
-            .finish()
-            .unwrap();
+        let manifest =
+            ParquetReader::new(std::fs::File::open(dir.path().join("manifest.parquet")).unwrap())
+                .finish()
+                .unwrap();
         assert_eq!(manifest.height(), 16);
         assert!(!dir.path().join("parts").exists());
     }
@@ -735,7 +786,15 @@ mod tests {
         write_dataset(&cfg, 5, one.path(), 1, &|_| {}).unwrap();
         let three = tempfile::tempdir().unwrap();
         for rank in 0..3 {
-            write_partition(&cfg, 5, three.path(), Partition { rank, size: 3 }, 2, &|_| {}).unwrap();
+            write_partition(
+                &cfg,
+                5,
+                three.path(),
+                Partition { rank, size: 3 },
+                2,
+                &|_| {},
+            )
+            .unwrap();
         }
         let a = finalize(&cfg, 5, three.path(), 3).unwrap();
         let b = DatasetInfo::load(one.path()).unwrap();
@@ -755,7 +814,13 @@ mod tests {
         csv.push_str("999,spiral,0,bad,images/999.jpeg\n");
         std::fs::create_dir(dir.path().join("images")).unwrap();
         for row in read_labels(&src.join("labels.csv")).unwrap() {
-            std::fs::copy(&row.image, dir.path().join("images").join(row.image.file_name().unwrap())).unwrap();
+            std::fs::copy(
+                &row.image,
+                dir.path()
+                    .join("images")
+                    .join(row.image.file_name().unwrap()),
+            )
+            .unwrap();
         }
         std::fs::write(dir.path().join("images/999.jpeg"), b"truncated").unwrap();
         std::fs::write(dir.path().join("labels.csv"), csv).unwrap();
@@ -769,7 +834,14 @@ mod tests {
         let rejects = ParquetReader::new(std::fs::File::open(out.join("rejects.parquet")).unwrap())
             .finish()
             .unwrap();
-        let reason = rejects.column("reason").unwrap().str().unwrap().get(0).unwrap().to_string();
+        let reason = rejects
+            .column("reason")
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_string();
         assert!(reason.contains("999.jpeg"), "{reason}");
 
         cfg.on_error = OnError::Fail;

@@ -152,7 +152,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.fits");
         let img = Image::new(1, 3, 4, (0..12).map(|v| v as f32).collect()).unwrap();
-        write_image(&p, &img, &[("BUNIT", CardValue::Str("nanomaggy".into()), "")]).unwrap();
+        write_image(
+            &p,
+            &img,
+            &[("BUNIT", CardValue::Str("nanomaggy".into()), "")],
+        )
+        .unwrap();
         let back = read_image(&p, &Hdu::Index(0)).unwrap();
         assert_eq!((back.channels, back.height, back.width), (1, 3, 4));
         assert_eq!(back.data, img.data);
@@ -167,7 +172,8 @@ mod tests {
     #[test]
     fn reads_a_real_image_as_the_raw_bytes_say() {
         // A CFHT MegaPrime cutout (BITPIX -32), committed under data/fits with its provenance.
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fits/cfht_megaprime_sa110.fits");
+        let p =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fits/cfht_megaprime_sa110.fits");
         let img = read_image(&p, &Hdu::Index(0)).unwrap();
         assert_eq!((img.channels, img.height, img.width), (1, 101, 101));
         // Cross-check against the raw big-endian floats after the 2880-byte header
@@ -175,7 +181,11 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         let header_end = (0..bytes.len() / 2880)
             .map(|b| b * 2880)
-            .find(|&o| bytes[o..o + 2880].chunks(80).any(|c| c.starts_with(b"END     ")))
+            .find(|&o| {
+                bytes[o..o + 2880]
+                    .chunks(80)
+                    .any(|c| c.starts_with(b"END     "))
+            })
             .unwrap()
             + 2880;
         let raw: Vec<f32> = bytes[header_end..header_end + 101 * 101 * 4]

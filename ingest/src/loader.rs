@@ -159,7 +159,12 @@ impl Loader {
             )));
         }
         let info = DatasetInfo::load(dir)?;
-        let shards: Vec<ShardRecord> = info.shards.iter().filter(|s| s.split == split).cloned().collect();
+        let shards: Vec<ShardRecord> = info
+            .shards
+            .iter()
+            .filter(|s| s.split == split)
+            .cloned()
+            .collect();
         Ok(Loader {
             dir: dir.to_path_buf(),
             info: Arc::new(info),
@@ -232,7 +237,8 @@ impl Loader {
             let dir = self.dir.clone();
             handles.push(std::thread::spawn(move || {
                 for rec in mine {
-                    let data = ShardData::open(&dir.join(&rec.file), &rec, sample_len).map(Arc::new);
+                    let data =
+                        ShardData::open(&dir.join(&rec.file), &rec, sample_len).map(Arc::new);
                     let failed = data.is_err();
                     if tx.send(data).is_err() || failed {
                         return;
@@ -252,7 +258,8 @@ impl Loader {
             let mut pending: Vec<(Arc<ShardData>, usize)> = Vec::with_capacity(cfg.batch_size);
             while sent < steps {
                 // Keep the shuffle buffer full while shards remain.
-                while next_shard < n_shards && buffer.len() < cfg.shuffle_buffer.max(cfg.batch_size) {
+                while next_shard < n_shards && buffer.len() < cfg.shuffle_buffer.max(cfg.batch_size)
+                {
                     match shard_rx[next_shard % workers].recv() {
                         Ok(Ok(data)) => buffer.extend((0..data.samples).map(|i| (data.clone(), i))),
                         Ok(Err(e)) => {
@@ -357,7 +364,10 @@ mod tests {
             channels: None,
             hdu: Default::default(),
             normalisation: Default::default(),
-            split: SplitFractions { val: 0.0, test: 0.2 },
+            split: SplitFractions {
+                val: 0.0,
+                test: 0.2,
+            },
             shard_size: NonZeroUsize::new(3).unwrap(),
             on_error: OnError::Fail,
         };
@@ -368,7 +378,9 @@ mod tests {
     fn fingerprint(b: &Batch) -> Vec<(u32, i64)> {
         // First pixel's bits identify a sample well enough in synthetic noise.
         let len: usize = b.shape[1..].iter().product();
-        (0..b.y.len()).map(|i| (b.x[i * len].to_bits(), b.y[i])).collect()
+        (0..b.y.len())
+            .map(|i| (b.x[i * len].to_bits(), b.y[i]))
+            .collect()
     }
 
     #[test]
@@ -376,7 +388,10 @@ mod tests {
         let dir = dataset();
         let ds = dir.path().join("ds");
         let all = {
-            let cfg = LoaderConfig { shuffle: false, ..LoaderConfig::new(1000, 0) };
+            let cfg = LoaderConfig {
+                shuffle: false,
+                ..LoaderConfig::new(1000, 0)
+            };
             let l = Loader::new(&ds, Split::Train, cfg).unwrap();
             assert_eq!(l.len(), 32);
             fingerprint(&l.epoch(0).next().unwrap().unwrap())
@@ -406,7 +421,10 @@ mod tests {
                     }
                     orders.push(batches);
                 }
-                assert!(seen.values().all(|&c| c == 1), "a sample was delivered twice");
+                assert!(
+                    seen.values().all(|&c| c == 1),
+                    "a sample was delivered twice"
+                );
                 if world == 1 {
                     assert_eq!(seen.len(), all.len(), "one rank sees every sample");
                 }
@@ -419,7 +437,11 @@ mod tests {
                     world_size: world,
                     ..LoaderConfig::new(4, 11)
                 };
-                let again: Vec<Batch> = Loader::new(&ds, Split::Train, cfg).unwrap().epoch(0).map(|b| b.unwrap()).collect();
+                let again: Vec<Batch> = Loader::new(&ds, Split::Train, cfg)
+                    .unwrap()
+                    .epoch(0)
+                    .map(|b| b.unwrap())
+                    .collect();
                 assert_eq!(again, orders[0], "world {world} workers {workers}");
             }
         }

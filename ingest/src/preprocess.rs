@@ -19,14 +19,13 @@ pub struct Image {
 impl Image {
     /// Wraps `data`, or `None` if its length does not match the dimensions.
     pub fn new(channels: usize, height: usize, width: usize, data: Vec<f32>) -> Option<Self> {
-        (channels * height * width == data.len() && channels > 0 && height > 0 && width > 0).then_some(
-            Image {
+        (channels * height * width == data.len() && channels > 0 && height > 0 && width > 0)
+            .then_some(Image {
                 channels,
                 height,
                 width,
                 data,
-            },
-        )
+            })
     }
 
     fn plane(&self, c: usize) -> &[f32] {
@@ -87,7 +86,10 @@ impl Image {
             for (oy, taps) in wy.iter().enumerate() {
                 let out = &mut rows[oy * self.width..(oy + 1) * self.width];
                 for &(iy, w) in taps {
-                    for (o, s) in out.iter_mut().zip(&p[iy * self.width..(iy + 1) * self.width]) {
+                    for (o, s) in out
+                        .iter_mut()
+                        .zip(&p[iy * self.width..(iy + 1) * self.width])
+                    {
                         *o += w * s;
                     }
                 }
@@ -167,7 +169,11 @@ pub fn normalise(img: &mut Image, norm: Normalisation) -> usize {
             Normalisation::Standardize => {
                 let m = finite.len().max(1) as f64;
                 let mean = finite.iter().map(|&v| v as f64).sum::<f64>() / m;
-                let var = finite.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m;
+                let var = finite
+                    .iter()
+                    .map(|&v| (v as f64 - mean).powi(2))
+                    .sum::<f64>()
+                    / m;
                 let sd = var.sqrt().max(1e-12) as f32;
                 (mean as f32, Box::new(move |v| v / sd))
             }
@@ -180,7 +186,11 @@ pub fn normalise(img: &mut Image, norm: Normalisation) -> usize {
             }
         };
         for v in plane.iter_mut() {
-            *v = if v.is_finite() { scale(*v - shift) } else { 0.0 };
+            *v = if v.is_finite() {
+                scale(*v - shift)
+            } else {
+                0.0
+            };
         }
     }
     bad
@@ -208,9 +218,15 @@ mod tests {
         assert!(r.data.iter().all(|v| (v - 3.0).abs() < 1e-5));
 
         // A checkerboard halved must come out near its mean, not aliased to 0 or 1.
-        let data = (0..64 * 64).map(|i| ((i / 64 + i % 64) % 2) as f32).collect();
+        let data = (0..64 * 64)
+            .map(|i| ((i / 64 + i % 64) % 2) as f32)
+            .collect();
         let r = Image::new(1, 64, 64, data).unwrap().resize(16, 16);
-        assert!(r.data.iter().all(|v| (v - 0.5).abs() < 0.1), "{:?}", &r.data[..4]);
+        assert!(
+            r.data.iter().all(|v| (v - 0.5).abs() < 0.1),
+            "{:?}",
+            &r.data[..4]
+        );
     }
 
     #[test]

@@ -79,14 +79,18 @@ pub fn generate(
                             return Ok(());
                         }
                         let (img, cards) = galaxy(config, seed, i);
-                        let cards: Vec<_> = cards.iter().map(|(k, v)| (*k, v.clone(), "")).collect();
+                        let cards: Vec<_> =
+                            cards.iter().map(|(k, v)| (*k, v.clone(), "")).collect();
                         write_image(&images.join(format!("{}.fits", sample_id(i))), &img, &cards)?;
                         progress(done.fetch_add(1, Ordering::Relaxed) + 1);
                     }
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().expect("generator thread panicked")).collect()
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("generator thread panicked"))
+            .collect()
     });
     results.into_iter().collect::<Result<Vec<()>>>()?;
     let mut csv = String::from("objid,label,image\n");
@@ -110,7 +114,10 @@ fn galaxy(config: &SynthConfig, seed: u64, i: usize) -> (Image, Vec<(&'static st
     let n = config.size.get();
     let spiral = i % 2 == 1;
     let c = n as f64 / 2.0 - 0.5;
-    let (cx, cy) = (c + rng.random_range(-1.0..1.0), c + rng.random_range(-1.0..1.0));
+    let (cx, cy) = (
+        c + rng.random_range(-1.0..1.0),
+        c + rng.random_range(-1.0..1.0),
+    );
     let pa = rng.random_range(0.0..PI);
     let (sin_pa, cos_pa) = pa.sin_cos();
     let mut data = vec![0.0f32; n * n];
@@ -279,6 +286,9 @@ mod tests {
         };
         let ellipticals: f32 = (0..10).step_by(2).map(ring_contrast).sum::<f32>() / 5.0;
         let spirals: f32 = (1..10).step_by(2).map(ring_contrast).sum::<f32>() / 5.0;
-        assert!(spirals > ellipticals + 0.2, "spiral {spirals} elliptical {ellipticals}");
+        assert!(
+            spirals > ellipticals + 0.2,
+            "spiral {spirals} elliptical {ellipticals}"
+        );
     }
 }

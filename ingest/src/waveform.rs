@@ -36,8 +36,14 @@ impl Bank {
     /// h+ and hx of waveform `i`: h22 = A exp(i phi), h+ = Re, hx = -Im.
     pub fn polarisations(&self, i: usize) -> (Vec<f32>, Vec<f32>) {
         let t = self.time.len();
-        let (a, p) = (&self.amp[i * t..(i + 1) * t], &self.phase[i * t..(i + 1) * t]);
-        a.iter().zip(p).map(|(a, p)| (a * p.cos(), -a * p.sin())).unzip()
+        let (a, p) = (
+            &self.amp[i * t..(i + 1) * t],
+            &self.phase[i * t..(i + 1) * t],
+        );
+        a.iter()
+            .zip(p)
+            .map(|(a, p)| (a * p.cos(), -a * p.sin()))
+            .unzip()
     }
 }
 
@@ -53,7 +59,9 @@ pub fn read_bank(path: &Path) -> Result<Bank> {
     };
     let file = hdf5::File::open(path).map_err(h5("file"))?;
     let read = |name: &str, want_dims: usize| -> Result<(Vec<usize>, hdf5::Dataset)> {
-        let ds = file.dataset(name).map_err(h5(&format!("dataset /{name}")))?;
+        let ds = file
+            .dataset(name)
+            .map_err(h5(&format!("dataset /{name}")))?;
         let shape = ds.shape();
         if shape.len() != want_dims {
             return Err(Error::format(
@@ -68,7 +76,11 @@ pub fn read_bank(path: &Path) -> Result<Bank> {
     let (tshape, tds) = read("time", 1)?;
     let (n, t) = (pshape[0], tshape[0]);
     if pshape[1] != 3 {
-        return Err(Error::format(path, Some("dataset /params".into()), format!("expected (N, 3), found {pshape:?}")));
+        return Err(Error::format(
+            path,
+            Some("dataset /params".into()),
+            format!("expected (N, 3), found {pshape:?}"),
+        ));
     }
     let params: Vec<f64> = pds.read_raw().map_err(h5("dataset /params"))?;
     let time: Vec<f64> = tds.read_raw().map_err(h5("dataset /time"))?;
@@ -107,8 +119,16 @@ mod tests {
         let t0 = bank.time.iter().position(|&t| t == 0.0).unwrap();
         for i in 0..bank.len() {
             let a = &bank.amp[i * 411..(i + 1) * 411];
-            let peak = a.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0;
-            assert!((peak as i64 - t0 as i64).abs() <= 1, "waveform {i} peaks at {peak}");
+            let peak = a
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.total_cmp(y.1))
+                .unwrap()
+                .0;
+            assert!(
+                (peak as i64 - t0 as i64).abs() <= 1,
+                "waveform {i} peaks at {peak}"
+            );
         }
         let (hp, hc) = bank.polarisations(0);
         assert_eq!(hp.len(), 411);

@@ -32,7 +32,12 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Er
 }
 
 /// Runs every stage of `wf` in order. All ranks of `comm` must call this.
-pub fn run(wf: &Workflow, comm: &dyn Comm, progress: &Progress, threads: usize) -> Result<RunSummary, Error> {
+pub fn run(
+    wf: &Workflow,
+    comm: &dyn Comm,
+    progress: &Progress,
+    threads: usize,
+) -> Result<RunSummary, Error> {
     let rank = comm.rank();
     let scratch = wf.workdir.join(".tmp");
     let mut summary = RunSummary { stages: Vec::new() };
@@ -68,7 +73,11 @@ pub fn run(wf: &Workflow, comm: &dyn Comm, progress: &Progress, threads: usize) 
         let seconds = started.elapsed().as_secs_f64();
         if rank == 0 {
             replace_dir(&tmp, &out, &scratch.join(format!("{}.old", stage.name)))?;
-            tracing::info!("{}: done in {seconds:.1} s -> {}", stage.name, out.display());
+            tracing::info!(
+                "{}: done in {seconds:.1} s -> {}",
+                stage.name,
+                out.display()
+            );
         }
         summary.stages.push((stage.name.clone(), seconds));
     }

@@ -77,7 +77,15 @@ fn main() -> ExitCode {
     match cli.command {
         Command::List => {
             for kind in REGISTRY {
-                println!("{}  ({})", kind.name, if kind.collective { "collective" } else { "rank 0" });
+                println!(
+                    "{}  ({})",
+                    kind.name,
+                    if kind.collective {
+                        "collective"
+                    } else {
+                        "rank 0"
+                    }
+                );
                 println!("    {}", kind.summary);
                 for o in kind.outputs {
                     println!("    output `{}`: {}", o.name, o.doc);

@@ -78,7 +78,9 @@ pub struct StageKind {
 
 impl std::fmt::Debug for StageKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StageKind").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("StageKind")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -168,8 +170,12 @@ fn config<T: DeserializeOwned>(ctx: &StageContext<'_>) -> Result<T, Error> {
 
 fn run_synthetic_galaxies(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: SynthConfig = config(ctx)?;
-    let bar = ctx.progress.bar(2 * cfg.count_per_class.get() as u64, ctx.name, "images");
-    let n = synth::generate(&cfg, ctx.seed, ctx.out, ctx.threads, &|i| bar.set_position(i as u64))?;
+    let bar = ctx
+        .progress
+        .bar(2 * cfg.count_per_class.get() as u64, ctx.name, "images");
+    let n = synth::generate(&cfg, ctx.seed, ctx.out, ctx.threads, &|i| {
+        bar.set_position(i as u64)
+    })?;
     bar.finish_and_clear();
     tracing::info!("{}: wrote {n} synthetic galaxies", ctx.name);
     Ok(())
@@ -180,10 +186,17 @@ fn run_galaxy_images(ctx: &StageContext<'_>) -> Result<(), Error> {
     let total = dataset::input_count(&cfg)?;
     let (rank, size) = (ctx.comm.rank(), ctx.comm.size());
     // Each rank counts its own inputs; the bar (rank 0) shows rank 0's share.
-    let bar = ctx.progress.bar(total.div_ceil(size) as u64, ctx.name, "images");
-    let result = dataset::write_partition(&cfg, ctx.seed, ctx.out, Partition { rank, size }, ctx.threads, &|i| {
-        bar.set_position(i as u64)
-    });
+    let bar = ctx
+        .progress
+        .bar(total.div_ceil(size) as u64, ctx.name, "images");
+    let result = dataset::write_partition(
+        &cfg,
+        ctx.seed,
+        ctx.out,
+        Partition { rank, size },
+        ctx.threads,
+        &|i| bar.set_position(i as u64),
+    );
     bar.finish_and_clear();
     result?;
     ctx.comm.barrier();
@@ -234,7 +247,12 @@ fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
         },
     )?;
     bar.finish_and_clear();
-    tracing::debug!("{}: {} steps per epoch on {} ranks", ctx.name, report.steps_per_epoch, report.world_size);
+    tracing::debug!(
+        "{}: {} steps per epoch on {} ranks",
+        ctx.name,
+        report.steps_per_epoch,
+        report.world_size
+    );
     Ok(())
 }
 

@@ -146,7 +146,8 @@ fn join(path: &str, key: &str) -> String {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('.')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Compiles workflow text (no I/O). `file` is used in messages.
@@ -164,20 +165,45 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     })?;
     let mut cx = Ctx { items: Vec::new() };
     if !matches!(root.value, Value::Map(_)) {
-        cx.err(Some(root.pos), "", format!("expected a mapping with version, name, workdir and stages; found {}", root.type_name()));
+        cx.err(
+            Some(root.pos),
+            "",
+            format!(
+                "expected a mapping with version, name, workdir and stages; found {}",
+                root.type_name()
+            ),
+        );
         return Err(fail(cx.items));
     }
-    cx.known_keys(&root, "", &["version", "name", "workdir", "seed", "params", "stages"]);
+    cx.known_keys(
+        &root,
+        "",
+        &["version", "name", "workdir", "seed", "params", "stages"],
+    );
 
     match root.get("version") {
-        Some(Node { value: Value::Int(1), .. }) => {}
-        Some(n) => cx.err(Some(n.pos), "version", "expected 1 (the only workflow format version)"),
+        Some(Node {
+            value: Value::Int(1),
+            ..
+        }) => {}
+        Some(n) => cx.err(
+            Some(n.pos),
+            "version",
+            "expected 1 (the only workflow format version)",
+        ),
         None => cx.err(Some(root.pos), "version", "missing; add `version: 1`"),
     }
     let string_field = |cx: &mut Ctx, key: &str| match root.get(key) {
-        Some(Node { value: Value::Str(s), .. }) if !s.is_empty() => Some(s.clone()),
+        Some(Node {
+            value: Value::Str(s),
+            ..
+        }) if !s.is_empty() => Some(s.clone()),
         Some(n) => {
-            cx.err(Some(n.pos), key, format!("expected a non-empty string, found {}", n.type_name()));
+            cx.err(
+                Some(n.pos),
+                key,
+                format!("expected a non-empty string, found {}", n.type_name()),
+            );
             None
         }
         None => {
@@ -186,12 +212,21 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
         }
     };
     let name = string_field(&mut cx, "name").unwrap_or_default();
-    let mut workdir = string_field(&mut cx, "workdir").map(PathBuf::from).unwrap_or_default();
+    let mut workdir = string_field(&mut cx, "workdir")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let mut seed = match root.get("seed") {
         None => 0,
-        Some(Node { value: Value::Int(i), .. }) if *i >= 0 => *i as u64,
+        Some(Node {
+            value: Value::Int(i),
+            ..
+        }) if *i >= 0 => *i as u64,
         Some(n) => {
-            cx.err(Some(n.pos), "seed", format!("expected a non-negative integer, found {}", n.type_name()));
+            cx.err(
+                Some(n.pos),
+                "seed",
+                format!("expected a non-negative integer, found {}", n.type_name()),
+            );
             0
         }
     };
@@ -200,10 +235,20 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     let mut params: Vec<(String, Node)> = Vec::new();
     match root.get("params") {
         None => {}
-        Some(Node { value: Value::Map(entries), .. }) => {
-            params = entries.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect();
+        Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) => {
+            params = entries
+                .iter()
+                .map(|(k, _, v)| (k.clone(), v.clone()))
+                .collect();
         }
-        Some(n) => cx.err(Some(n.pos), "params", format!("expected a mapping, found {}", n.type_name())),
+        Some(n) => cx.err(
+            Some(n.pos),
+            "params",
+            format!("expected a mapping, found {}", n.type_name()),
+        ),
     }
     for o in overrides {
         let Some((key, raw)) = o.split_once('=') else {
@@ -211,9 +256,16 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
             continue;
         };
         let value = match yaml::parse(raw) {
-            Ok(n) => Node { pos: Pos::default(), ..n },
+            Ok(n) => Node {
+                pos: Pos::default(),
+                ..n
+            },
             Err(e) => {
-                cx.err(None, format!("--set {key}"), format!("value `{raw}` is not YAML: {}", e.message));
+                cx.err(
+                    None,
+                    format!("--set {key}"),
+                    format!("value `{raw}` is not YAML: {}", e.message),
+                );
                 continue;
             }
         };
@@ -225,7 +277,11 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
                     format!("--set {key}"),
                     format!(
                         "no parameter `{p}` in the workflow; declared: {}",
-                        params.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(", ")
+                        params
+                            .iter()
+                            .map(|p| p.0.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ),
             }
@@ -237,15 +293,26 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
         } else if key == "workdir" {
             workdir = PathBuf::from(raw);
         } else {
-            cx.err(None, format!("--set {key}"), "only params.NAME, seed and workdir can be set");
+            cx.err(
+                None,
+                format!("--set {key}"),
+                "only params.NAME, seed and workdir can be set",
+            );
         }
     }
 
     // Stages: names, kinds and the shape of each entry.
     let stage_nodes: Vec<(String, Pos, Node)> = match root.get("stages") {
-        Some(Node { value: Value::Map(entries), .. }) if !entries.is_empty() => entries.clone(),
+        Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) if !entries.is_empty() => entries.clone(),
         Some(n) => {
-            cx.err(Some(n.pos), "stages", "expected a non-empty mapping of stage names to stages");
+            cx.err(
+                Some(n.pos),
+                "stages",
+                "expected a non-empty mapping of stage names to stages",
+            );
             Vec::new()
         }
         None => {
@@ -256,7 +323,10 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     let kinds: HashMap<&str, &'static StageKind> = stage_nodes
         .iter()
         .filter_map(|(n, _, node)| match node.get("uses") {
-            Some(Node { value: Value::Str(u), .. }) => registry::lookup(u).map(|k| (n.as_str(), k)),
+            Some(Node {
+                value: Value::Str(u),
+                ..
+            }) => registry::lookup(u).map(|k| (n.as_str(), k)),
             _ => None,
         })
         .collect();
@@ -266,51 +336,93 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     for (sname, spos, node) in &stage_nodes {
         let path = format!("stages.{sname}");
         if !valid_name(sname) {
-            cx.err(Some(*spos), &path, "stage names may use letters, digits, `_` and `-` (they name directories)");
+            cx.err(
+                Some(*spos),
+                &path,
+                "stage names may use letters, digits, `_` and `-` (they name directories)",
+            );
         }
         if !matches!(node.value, Value::Map(_)) {
-            cx.err(Some(node.pos), &path, format!("expected a mapping with `uses` and `with`, found {}", node.type_name()));
+            cx.err(
+                Some(node.pos),
+                &path,
+                format!(
+                    "expected a mapping with `uses` and `with`, found {}",
+                    node.type_name()
+                ),
+            );
             continue;
         }
         cx.known_keys(node, &path, &["uses", "with", "needs"]);
         let kind = match node.get("uses") {
-            Some(Node { value: Value::Str(u), pos }) => match registry::lookup(u) {
+            Some(Node {
+                value: Value::Str(u),
+                pos,
+            }) => match registry::lookup(u) {
                 Some(k) => Some(k),
                 None => {
                     let known: Vec<&str> = registry::REGISTRY.iter().map(|k| k.name).collect();
-                    cx.err(Some(*pos), join(&path, "uses"), format!("unknown stage kind `{u}`; known kinds: {}", known.join(", ")));
+                    cx.err(
+                        Some(*pos),
+                        join(&path, "uses"),
+                        format!(
+                            "unknown stage kind `{u}`; known kinds: {}",
+                            known.join(", ")
+                        ),
+                    );
                     None
                 }
             },
             Some(n) => {
-                cx.err(Some(n.pos), join(&path, "uses"), format!("expected a stage kind name, found {}", n.type_name()));
+                cx.err(
+                    Some(n.pos),
+                    join(&path, "uses"),
+                    format!("expected a stage kind name, found {}", n.type_name()),
+                );
                 None
             }
             None => {
-                cx.err(Some(node.pos), &path, "missing `uses` (the stage kind; `pipeline list` shows them)");
+                cx.err(
+                    Some(node.pos),
+                    &path,
+                    "missing `uses` (the stage kind; `pipeline list` shows them)",
+                );
                 None
             }
         };
         let mut needs: Vec<String> = Vec::new();
         match node.get("needs") {
             None => {}
-            Some(Node { value: Value::Seq(items), .. }) => {
+            Some(Node {
+                value: Value::Seq(items),
+                ..
+            }) => {
                 for it in items {
                     match &it.value {
                         Value::Str(s) if stage_names.contains(s.as_str()) => needs.push(s.clone()),
-                        Value::Str(s) => cx.err(Some(it.pos), join(&path, "needs"), format!("no stage named `{s}`")),
+                        Value::Str(s) => cx.err(
+                            Some(it.pos),
+                            join(&path, "needs"),
+                            format!("no stage named `{s}`"),
+                        ),
                         _ => cx.err(Some(it.pos), join(&path, "needs"), "expected stage names"),
                     }
                 }
             }
-            Some(n) => cx.err(Some(n.pos), join(&path, "needs"), "expected a list of stage names"),
+            Some(n) => cx.err(
+                Some(n.pos),
+                join(&path, "needs"),
+                "expected a list of stage names",
+            ),
         }
         let with_path = join(&path, "with");
         let mut with = node.get("with").cloned().unwrap_or(Node {
             value: Value::Map(Vec::new()),
             pos: node.pos,
         });
-        resolve(&mut with, &with_path, &params, &kinds, &workdir, &mut needs, &mut cx);
+        resolve(
+            &mut with, &with_path, &params, &kinds, &workdir, &mut needs, &mut cx,
+        );
         let Some(kind) = kind else { continue };
         let mut positions = HashMap::new();
         let mut key_positions = HashMap::new();
@@ -357,7 +469,11 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
             Ok(ordered) => stages = ordered,
             Err(cycle) => {
                 let pos = stages.iter().find(|s| s.name == cycle[0]).map(|s| s.pos);
-                cx.err(pos, format!("stages.{}", cycle[0]), format!("dependency cycle: {}", cycle.join(" -> ")));
+                cx.err(
+                    pos,
+                    format!("stages.{}", cycle[0]),
+                    format!("dependency cycle: {}", cycle.join(" -> ")),
+                );
             }
         }
     }
@@ -395,7 +511,15 @@ fn resolve(
     match &mut node.value {
         Value::Seq(items) => {
             for (i, it) in items.iter_mut().enumerate() {
-                resolve(it, &join(path, &i.to_string()), params, kinds, workdir, needs, cx);
+                resolve(
+                    it,
+                    &join(path, &i.to_string()),
+                    params,
+                    kinds,
+                    workdir,
+                    needs,
+                    cx,
+                );
             }
         }
         Value::Map(entries) => {
@@ -419,25 +543,47 @@ fn resolve(
                 let is_whole = start == 0 && start + len + 1 == rest.len() && out.is_empty();
                 rest = &rest[start + len + 1..];
                 let Some((head, tail)) = reference.split_once('.') else {
-                    cx.err(Some(node.pos), path, format!("`${{{reference}}}`: expected ${{params.NAME}} or ${{STAGE.OUTPUT}}"));
+                    cx.err(
+                        Some(node.pos),
+                        path,
+                        format!(
+                            "`${{{reference}}}`: expected ${{params.NAME}} or ${{STAGE.OUTPUT}}"
+                        ),
+                    );
                     continue;
                 };
                 if head == "params" {
                     match params.iter().find(|(k, _)| k == tail) {
-                        Some((_, v)) if is_whole => whole = Some(Node { pos: node.pos, ..v.clone() }),
+                        Some((_, v)) if is_whole => {
+                            whole = Some(Node {
+                                pos: node.pos,
+                                ..v.clone()
+                            })
+                        }
                         Some((_, v)) => match &v.value {
                             Value::Str(x) => out.push_str(x),
                             Value::Int(i) => out.push_str(&i.to_string()),
                             Value::Float(f) => out.push_str(&f.to_string()),
                             Value::Bool(b) => out.push_str(&b.to_string()),
-                            _ => cx.err(Some(node.pos), path, format!("parameter `{tail}` is {} and cannot be put inside a string", v.type_name())),
+                            _ => cx.err(
+                                Some(node.pos),
+                                path,
+                                format!(
+                                    "parameter `{tail}` is {} and cannot be put inside a string",
+                                    v.type_name()
+                                ),
+                            ),
                         },
                         None => cx.err(
                             Some(node.pos),
                             path,
                             format!(
                                 "unknown parameter `{tail}`; declared: {}",
-                                params.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(", ")
+                                params
+                                    .iter()
+                                    .map(|p| p.0.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         ),
                     }
@@ -454,12 +600,20 @@ fn resolve(
                             format!(
                                 "stage `{head}` ({}) has no output `{tail}`; it has: {}",
                                 kind.name,
-                                kind.outputs.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
+                                kind.outputs
+                                    .iter()
+                                    .map(|o| o.name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         ),
                     }
                 } else {
-                    cx.err(Some(node.pos), path, format!("`${{{reference}}}`: no stage named `{head}`"));
+                    cx.err(
+                        Some(node.pos),
+                        path,
+                        format!("`${{{reference}}}`: no stage named `{head}`"),
+                    );
                 }
             }
             out.push_str(rest);
@@ -474,7 +628,11 @@ fn resolve(
 
 /// Stages in dependency order (declaration order among independent ones), or a cycle.
 fn order(stages: &[Stage]) -> Result<Vec<Stage>, Vec<String>> {
-    let index: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
     // 0 = unvisited, 1 = on the current path, 2 = done.
     let mut state = vec![0u8; stages.len()];
     let mut out = Vec::with_capacity(stages.len());
@@ -490,7 +648,10 @@ fn order(stages: &[Stage]) -> Result<Vec<Stage>, Vec<String>> {
             2 => return Ok(()),
             1 => {
                 let start = path.iter().position(|&p| p == i).unwrap_or(0);
-                let mut cycle: Vec<String> = path[start..].iter().map(|&p| stages[p].name.clone()).collect();
+                let mut cycle: Vec<String> = path[start..]
+                    .iter()
+                    .map(|&p| stages[p].name.clone())
+                    .collect();
                 cycle.push(stages[i].name.clone());
                 return Err(cycle);
             }
@@ -575,11 +736,30 @@ stages:
         let err = compile_str(&bad, &["params.nope=1"]).unwrap_err();
         let text = err.to_string();
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines.iter().any(|l| l.starts_with("w.yaml:5:1: sed: unknown key")), "{text}");
-        assert!(lines.iter().any(|l| l.starts_with("w.yaml:11:11: stages.ev.uses: unknown stage kind `eval.clasifier`")), "{text}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("w.yaml:5:1: sed: unknown key")),
+            "{text}"
+        );
+        assert!(
+            lines.iter().any(|l| l
+                .starts_with("w.yaml:11:11: stages.ev.uses: unknown stage kind `eval.clasifier`")),
+            "{text}"
+        );
         assert!(lines.iter().any(|l| l.contains("stages.ds.with.labels: stage `gen` (ingest.synthetic_galaxies) has no output `lables`")), "{text}");
-        assert!(lines.iter().any(|l| l.starts_with("w.yaml:30:7: stages.tr.with.epochz: unknown field `epochz`")), "{text}");
-        assert!(lines.iter().any(|l| l.contains("--set params.nope: no parameter `nope`")), "{text}");
+        assert!(
+            lines.iter().any(
+                |l| l.starts_with("w.yaml:30:7: stages.tr.with.epochz: unknown field `epochz`")
+            ),
+            "{text}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("--set params.nope: no parameter `nope`")),
+            "{text}"
+        );
         assert_eq!(err.items.len(), 5, "{text}");
     }
 
@@ -587,7 +767,10 @@ stages:
     fn a_zero_count_points_at_the_value() {
         let bad = GOOD.replace("epochs: 1", "epochs: 0");
         let err = compile_str(&bad, &[]).unwrap_err().to_string();
-        assert!(err.starts_with("w.yaml:28:15: stages.tr.with.epochs: invalid value: integer `0`"), "{err}");
+        assert!(
+            err.starts_with("w.yaml:28:15: stages.tr.with.epochs: invalid value: integer `0`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -89,7 +89,9 @@ impl Node {
             Value::Null => serde_json::Value::Null,
             Value::Bool(b) => (*b).into(),
             Value::Int(i) => (*i).into(),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+            }
             Value::Str(s) => s.clone().into(),
             Value::Seq(items) => items
                 .iter()
@@ -147,7 +149,9 @@ fn plain_scalar(s: &str) -> Value {
         }
     }
     let looks_numeric = digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && digits.bytes().all(|b| b.is_ascii_digit() || b".eE+-".contains(&b));
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b".eE+-".contains(&b));
     if looks_numeric {
         if let Ok(f) = s.parse::<f64>() {
             return Value::Float(f);
@@ -277,18 +281,25 @@ mod tests {
     fn positions_types_and_order() {
         let text = "a: 1\nb:\n  c: [x, 'true', 2.5]\n  d: ~\ne: true\nz: ${params.n}\n";
         let root = parse(text).unwrap();
-        let Value::Map(entries) = &root.value else { panic!() };
+        let Value::Map(entries) = &root.value else {
+            panic!()
+        };
         let keys: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(keys, ["a", "b", "e", "z"]);
         assert_eq!(root.get("a").unwrap().value, Value::Int(1));
         assert_eq!(root.get("a").unwrap().pos, Pos { line: 1, col: 4 });
         let c = root.get("b").unwrap().get("c").unwrap();
-        let Value::Seq(items) = &c.value else { panic!() };
+        let Value::Seq(items) = &c.value else {
+            panic!()
+        };
         assert_eq!(items[1].value, Value::Str("true".into()));
         assert_eq!(items[2].value, Value::Float(2.5));
         assert_eq!(items[2].pos, Pos { line: 3, col: 18 });
         assert_eq!(root.get("b").unwrap().get("d").unwrap().value, Value::Null);
-        assert_eq!(root.get("z").unwrap().value, Value::Str("${params.n}".into()));
+        assert_eq!(
+            root.get("z").unwrap().value,
+            Value::Str("${params.n}".into())
+        );
 
         let mut pos = HashMap::new();
         let mut keys = HashMap::new();
@@ -310,6 +321,9 @@ mod tests {
     #[test]
     fn anchors_and_aliases() {
         let root = parse("x: &v {k: 1}\ny: *v\n").unwrap();
-        assert_eq!(root.get("y").unwrap().get("k").unwrap().value, Value::Int(1));
+        assert_eq!(
+            root.get("y").unwrap().get("k").unwrap().value,
+            Value::Int(1)
+        );
     }
 }

@@ -50,13 +50,16 @@ fn mpirun(n: usize) -> Command {
 fn small_quickstart(workdir: &Path) -> Vec<String> {
     vec![
         "run".into(),
-        root().join("workflows/quickstart.yaml").to_string_lossy().into(),
+        root()
+            .join("workflows/quickstart.yaml")
+            .to_string_lossy()
+            .into(),
         "--set".into(),
         format!("workdir={}", workdir.display()),
         "--set".into(),
-        "params.per_class=80".into(),
+        "params.per_class=200".into(),
         "--set".into(),
-        "params.epochs=3".into(),
+        "params.epochs=6".into(),
         "--set".into(),
         "params.image_size=32".into(),
     ]
@@ -99,13 +102,15 @@ fn quickstart_runs_end_to_end_and_python_reads_the_outputs() {
     assert!(wd.join("evaluate/summary.svg").is_file());
     let m = metrics(&wd);
     let acc = m["accuracy"].as_f64().unwrap();
-    // 32 test images, two balanced classes: chance is 0.5.
-    assert!(acc > 0.7, "accuracy {acc}");
-    assert_eq!(m["samples"], 32);
+    // 80 test images, two balanced classes: chance is 0.5.
+    assert!(acc > 0.8, "accuracy {acc}");
+    assert_eq!(m["samples"], 80);
 
     // Python reads every output with no code of ours.
-    let python = option_env!("PIPELINE_PYTHON")
-        .expect("PIPELINE_PYTHON is set by scripts/setup.sh in .cargo/config.toml; run the setup first");
+    // Set by scripts/setup.sh through .cargo/config.toml; a missing interpreter is a
+    // failure, not a skip.
+    let python = std::env::var("PIPELINE_PYTHON")
+        .expect("PIPELINE_PYTHON is unset: run scripts/setup.sh first");
     let script = root().join("pipeline/tests/read_outputs.py");
     let out = Command::new(python).arg(&script).arg(&wd).output().unwrap();
     assert_success(&out);
@@ -122,20 +127,28 @@ fn two_mpi_ranks_share_the_work_and_match_one_rank() {
     assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
 
     let mut cmd = mpirun(2);
-    cmd.arg(env!("CARGO_BIN_EXE_pipeline")).args(small_quickstart(&two)).current_dir(dir.path());
+    cmd.arg(env!("CARGO_BIN_EXE_pipeline"))
+        .args(small_quickstart(&two))
+        .current_dir(dir.path());
     let out = run_with_deadline(cmd, Duration::from_secs(300));
     assert_success(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("2 rank(s)"), "{stderr}");
 
     // Ingest is independent of the world size: identical shards.
-    let a: serde_json::Value = serde_json::from_slice(&std::fs::read(one.join("dataset/dataset.json")).unwrap()).unwrap();
-    let b: serde_json::Value = serde_json::from_slice(&std::fs::read(two.join("dataset/dataset.json")).unwrap()).unwrap();
+    let a: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(one.join("dataset/dataset.json")).unwrap()).unwrap();
+    let b: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(two.join("dataset/dataset.json")).unwrap()).unwrap();
     assert_eq!(a["shards"], b["shards"]);
-    let hist: serde_json::Value = serde_json::from_slice(&std::fs::read(two.join("train/history.json")).unwrap()).unwrap();
+    let hist: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(two.join("train/history.json")).unwrap()).unwrap();
     assert_eq!(hist["world_size"], 2);
-    let (acc1, acc2) = (metrics(&one)["accuracy"].as_f64().unwrap(), metrics(&two)["accuracy"].as_f64().unwrap());
-    assert!(acc2 > 0.7, "2-rank accuracy {acc2}");
+    let (acc1, acc2) = (
+        metrics(&one)["accuracy"].as_f64().unwrap(),
+        metrics(&two)["accuracy"].as_f64().unwrap(),
+    );
+    assert!(acc2 > 0.8, "2-rank accuracy {acc2}");
     assert!((acc1 - acc2).abs() < 0.2, "1 rank {acc1}, 2 ranks {acc2}");
 }
 
@@ -144,11 +157,14 @@ fn a_failing_rank_ends_the_job_with_its_message() {
     let dir = tempfile::tempdir().unwrap();
     let wd = dir.path().join("wd");
     let mut cmd = pipeline();
-    cmd.args(small_quickstart(&wd)).args(["--set", "params.epochs=1"]).current_dir(dir.path());
+    cmd.args(small_quickstart(&wd))
+        .args(["--set", "params.epochs=1"])
+        .current_dir(dir.path());
     assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
 
     // Corrupt one training shard: whichever rank is dealt it fails, the other must not hang.
-    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(wd.join("dataset/dataset.json")).unwrap()).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wd.join("dataset/dataset.json")).unwrap()).unwrap();
     let victim = info["shards"]
         .as_array()
         .unwrap()
@@ -170,13 +186,19 @@ fn a_failing_rank_ends_the_job_with_its_message() {
     )
     .unwrap();
     let mut cmd = mpirun(2);
-    cmd.arg(env!("CARGO_BIN_EXE_pipeline")).arg("run").arg(&wf).current_dir(dir.path());
+    cmd.arg(env!("CARGO_BIN_EXE_pipeline"))
+        .arg("run")
+        .arg(&wf)
+        .current_dir(dir.path());
     let out = run_with_deadline(cmd, Duration::from_secs(120));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("stage `train` failed on rank"), "{stderr}");
     assert!(stderr.contains(&victim), "{stderr}");
-    assert!(!dir.path().join("wd2/train").exists(), "no output under the stage's name");
+    assert!(
+        !dir.path().join("wd2/train").exists(),
+        "no output under the stage's name"
+    );
 }
 
 #[test]
@@ -190,11 +212,22 @@ fn a_bad_workflow_names_file_line_and_key_and_exits_78() {
     std::fs::write(&wf, &text).unwrap();
     let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
     for sub in ["validate", "run"] {
-        let out = pipeline().arg(sub).arg(&wf).current_dir(dir.path()).output().unwrap();
+        let out = pipeline()
+            .arg(sub)
+            .arg(&wf)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(78), "{sub}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let expect_key = format!("bad.yaml:{}:7: stages.train.with.epoch: unknown field `epoch`", line_of("epoch: 3"));
-        let expect_kind = format!("bad.yaml:{}:11: stages.evaluate.uses: unknown stage kind", line_of("eval.classifer"));
+        let expect_key = format!(
+            "bad.yaml:{}:7: stages.train.with.epoch: unknown field `epoch`",
+            line_of("epoch: 3")
+        );
+        let expect_kind = format!(
+            "bad.yaml:{}:11: stages.evaluate.uses: unknown stage kind",
+            line_of("eval.classifer")
+        );
         assert!(stderr.contains(&expect_key), "{sub}: {stderr}");
         assert!(stderr.contains(&expect_kind), "{sub}: {stderr}");
     }

@@ -163,7 +163,11 @@ pub fn train_classifier(
         created_by: concat!("sciflow-train ", env!("CARGO_PKG_VERSION")).into(),
     };
     let net = build(&vs, &model_info);
-    let mut opt = Optimizer::new(config.optimizer, config.weight_decay, vs.trainable_variables());
+    let mut opt = Optimizer::new(
+        config.optimizer,
+        config.weight_decay,
+        vs.trainable_variables(),
+    );
     broadcast_parameters(opt.params(), comm);
 
     let global_batch = config.batch_size.get() * comm.size();
@@ -190,7 +194,13 @@ pub fn train_classifier(
             if comm.size() > 1 {
                 average_gradients(opt.params(), comm);
             }
-            lr = learning_rate(config.lr, config.lr_scaling, global_batch, warmup_steps, global_step);
+            lr = learning_rate(
+                config.lr,
+                config.lr_scaling,
+                global_batch,
+                warmup_steps,
+                global_step,
+            );
             opt.step(lr);
             global_step += 1;
             let n = batch.y.len() as f64;
@@ -226,12 +236,15 @@ pub fn train_classifier(
     if comm.rank() == 0 {
         save_model(out, &vs, &model_info)?;
         let path = out.join("history.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("report serialises"))
-            .map_err(|e| Error::Io {
-                op: "failed to write",
-                path,
-                source: e,
-            })?;
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&report).expect("report serialises"),
+        )
+        .map_err(|e| Error::Io {
+            op: "failed to write",
+            path,
+            source: e,
+        })?;
     }
     Ok(report)
 }
@@ -269,7 +282,11 @@ pub fn to_tensors(batch: &Batch) -> Result<(Tensor, Tensor)> {
 }
 
 fn correct(logits: &Tensor, y: &Tensor) -> f64 {
-    logits.argmax(-1, false).eq_tensor(y).sum(Kind::Int64).int64_value(&[]) as f64
+    logits
+        .argmax(-1, false)
+        .eq_tensor(y)
+        .sum(Kind::Int64)
+        .int64_value(&[]) as f64
 }
 
 /// Copies rank 0's parameter values to every rank.
@@ -322,7 +339,11 @@ fn augment(batch: &mut Batch, seed: u64, epoch: usize, rank: usize, step: usize)
     let len = c * h * w;
     let mut tmp = vec![0.0f32; h * w];
     for (i, sample) in batch.x.chunks_exact_mut(len).enumerate() {
-        let r = splitmix(seed ^ splitmix((epoch as u64) << 40 ^ (rank as u64) << 24 ^ (step as u64) << 10 ^ i as u64));
+        let r = splitmix(
+            seed ^ splitmix(
+                (epoch as u64) << 40 ^ (rank as u64) << 24 ^ (step as u64) << 10 ^ i as u64,
+            ),
+        );
         let (k, flip) = (r & 3, r & 4 != 0);
         if k == 0 && !flip {
             continue;
@@ -391,6 +412,9 @@ mod tests {
         assert_eq!(flat, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
         let doubled: Vec<f32> = flat.iter().map(|v| v * 2.0).collect();
         unflatten(&doubled, vec![a.shallow_clone(), b.shallow_clone()]);
-        assert_eq!(Vec::<f32>::try_from(&a.reshape([-1])).unwrap(), vec![2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(&a.reshape([-1])).unwrap(),
+            vec![2.0, 4.0, 6.0, 8.0]
+        );
     }
 }

@@ -116,8 +116,9 @@ mod mpi_comm {
 
     impl Mpi {
         pub fn init() -> Result<Self, crate::Error> {
-            let universe = mpi::initialize()
-                .ok_or_else(|| crate::Error::Dist("MPI was already initialised in this process".into()))?;
+            let universe = mpi::initialize().ok_or_else(|| {
+                crate::Error::Dist("MPI was already initialised in this process".into())
+            })?;
             Ok(Mpi {
                 world: universe.world(),
                 _universe: universe,
@@ -134,11 +135,13 @@ mod mpi_comm {
         }
         fn allreduce_sum_f32(&self, buf: &mut [f32]) {
             let send = buf.to_vec();
-            self.world.all_reduce_into(&send[..], buf, SystemOperation::sum());
+            self.world
+                .all_reduce_into(&send[..], buf, SystemOperation::sum());
         }
         fn allreduce_sum_f64(&self, buf: &mut [f64]) {
             let send = buf.to_vec();
-            self.world.all_reduce_into(&send[..], buf, SystemOperation::sum());
+            self.world
+                .all_reduce_into(&send[..], buf, SystemOperation::sum());
         }
         fn broadcast_f32(&self, buf: &mut [f32], root: usize) {
             self.world.process_at_rank(root as i32).broadcast_into(buf);

@@ -104,7 +104,12 @@ impl SmallCnn {
             nn::conv2d(&features / "3", w, 2 * w, 3, cfg),
             nn::conv2d(&features / "6", 2 * w, 4 * w, 3, cfg),
         ];
-        let classifier = nn::linear(root / "classifier", 4 * w, classes as i64, Default::default());
+        let classifier = nn::linear(
+            root / "classifier",
+            4 * w,
+            classes as i64,
+            Default::default(),
+        );
         SmallCnn { convs, classifier }
     }
 }
@@ -138,15 +143,19 @@ pub fn save_model(dir: &Path, vs: &nn::VarStore, info: &ModelInfo) -> Result<()>
         source: e,
     })?;
     let weights = dir.join("weights.safetensors");
-    vs.save(&weights)
-        .map_err(Error::torch(format!("failed to write {}", weights.display())))?;
+    vs.save(&weights).map_err(Error::torch(format!(
+        "failed to write {}",
+        weights.display()
+    )))?;
     let json = dir.join("model.json");
-    std::fs::write(&json, serde_json::to_vec_pretty(info).expect("model info serialises")).map_err(|e| {
-        Error::Io {
-            op: "failed to write",
-            path: json,
-            source: e,
-        }
+    std::fs::write(
+        &json,
+        serde_json::to_vec_pretty(info).expect("model info serialises"),
+    )
+    .map_err(|e| Error::Io {
+        op: "failed to write",
+        path: json,
+        source: e,
     })
 }
 
@@ -165,7 +174,9 @@ pub fn load_model(dir: &Path) -> Result<(nn::VarStore, Box<dyn Module>, ModelInf
     let mut vs = nn::VarStore::new(tch::Device::Cpu);
     let net = build(&vs, &info);
     let weights = dir.join("weights.safetensors");
-    vs.load(&weights)
-        .map_err(Error::torch(format!("failed to load {}", weights.display())))?;
+    vs.load(&weights).map_err(Error::torch(format!(
+        "failed to load {}",
+        weights.display()
+    )))?;
     Ok((vs, net, info))
 }

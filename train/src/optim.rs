@@ -165,7 +165,10 @@ mod tests {
 
     #[test]
     fn sgd_and_adam_minimise_a_quadratic() {
-        for kind in [OptimizerKind::Sgd { momentum: 0.9 }, OptimizerKind::default()] {
+        for kind in [
+            OptimizerKind::Sgd { momentum: 0.9 },
+            OptimizerKind::default(),
+        ] {
             let p = Tensor::from_slice(&[3.0f32, -2.0]).set_requires_grad(true);
             let mut opt = Optimizer::new(kind, 0.0, vec![p.shallow_clone()]);
             for _ in 0..300 {
@@ -183,10 +186,15 @@ mod tests {
         // With bias correction the first Adam step is lr * sign(g).
         let p = Tensor::from_slice(&[1.0f32, 1.0]).set_requires_grad(true);
         let mut opt = Optimizer::new(OptimizerKind::default(), 0.0, vec![p.shallow_clone()]);
-        (&p * Tensor::from_slice(&[3.0f32, -0.5])).sum(tch::Kind::Float).backward();
+        (&p * Tensor::from_slice(&[3.0f32, -0.5]))
+            .sum(tch::Kind::Float)
+            .backward();
         opt.step(0.1);
         let v: Vec<f32> = Vec::try_from(&p.detach()).unwrap();
-        assert!((v[0] - 0.9).abs() < 1e-5 && (v[1] - 1.1).abs() < 1e-5, "{v:?}");
+        assert!(
+            (v[0] - 0.9).abs() < 1e-5 && (v[1] - 1.1).abs() < 1e-5,
+            "{v:?}"
+        );
     }
 
     #[test]
