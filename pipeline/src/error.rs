@@ -19,6 +19,25 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The run records could not be read or written.
+    #[error("run records {path}: {message}")]
+    Records {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// Another run holds the workdir.
+    #[error("workdir {workdir} is locked by another run ({owner}); wait for it or use another workdir")]
+    Locked {
+        /// The workdir.
+        workdir: PathBuf,
+        /// Who holds it, as far as known.
+        owner: String,
+    },
+    /// `pipeline submit` could not write or submit the batch script.
+    #[error("submit: {0}")]
+    Submit(String),
     /// A stage's own configuration was refused when it ran.
     #[error("stage {stage}: {message}")]
     Stage {
@@ -50,6 +69,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Wraps an I/O error with what was being done and on which path.
+    pub(crate) fn io<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+        move |source| Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
     /// The process exit status: 78 (EX_CONFIG) for an invalid workflow, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -11,9 +11,13 @@
 //! Stage libraries (`sciflow-ingest`, `-train`, `-eval`) know nothing of this
 //! crate; the registry adapts them.
 
+pub mod dag;
 pub mod exec;
+pub mod fingerprint;
 pub mod progress;
+pub mod records;
 pub mod registry;
+pub mod slurm;
 pub mod workflow;
 pub mod yaml;
 

@@ -4,9 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sciflow_pipeline::exec::Selection;
 use sciflow_pipeline::progress::Progress;
+use sciflow_pipeline::records::Records;
 use sciflow_pipeline::registry::REGISTRY;
-use sciflow_pipeline::{exec, workflow, Error};
+use sciflow_pipeline::slurm::SubmitOptions;
+use sciflow_pipeline::{dag, exec, slurm, workflow, Error};
 
 /// Scientific data to trained models: ingest, train and evaluate, as declared
 /// in a YAML workflow, on a laptop or under MPI.
@@ -15,8 +18,10 @@ use sciflow_pipeline::{exec, workflow, Error};
 Examples:
   pipeline run workflows/quickstart.yaml
   pipeline run workflows/quickstart.yaml --set params.epochs=10
+  pipeline plan workflows/quickstart.yaml          # what would run, and why
   mpirun -n 4 pipeline run workflows/quickstart.yaml
-  pipeline validate workflows/quickstart.yaml
+  pipeline submit workflows/quickstart.yaml --nodes 16 --ranks-per-node 4 --gpus-per-rank 1
+  pipeline history -w workflows/quickstart.yaml
 
 Exit status: 0 on success, 78 for an invalid workflow, 1 for a failed run.
 Threads: each rank uses its share of the node's cores; PIPELINE_THREADS overrides.")]
@@ -31,28 +36,124 @@ struct Cli {
     command: Command,
 }
 
+/// The workflow file and its overrides.
+#[derive(clap::Args, Clone)]
+struct WorkflowArgs {
+    /// The workflow file.
+    workflow: PathBuf,
+    /// Override a value: params.NAME=VALUE, seed=N or workdir=PATH (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+/// Which stages a run or plan considers.
+#[derive(clap::Args, Clone)]
+struct SelectArgs {
+    /// Run this stage even if it is up to date (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    force: Vec<String>,
+    /// Stop after this stage (it and the stages it depends on).
+    #[arg(long, value_name = "STAGE", conflicts_with = "only")]
+    until: Option<String>,
+    /// Only this stage; the stages it depends on must have run.
+    #[arg(long, value_name = "STAGE")]
+    only: Option<String>,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> Selection {
+        Selection {
+            force: self.force.clone(),
+            until: self.until.clone(),
+            only: self.only.clone(),
+        }
+    }
+}
+
+/// Where the run records are: a workflow file (its workdir) or a workdir.
+#[derive(clap::Args, Clone)]
+struct RecordsArgs {
+    /// A workflow file or a workdir (default: the current directory).
+    #[arg(short = 'w', long = "workdir", value_name = "WORKFLOW|DIR", default_value = ".")]
+    target: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run every stage of a workflow, in dependency order. Under mpirun/srun,
-    /// every rank runs the same plan: collective stages (ingest, training) are
-    /// shared, root-only stages (evaluation, figures) run on rank 0.
+    /// Run the stages of a workflow that are not up to date, in dependency
+    /// order. Under mpirun/srun every rank runs the same plan: collective
+    /// stages (ingest, training) are shared, root-only stages (evaluation,
+    /// figures) run on rank 0.
     Run {
-        /// The workflow file.
-        workflow: PathBuf,
-        /// Override a value: params.NAME=VALUE, seed=N or workdir=PATH (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        wf: WorkflowArgs,
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Show what `run` would do and why (missing output, changed config key
+    /// with old -> new value, changed input, upstream change, forced).
+    Plan {
+        #[command(flatten)]
+        wf: WorkflowArgs,
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// Check a workflow (keys, types, references, cycles) without running anything.
     Validate {
-        /// The workflow file.
-        workflow: PathBuf,
-        /// Override a value: params.NAME=VALUE, seed=N or workdir=PATH (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        wf: WorkflowArgs,
+    },
+    /// Print the stage graph as Graphviz dot or Mermaid.
+    Dag {
+        #[command(flatten)]
+        wf: WorkflowArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "dot")]
+        format: dag::Format,
+    },
+    /// Write a Slurm batch script that runs the workflow with srun, and submit it.
+    Submit {
+        #[command(flatten)]
+        wf: WorkflowArgs,
+        #[command(flatten)]
+        opts: SubmitOptions,
+    },
+    /// List the recent runs recorded in a workdir.
+    History {
+        #[command(flatten)]
+        records: RecordsArgs,
+        /// How many runs.
+        #[arg(short, long, default_value = "20")]
+        n: usize,
+    },
+    /// Show one run: every stage, run or skipped and why, times, artifacts.
+    Show {
+        /// The run id (default: the latest).
+        run: Option<i64>,
+        #[command(flatten)]
+        records: RecordsArgs,
+    },
+    /// Print the metrics a stage recorded in its latest execution, as TSV.
+    Metrics {
+        /// The stage.
+        stage: String,
+        #[command(flatten)]
+        records: RecordsArgs,
     },
     /// List the stage kinds a workflow can use, with their outputs and an example.
     List,
+}
+
+/// `println!` that ends quietly when stdout is a closed pipe (`pipeline show | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
 }
 
 fn init_logging(verbose: u8, quiet: bool, rank: usize) {
@@ -74,55 +175,184 @@ fn init_logging(verbose: u8, quiet: bool, rank: usize) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(cli.verbose, cli.quiet, 0);
+    }
+    let result = match cli.command {
         Command::List => {
-            for kind in REGISTRY {
-                println!(
-                    "{}  ({})",
-                    kind.name,
-                    if kind.collective {
-                        "collective"
-                    } else {
-                        "rank 0"
-                    }
-                );
-                println!("    {}", kind.summary);
-                for o in kind.outputs {
-                    println!("    output `{}`: {}", o.name, o.doc);
-                }
-                println!("    example:");
-                for line in kind.example.lines() {
-                    println!("      {line}");
-                }
-                println!();
-            }
-            ExitCode::SUCCESS
+            list();
+            Ok(())
         }
-        Command::Validate { workflow, set } => {
-            init_logging(cli.verbose, cli.quiet, 0);
-            match workflow::load(&workflow, &set) {
-                Ok(wf) => {
-                    println!("{}: valid, {} stages:", workflow.display(), wf.stages.len());
-                    for s in &wf.stages {
-                        let needs = if s.needs.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" after {}", s.needs.join(", "))
-                        };
-                        println!("  {} ({}){needs}", s.name, s.kind.name);
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => report(&e, None),
-            }
+        Command::Run { wf, select } => return run(&wf, &select.selection(), cli.verbose, cli.quiet),
+        Command::Validate { wf } => validate(&wf),
+        Command::Plan { wf, select } => plan(&wf, &select.selection()),
+        Command::Dag { wf, format } => {
+            workflow::load(&wf.workflow, &wf.set).map(|w| outln!("{}", dag::render(&w, format).trim_end()))
         }
-        Command::Run { workflow, set } => run(&workflow, &set, cli.verbose, cli.quiet),
+        Command::Submit { wf, opts } => submit(&wf, &opts),
+        Command::History { records, n } => history(&records, n),
+        Command::Show { run, records } => show(&records, run),
+        Command::Metrics { stage, records } => metrics(&records, &stage),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e, None),
     }
 }
 
-fn run(file: &std::path::Path, set: &[String], verbose: u8, quiet: bool) -> ExitCode {
+fn list() {
+    for kind in REGISTRY {
+        outln!("{}  ({})", kind.name, if kind.collective { "collective" } else { "rank 0" });
+        outln!("    {}", kind.summary);
+        for o in kind.outputs {
+            outln!("    output `{}`: {}", o.name, o.doc);
+        }
+        outln!("    example:");
+        for line in kind.example.lines() {
+            outln!("      {line}");
+        }
+        outln!();
+    }
+}
+
+fn validate(args: &WorkflowArgs) -> Result<(), Error> {
+    let wf = workflow::load(&args.workflow, &args.set)?;
+    outln!("{}: valid, {} stages:", args.workflow.display(), wf.stages.len());
+    for s in &wf.stages {
+        let needs = if s.needs.is_empty() {
+            String::new()
+        } else {
+            format!(" after {}", s.needs.join(", "))
+        };
+        outln!("  {} ({}){needs}", s.name, s.kind.name);
+    }
+    Ok(())
+}
+
+fn plan(args: &WorkflowArgs, selection: &Selection) -> Result<(), Error> {
+    let wf = workflow::load(&args.workflow, &args.set)?;
+    let lines = exec::plan(&wf, selection)?;
+    let (run, fresh): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l.decision.run);
+    if run.is_empty() {
+        outln!("nothing to run: {} stage(s) up to date", fresh.len());
+    }
+    for l in &run {
+        outln!("run    {}", l.stage);
+        for r in &l.decision.reasons {
+            outln!("         {r}");
+        }
+    }
+    for l in &fresh {
+        outln!("fresh  {}", l.stage);
+    }
+    Ok(())
+}
+
+fn submit(args: &WorkflowArgs, opts: &SubmitOptions) -> Result<(), Error> {
+    let wf = workflow::load(&args.workflow, &args.set)?;
+    let (path, text, answer) = slurm::submit(&wf, opts, &args.set)?;
+    match answer {
+        None => {
+            outln!("{}", text.trim_end());
+            eoutln!("wrote {} (not submitted: --dry-run)", path.display());
+        }
+        Some(a) => outln!("{a} ({})", path.display()),
+    }
+    Ok(())
+}
+
+fn open_records(args: &RecordsArgs) -> Result<Records, Error> {
+    let workdir = if args.target.is_file() {
+        workflow::load(&args.target, &[])?.workdir
+    } else {
+        args.target.clone()
+    };
+    Records::open_existing(&workdir)
+}
+
+fn history(args: &RecordsArgs, n: usize) -> Result<(), Error> {
+    let records = open_records(args)?;
+    outln!("{:>5}  {:<20}  {:>9}  {:<11}  {:>5}  {:>8}  {:>7}  workflow", "run", "started (UTC)", "seconds", "status", "ranks", "executed", "skipped");
+    for r in records.history(n)? {
+        let secs = r.finished.map_or("-".into(), |f| format!("{:.1}", f - r.started));
+        outln!(
+            "{:>5}  {:<20}  {:>9}  {:<11}  {:>5}  {:>8}  {:>7}  {}",
+            r.id,
+            utc(r.started),
+            secs,
+            r.status,
+            r.world_size,
+            r.executed,
+            r.skipped,
+            r.workflow
+        );
+    }
+    Ok(())
+}
+
+fn show(args: &RecordsArgs, run: Option<i64>) -> Result<(), Error> {
+    let records = open_records(args)?;
+    let Some(id) = run.or(records.last_run()?) else {
+        outln!("no runs recorded");
+        return Ok(());
+    };
+    outln!("run {id}");
+    for s in records.stage_runs(id)? {
+        outln!("  {:<16} {:<11} {:>8.1} s  ranks {}  {}", s.stage, s.status, s.seconds, s.ranks, &s.fingerprint[..s.fingerprint.len().min(12)]);
+        outln!("      {}", s.reason);
+        if let Some(e) = s.error {
+            outln!("      error: {e}");
+        }
+    }
+    let artifacts = records.artifacts(id)?;
+    if !artifacts.is_empty() {
+        outln!("  artifacts (path, bytes, BLAKE3; up to {SHOWN} per stage):");
+        const SHOWN: usize = 8;
+        let mut i = 0;
+        while i < artifacts.len() {
+            let stage = &artifacts[i].0;
+            let n = artifacts[i..].iter().take_while(|a| &a.0 == stage).count();
+            for (_, path, size, hash) in artifacts[i..i + n].iter().take(SHOWN) {
+                outln!("    {stage:<16} {size:>12}  {}  {path}", &hash[..12]);
+            }
+            if n > SHOWN {
+                outln!("    {stage:<16} ... and {} more files", n - SHOWN);
+            }
+            i += n;
+        }
+    }
+    Ok(())
+}
+
+fn metrics(args: &RecordsArgs, stage: &str) -> Result<(), Error> {
+    let records = open_records(args)?;
+    outln!("step\tname\tvalue");
+    for (step, name, value) in records.metrics(stage)? {
+        outln!("{step}\t{name}\t{value}");
+    }
+    Ok(())
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn utc(t: f64) -> String {
+    let secs = t as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> ExitCode {
     // Validate before starting MPI, so a bad file costs nothing on a cluster.
-    let wf = match workflow::load(file, set) {
+    let wf = match workflow::load(&args.workflow, &args.set) {
         Ok(wf) => wf,
         Err(e) => {
             init_logging(verbose, quiet, 0);
@@ -132,7 +362,7 @@ fn run(file: &std::path::Path, set: &[String], verbose: u8, quiet: bool) -> Exit
     let comm = match sciflow_train::dist::init() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eoutln!("error: {e}");
             return ExitCode::from(1);
         }
     };
@@ -148,11 +378,18 @@ fn run(file: &std::path::Path, set: &[String], verbose: u8, quiet: bool) -> Exit
         );
     }
     let progress = Progress::new(comm.rank() == 0 && !quiet);
-    match exec::run(&wf, comm.as_ref(), &progress, threads) {
+    let argv: Vec<String> = std::env::args().collect();
+    match exec::run(&wf, selection, comm.as_ref(), &progress, threads, &argv.join(" ")) {
         Ok(summary) => {
             if comm.rank() == 0 {
-                let total: f64 = summary.stages.iter().map(|s| s.1).sum();
-                tracing::info!("workflow `{}` finished in {total:.1} s", wf.name);
+                let total: f64 = summary.stages.iter().map(|s| s.2).sum();
+                let ran = summary.stages.iter().filter(|s| s.1).count();
+                tracing::info!(
+                    "workflow `{}` finished: {ran} stage(s) run, {} up to date, {total:.1} s (run {})",
+                    wf.name,
+                    summary.stages.len() - ran,
+                    summary.run_id
+                );
             }
             ExitCode::SUCCESS
         }
@@ -181,6 +418,6 @@ fn report(e: &Error, world: Option<usize>) -> ExitCode {
     if world.is_some_and(|w| w > 1) {
         msg.push_str("\n  (ending every rank of the job)");
     }
-    eprintln!("{msg}");
+    eoutln!("{msg}");
     ExitCode::from(e.exit_code() as u8)
 }

@@ -5,9 +5,12 @@
 //! says whether every MPI rank takes part (collective) or rank 0 alone runs it,
 //! checks a `with:` block without I/O, and runs.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
 use sciflow_eval::EvalClassifierConfig;
@@ -15,8 +18,28 @@ use sciflow_ingest::dataset::{self, GalaxyImagesConfig, Partition};
 use sciflow_ingest::synth::{self, SynthConfig};
 use sciflow_train::{ClassifierConfig, Comm};
 
+use crate::exec::external_paths;
 use crate::progress::Progress;
 use crate::Error;
+
+/// Numbers a stage reports while it runs (stage step, name, value); rank 0
+/// stores them in the run records.
+#[derive(Debug, Default)]
+pub struct MetricsSink(Mutex<Vec<(i64, String, f64)>>);
+
+impl MetricsSink {
+    /// Records one value.
+    pub fn record(&self, step: i64, name: &str, value: f64) {
+        if value.is_finite() {
+            self.0.lock().expect("metrics lock").push((step, name.to_string(), value));
+        }
+    }
+
+    /// Everything recorded so far.
+    pub fn take(&self) -> Vec<(i64, String, f64)> {
+        std::mem::take(&mut *self.0.lock().expect("metrics lock"))
+    }
+}
 
 /// One output of a stage: a path inside the stage's output directory.
 #[derive(Debug)]
@@ -54,6 +77,8 @@ pub struct StageContext<'a> {
     pub threads: usize,
     /// Progress display.
     pub progress: &'a Progress,
+    /// Where to report numbers.
+    pub metrics: &'a MetricsSink,
 }
 
 /// A kind of stage.
@@ -68,8 +93,13 @@ pub struct StageKind {
     pub example: &'static str,
     /// Its outputs.
     pub outputs: &'static [Output],
+    /// Outputs declared in the stage's own `with.outputs` (name -> relative path) too.
+    pub dynamic_outputs: bool,
     /// Every rank runs it (true) or rank 0 alone (false).
     pub collective: bool,
+    /// The external files and directories whose content the stage depends on,
+    /// given its resolved config and the workdir (upstream outputs excluded).
+    pub inputs: fn(&Value, &Path) -> Vec<PathBuf>,
     /// Checks a `with:` block (types, unknown keys) without I/O.
     pub check: fn(&Value) -> Result<(), ConfigError>,
     /// Runs the stage.
@@ -102,7 +132,9 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "images", path: "", doc: "folder with labels.csv and images/" },
             Output { name: "labels", path: "labels.csv", doc: "objid,label,image table" },
         ],
+        dynamic_outputs: false,
         collective: false,
+        inputs: external_paths,
         check: check::<SynthConfig>,
         run: run_synthetic_galaxies,
     },
@@ -112,7 +144,9 @@ pub static REGISTRY: &[StageKind] = &[
         summary: "Labelled FITS/JPEG/PNG images into a sharded dataset (safetensors shards, Parquet manifest)",
         example: "labels: data/gz1/labels.csv\nsize: 64\ncrop: 0.5\nnormalisation: { kind: asinh, softening: 3.0 }\nsplit: { val: 0.1, test: 0.2 }\nshard_size: 256\non_error: skip\n",
         outputs: &[Output { name: "dataset", path: "", doc: "the dataset directory" }],
+        dynamic_outputs: false,
         collective: true,
+        inputs: galaxy_inputs,
         check: check::<GalaxyImagesConfig>,
         run: run_galaxy_images,
     },
@@ -122,7 +156,9 @@ pub static REGISTRY: &[StageKind] = &[
         summary: "Train an image classifier with libtorch, data-parallel over MPI ranks",
         example: "data: runs/x/dataset\nmodel: { arch: small_cnn, width: 16 }\nepochs: 5\nbatch_size: 32\nlr: 0.001\noptimizer: { kind: adam }\n",
         outputs: &[Output { name: "model", path: "", doc: "weights.safetensors, model.json, history.json" }],
+        dynamic_outputs: false,
         collective: true,
+        inputs: external_paths,
         check: check::<ClassifierConfig>,
         run: run_train_classifier,
     },
@@ -135,9 +171,23 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "report", path: "", doc: "the evaluation directory" },
             Output { name: "metrics", path: "metrics.json", doc: "accuracy, AUC, confusion matrix, per-class figures" },
         ],
+        dynamic_outputs: false,
         collective: false,
+        inputs: external_paths,
         check: check::<EvalClassifierConfig>,
         run: run_eval_classifier,
+    },
+    StageKind {
+        name: "command",
+        version: 1,
+        summary: "Run an external program (argv; a shell only with `shell: true`) with hashed inputs and checked outputs",
+        example: "argv: [python3, data/make_bank.py, --n, \"100\", --out, \"{out}/bank.h5\"]\ninputs: [data/make_bank.py]\noutputs: { bank: bank.h5 }\n",
+        outputs: &[Output { name: "dir", path: "", doc: "the stage directory (also holds stdout.log and stderr.log); `with.outputs` names more" }],
+        dynamic_outputs: true,
+        collective: false,
+        inputs: command_inputs,
+        check: check_command,
+        run: run_command,
     },
 ];
 
@@ -166,6 +216,118 @@ fn config<T: DeserializeOwned>(ctx: &StageContext<'_>) -> Result<T, Error> {
         stage: ctx.name.to_string(),
         message: format!("with.{}: {}", e.path, e.message),
     })
+}
+
+/// The labels table and every image it lists, when they are outside the workdir.
+fn galaxy_inputs(config: &Value, workdir: &Path) -> Vec<PathBuf> {
+    let mut paths = external_paths(config, workdir);
+    if let Ok(cfg) = serde_json::from_value::<GalaxyImagesConfig>(config.clone()) {
+        if !cfg.labels.starts_with(workdir) {
+            if let Ok(rows) = sciflow_ingest::catalog::read_labels(&cfg.labels) {
+                paths.extend(rows.into_iter().map(|r| r.image).filter(|p| !p.starts_with(workdir)));
+            }
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// Configuration of a `command` stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandConfig {
+    /// Program and arguments; `{out}` in an argument becomes the stage's output directory.
+    argv: Vec<String>,
+    /// Run `argv` (one string) through `sh -c`.
+    #[serde(default)]
+    shell: bool,
+    /// Files or directories the command reads (hashed into the fingerprint).
+    #[serde(default)]
+    inputs: Vec<PathBuf>,
+    /// Output name -> path relative to the output directory; each must exist afterwards.
+    #[serde(default)]
+    outputs: BTreeMap<String, PathBuf>,
+    /// Extra environment variables.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+fn check_command(v: &Value) -> Result<(), ConfigError> {
+    let cfg: CommandConfig = typed(v)?;
+    let err = |path: &str, message: String| Err(ConfigError { path: path.into(), message });
+    if cfg.argv.is_empty() || cfg.argv[0].is_empty() {
+        return err("argv", "expected a program and its arguments".into());
+    }
+    if cfg.shell && cfg.argv.len() != 1 {
+        return err("argv", "with `shell: true`, give the command line as one string".into());
+    }
+    for (name, p) in &cfg.outputs {
+        let escapes = p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir));
+        if escapes || p.as_os_str().is_empty() {
+            return err(
+                &format!("outputs.{name}"),
+                format!("`{}` must be a relative path inside the stage's output directory", p.display()),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn command_inputs(config: &Value, _workdir: &Path) -> Vec<PathBuf> {
+    serde_json::from_value::<CommandConfig>(config.clone()).map_or_else(|_| Vec::new(), |c| c.inputs)
+}
+
+fn run_command(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: CommandConfig = config(ctx)?;
+    let out_dir = ctx.out.to_string_lossy();
+    let args: Vec<String> = cfg.argv.iter().map(|a| a.replace("{out}", &out_dir)).collect();
+    let mut cmd = if cfg.shell {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c").arg(&args[0]);
+        c
+    } else {
+        let mut c = std::process::Command::new(&args[0]);
+        c.args(&args[1..]);
+        c
+    };
+    let file = |name: &str| {
+        let p = ctx.out.join(name);
+        std::fs::File::create(&p).map_err(|source| Error::Io {
+            op: "failed to create",
+            path: p,
+            source,
+        })
+    };
+    cmd.env("PIPELINE_OUT", ctx.out)
+        .env("PIPELINE_SEED", ctx.seed.to_string())
+        .envs(&cfg.env)
+        .stdin(std::process::Stdio::null())
+        .stdout(file("stdout.log")?)
+        .stderr(file("stderr.log")?);
+    tracing::debug!("{}: {:?}", ctx.name, args);
+    let status = cmd.status().map_err(|e| Error::Stage {
+        stage: ctx.name.to_string(),
+        message: format!("cannot start `{}`: {e}", args[0]),
+    })?;
+    if !status.success() {
+        let stderr = std::fs::read_to_string(ctx.out.join("stderr.log")).unwrap_or_default();
+        let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(Error::Stage {
+            stage: ctx.name.to_string(),
+            message: format!("`{}` exited with {status}; last lines of stderr:\n{}", args.join(" "), tail.join("\n")),
+        });
+    }
+    for (name, p) in &cfg.outputs {
+        if !ctx.out.join(p).exists() {
+            return Err(Error::Stage {
+                stage: ctx.name.to_string(),
+                message: format!("the command did not write its declared output `{name}` ({})", p.display()),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn run_synthetic_galaxies(ctx: &StageContext<'_>) -> Result<(), Error> {
@@ -230,6 +392,16 @@ fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
             bar.set_position(step as u64);
         },
         &mut |s| {
+            let step = s.epoch as i64 + 1;
+            ctx.metrics.record(step, "train_loss", s.train_loss);
+            ctx.metrics.record(step, "train_accuracy", s.train_accuracy);
+            ctx.metrics.record(step, "samples_per_second", s.samples_per_second);
+            ctx.metrics.record(step, "epoch_seconds", s.seconds);
+            ctx.metrics.record(step, "lr", s.lr);
+            if let (Some(l), Some(a)) = (s.val_loss, s.val_accuracy) {
+                ctx.metrics.record(step, "val_loss", l);
+                ctx.metrics.record(step, "val_accuracy", a);
+            }
             let val = match (s.val_loss, s.val_accuracy) {
                 (Some(l), Some(a)) => format!(", val loss {l:.4} accuracy {a:.3}"),
                 _ => String::new(),
@@ -259,6 +431,11 @@ fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
 fn run_eval_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: EvalClassifierConfig = config(ctx)?;
     let report = sciflow_eval::evaluate_classifier(&cfg, ctx.out)?;
+    ctx.metrics.record(0, "accuracy", report.accuracy);
+    ctx.metrics.record(0, "macro_f1", report.metrics.macro_f1);
+    if let Some(auc) = report.auc {
+        ctx.metrics.record(0, "auc", auc);
+    }
     tracing::info!(
         "{}: {} split: accuracy {:.4}, AUC {}, {} samples",
         ctx.name,

@@ -331,6 +331,23 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
         })
         .collect();
     let stage_names: HashSet<&str> = stage_nodes.iter().map(|s| s.0.as_str()).collect();
+    // Outputs that stages of kinds like `command` declare in `with.outputs`.
+    let mut dyn_outputs: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (n, _, node) in &stage_nodes {
+        if !kinds.get(n.as_str()).is_some_and(|k| k.dynamic_outputs) {
+            continue;
+        }
+        if let Some(Node { value: Value::Map(entries), .. }) = node.get("with").and_then(|w| w.get("outputs")) {
+            let outs = entries
+                .iter()
+                .filter_map(|(k, _, v)| match &v.value {
+                    Value::Str(p) => Some((k.clone(), p.clone())),
+                    _ => None,
+                })
+                .collect();
+            dyn_outputs.insert(n.clone(), outs);
+        }
+    }
 
     let mut stages = Vec::new();
     for (sname, spos, node) in &stage_nodes {
@@ -420,9 +437,13 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
             value: Value::Map(Vec::new()),
             pos: node.pos,
         });
-        resolve(
-            &mut with, &with_path, &params, &kinds, &workdir, &mut needs, &mut cx,
-        );
+        let refs = Refs {
+            params: &params,
+            kinds: &kinds,
+            dyn_outputs: &dyn_outputs,
+            workdir: &workdir,
+        };
+        resolve(&mut with, &with_path, &refs, &mut needs, &mut cx);
         let Some(kind) = kind else { continue };
         let mut positions = HashMap::new();
         let mut key_positions = HashMap::new();
@@ -499,33 +520,28 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
 
 /// Replaces `${params.x}` and `${stage.output}` in every string of `node`;
 /// stage references are added to `needs`.
-fn resolve(
-    node: &mut Node,
-    path: &str,
-    params: &[(String, Node)],
-    kinds: &HashMap<&str, &'static StageKind>,
-    workdir: &Path,
-    needs: &mut Vec<String>,
-    cx: &mut Ctx,
-) {
+/// What references can point at.
+struct Refs<'a> {
+    params: &'a [(String, Node)],
+    kinds: &'a HashMap<&'a str, &'static StageKind>,
+    dyn_outputs: &'a HashMap<String, Vec<(String, String)>>,
+    workdir: &'a Path,
+}
+
+/// Replaces `${params.x}` and `${stage.output}` in every string of `node`;
+/// stage references are added to `needs`.
+fn resolve(node: &mut Node, path: &str, refs: &Refs<'_>, needs: &mut Vec<String>, cx: &mut Ctx) {
+    let (params, kinds, workdir) = (refs.params, refs.kinds, refs.workdir);
     match &mut node.value {
         Value::Seq(items) => {
             for (i, it) in items.iter_mut().enumerate() {
-                resolve(
-                    it,
-                    &join(path, &i.to_string()),
-                    params,
-                    kinds,
-                    workdir,
-                    needs,
-                    cx,
-                );
+                resolve(it, &join(path, &i.to_string()), refs, needs, cx);
             }
         }
         Value::Map(entries) => {
             for (k, _, v) in entries.iter_mut() {
                 let p = join(path, k);
-                resolve(v, &p, params, kinds, workdir, needs, cx);
+                resolve(v, &p, refs, needs, cx);
             }
         }
         Value::Str(s) if s.contains("${") => {
@@ -588,25 +604,30 @@ fn resolve(
                         ),
                     }
                 } else if let Some(kind) = kinds.get(head) {
-                    match kind.output(tail) {
-                        Some(o) => {
-                            let p = workdir.join(head).join(o.path);
+                    let declared = refs.dyn_outputs.get(head).map(Vec::as_slice).unwrap_or_default();
+                    let rel = kind
+                        .output(tail)
+                        .map(|o| o.path.to_string())
+                        .or_else(|| declared.iter().find(|(n, _)| n == tail).map(|(_, p)| p.clone()));
+                    match rel {
+                        Some(rel) => {
+                            let p = workdir.join(head).join(rel);
                             out.push_str(p.to_string_lossy().trim_end_matches('/'));
                             needs.push(head.to_string());
                         }
-                        None => cx.err(
-                            Some(node.pos),
-                            path,
-                            format!(
-                                "stage `{head}` ({}) has no output `{tail}`; it has: {}",
-                                kind.name,
-                                kind.outputs
-                                    .iter()
-                                    .map(|o| o.name)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        ),
+                        None => {
+                            let names: Vec<&str> = kind
+                                .outputs
+                                .iter()
+                                .map(|o| o.name)
+                                .chain(declared.iter().map(|(n, _)| n.as_str()))
+                                .collect();
+                            cx.err(
+                                Some(node.pos),
+                                path,
+                                format!("stage `{head}` ({}) has no output `{tail}`; it has: {}", kind.name, names.join(", ")),
+                            )
+                        }
                     }
                 } else {
                     cx.err(

@@ -1,0 +1,437 @@
+//! Run records in an embedded SQLite database (`<workdir>/.pipeline/records.sqlite`).
+//!
+//! Tables:
+//! - `runs`: one row per `pipeline run` (times, status, world size, host, command line);
+//! - `stage_runs`: one row per stage per run, run or skipped, with the fingerprint,
+//!   the reason, times, ranks, host, exit status and error;
+//! - `artifacts`: the files each executed stage produced (path, size, BLAKE3);
+//! - `metrics`: numbers stages report (stage, step, name, value);
+//! - `stage_state`: for each stage, what its current output was made from (the
+//!   fingerprint and the parts it covers), so `pipeline plan` can say what changed;
+//! - `file_cache`: BLAKE3 of files keyed by (path, size, mtime, inode), so an
+//!   unchanged input is never read twice.
+//!
+//! Only rank 0 opens the database.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// What a stage's current output was made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageState {
+    /// The stage's fingerprint when it last completed.
+    pub fingerprint: String,
+    /// Its kind and version, `name@version`.
+    pub kind: String,
+    /// The resolved config then.
+    pub config: serde_json::Value,
+    /// Input path -> BLAKE3 then.
+    pub inputs: Vec<(String, String)>,
+    /// Upstream stage -> output hash then.
+    pub upstream: Vec<(String, String)>,
+    /// BLAKE3 of the output directory as written.
+    pub output_hash: String,
+    /// The run that produced it.
+    pub run_id: i64,
+}
+
+/// One row of `pipeline history`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// Run id.
+    pub id: i64,
+    /// Unix seconds.
+    pub started: f64,
+    /// Unix seconds, when finished.
+    pub finished: Option<f64>,
+    /// `running`, `ok` or `failed`.
+    pub status: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// Ranks.
+    pub world_size: i64,
+    /// Stages executed.
+    pub executed: i64,
+    /// Stages skipped as up to date.
+    pub skipped: i64,
+}
+
+/// One row of `pipeline show`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageRunRow {
+    /// Stage name.
+    pub stage: String,
+    /// `ran`, `skipped` or `failed`.
+    pub status: String,
+    /// Why it ran or was skipped.
+    pub reason: String,
+    /// Seconds it took (0 when skipped).
+    pub seconds: f64,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Ranks that took part.
+    pub ranks: i64,
+    /// The error, when it failed.
+    pub error: Option<String>,
+}
+
+/// The records database.
+pub struct Records {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::Records {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    file TEXT NOT NULL,
+    world_size INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    argv TEXT NOT NULL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS stage_runs (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    stage TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    seconds REAL,
+    ranks INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    exit INTEGER,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS stage_runs_stage ON stage_runs(stage);
+CREATE TABLE IF NOT EXISTS artifacts (
+    stage_run_id INTEGER NOT NULL REFERENCES stage_runs(id),
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    blake3 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    stage_run_id INTEGER NOT NULL REFERENCES stage_runs(id),
+    stage TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_stage ON metrics(stage);
+CREATE TABLE IF NOT EXISTS stage_state (
+    stage TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS file_cache (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    blake3 TEXT NOT NULL
+);
+";
+
+/// Unix time in seconds.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// This machine's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+impl Records {
+    /// Opens (creating if needed) the database of `workdir`.
+    pub fn open(workdir: &Path) -> Result<Self, Error> {
+        let dir = workdir.join(".pipeline");
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            op: "failed to create",
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join("records.sqlite");
+        let conn = Connection::open(&path).map_err(db_err(&path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_err(&path))?;
+        conn.execute_batch(SCHEMA).map_err(db_err(&path))?;
+        Ok(Records { conn, path })
+    }
+
+    /// Opens an existing database read-only for the query commands.
+    pub fn open_existing(workdir: &Path) -> Result<Self, Error> {
+        let path = workdir.join(".pipeline/records.sqlite");
+        if !path.is_file() {
+            return Err(Error::Records {
+                path,
+                message: "no run records here yet (nothing has run in this workdir)".into(),
+            });
+        }
+        Self::open(workdir)
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        db_err(&self.path)
+    }
+
+    /// Marks runs and stages left `running` by a process that died as `interrupted`
+    /// (called under the workdir lock, so none of them is still alive).
+    pub fn mark_interrupted(&self) -> Result<(), Error> {
+        self.conn
+            .execute_batch(
+                "UPDATE runs SET status = 'interrupted' WHERE status = 'running';
+                 UPDATE stage_runs SET status = 'interrupted' WHERE status = 'running';",
+            )
+            .map_err(self.err())
+    }
+
+    /// Starts a run; returns its id.
+    pub fn begin_run(&self, workflow: &str, file: &str, world_size: usize, argv: &str) -> Result<i64, Error> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (started, status, workflow, file, world_size, host, argv) VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6)",
+                params![now(), workflow, file, world_size as i64, hostname(), argv],
+            )
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Ends a run.
+    pub fn end_run(&self, run_id: i64, error: Option<&str>) -> Result<(), Error> {
+        let status = if error.is_some() { "failed" } else { "ok" };
+        self.conn
+            .execute(
+                "UPDATE runs SET finished = ?1, status = ?2, error = ?3 WHERE id = ?4",
+                params![now(), status, error, run_id],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Records a stage that was skipped as up to date.
+    pub fn stage_skipped(&self, run_id: i64, stage: &str, kind: &str, fingerprint: &str, reason: &str, ranks: usize) -> Result<(), Error> {
+        let t = now();
+        self.conn
+            .execute(
+                "INSERT INTO stage_runs (run_id, stage, kind, fingerprint, status, reason, started, finished, seconds, ranks, host) VALUES (?1, ?2, ?3, ?4, 'skipped', ?5, ?6, ?6, 0, ?7, ?8)",
+                params![run_id, stage, kind, fingerprint, reason, t, ranks as i64, hostname()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Records the start of a stage; returns the stage-run id.
+    pub fn stage_started(&self, run_id: i64, stage: &str, kind: &str, fingerprint: &str, reason: &str, ranks: usize) -> Result<i64, Error> {
+        self.conn
+            .execute(
+                "INSERT INTO stage_runs (run_id, stage, kind, fingerprint, status, reason, started, ranks, host) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)",
+                params![run_id, stage, kind, fingerprint, reason, now(), ranks as i64, hostname()],
+            )
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records the end of a stage, with its artifacts and metrics.
+    pub fn stage_finished(
+        &mut self,
+        stage_run: i64,
+        stage: &str,
+        seconds: f64,
+        error: Option<&str>,
+        artifacts: &[(String, u64, String)],
+        metrics: &[(i64, String, f64)],
+    ) -> Result<(), Error> {
+        let path = self.path.clone();
+        let err = db_err(&path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        tx.execute(
+            "UPDATE stage_runs SET status = ?1, finished = ?2, seconds = ?3, exit = ?4, error = ?5 WHERE id = ?6",
+            params![
+                if error.is_some() { "failed" } else { "ran" },
+                now(),
+                seconds,
+                if error.is_some() { 1 } else { 0 },
+                error,
+                stage_run
+            ],
+        )
+        .map_err(&err)?;
+        {
+            let mut ins = tx
+                .prepare_cached("INSERT INTO artifacts (stage_run_id, path, size, blake3) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(&err)?;
+            for (p, size, hash) in artifacts {
+                ins.execute(params![stage_run, p, *size as i64, hash]).map_err(&err)?;
+            }
+            let mut ins = tx
+                .prepare_cached("INSERT INTO metrics (stage_run_id, stage, step, name, value) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(&err)?;
+            for (step, name, value) in metrics {
+                ins.execute(params![stage_run, stage, step, name, value]).map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// The state a stage's current output was made from.
+    pub fn stage_state(&self, stage: &str) -> Result<Option<StageState>, Error> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT state FROM stage_state WHERE stage = ?1", params![stage], |r| r.get(0))
+            .optional()
+            .map_err(self.err())?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Replaces a stage's state after it completed.
+    pub fn set_stage_state(&self, stage: &str, state: &StageState) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "INSERT INTO stage_state (stage, state) VALUES (?1, ?2) ON CONFLICT(stage) DO UPDATE SET state = excluded.state",
+                params![stage, serde_json::to_string(state).expect("state serialises")],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// A cached hash for a file whose (size, mtime, inode) are unchanged.
+    pub fn cached_hash(&self, path: &str, size: u64, mtime_ns: i64, inode: u64) -> Result<Option<String>, Error> {
+        self.conn
+            .prepare_cached("SELECT blake3 FROM file_cache WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3 AND inode = ?4")
+            .and_then(|mut s| {
+                s.query_row(params![path, size as i64, mtime_ns, inode as i64], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.err())
+    }
+
+    /// Stores a file's hash with its stat.
+    pub fn store_hash(&self, path: &str, size: u64, mtime_ns: i64, inode: u64, hash: &str) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO file_cache (path, size, mtime_ns, inode, blake3) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, blake3 = excluded.blake3",
+            )
+            .and_then(|mut s| s.execute(params![path, size as i64, mtime_ns, inode as i64, hash]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Runs a closure in one transaction (many cache writes at once).
+    pub fn batch<T>(&mut self, f: impl FnOnce(&Records) -> Result<T, Error>) -> Result<T, Error> {
+        self.conn.execute_batch("BEGIN").map_err(db_err(&self.path))?;
+        let out = f(self);
+        let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        self.conn.execute_batch(end).map_err(db_err(&self.path))?;
+        out
+    }
+
+    /// The most recent runs, newest first.
+    pub fn history(&self, limit: usize) -> Result<Vec<RunRow>, Error> {
+        let mut s = self
+            .conn
+            .prepare(
+                "SELECT r.id, r.started, r.finished, r.status, r.workflow, r.world_size,
+                        (SELECT COUNT(*) FROM stage_runs s WHERE s.run_id = r.id AND s.status != 'skipped'),
+                        (SELECT COUNT(*) FROM stage_runs s WHERE s.run_id = r.id AND s.status = 'skipped')
+                 FROM runs r ORDER BY r.id DESC LIMIT ?1",
+            )
+            .map_err(self.err())?;
+        let rows = s
+            .query_map(params![limit as i64], |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    started: r.get(1)?,
+                    finished: r.get(2)?,
+                    status: r.get(3)?,
+                    workflow: r.get(4)?,
+                    world_size: r.get(5)?,
+                    executed: r.get(6)?,
+                    skipped: r.get(7)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// The newest run's id.
+    pub fn last_run(&self) -> Result<Option<i64>, Error> {
+        self.conn
+            .query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0))
+            .map_err(self.err())
+    }
+
+    /// The stages of a run, in order.
+    pub fn stage_runs(&self, run_id: i64) -> Result<Vec<StageRunRow>, Error> {
+        let mut s = self
+            .conn
+            .prepare("SELECT stage, status, reason, COALESCE(seconds, 0), fingerprint, ranks, error FROM stage_runs WHERE run_id = ?1 ORDER BY id")
+            .map_err(self.err())?;
+        let rows = s
+            .query_map(params![run_id], |r| {
+                Ok(StageRunRow {
+                    stage: r.get(0)?,
+                    status: r.get(1)?,
+                    reason: r.get(2)?,
+                    seconds: r.get(3)?,
+                    fingerprint: r.get(4)?,
+                    ranks: r.get(5)?,
+                    error: r.get(6)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Artifacts of a run's stages: (stage, path, size, hash).
+    pub fn artifacts(&self, run_id: i64) -> Result<Vec<(String, String, i64, String)>, Error> {
+        let mut s = self
+            .conn
+            .prepare("SELECT s.stage, a.path, a.size, a.blake3 FROM artifacts a JOIN stage_runs s ON s.id = a.stage_run_id WHERE s.run_id = ?1 ORDER BY a.rowid")
+            .map_err(self.err())?;
+        let rows = s
+            .query_map(params![run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Metrics of the most recent execution of `stage`: (step, name, value).
+    pub fn metrics(&self, stage: &str) -> Result<Vec<(i64, String, f64)>, Error> {
+        let mut s = self
+            .conn
+            .prepare(
+                "SELECT step, name, value FROM metrics WHERE stage_run_id =
+                   (SELECT MAX(stage_run_id) FROM metrics WHERE stage = ?1) ORDER BY rowid",
+            )
+            .map_err(self.err())?;
+        let rows = s
+            .query_map(params![stage], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+}
