@@ -254,7 +254,7 @@ fn submit(args: &WorkflowArgs, opts: &SubmitOptions) -> Result<(), Error> {
     match answer {
         None => {
             outln!("{}", text.trim_end());
-            eoutln!("wrote {} (not submitted: --dry-run)", path.display());
+            eprintln!("wrote {} (not submitted: --dry-run)", path.display());
         }
         Some(a) => outln!("{a} ({})", path.display()),
     }
@@ -362,7 +362,7 @@ fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> 
     let comm = match sciflow_train::dist::init() {
         Ok(c) => c,
         Err(e) => {
-            eoutln!("error: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
@@ -418,6 +418,6 @@ fn report(e: &Error, world: Option<usize>) -> ExitCode {
     if world.is_some_and(|w| w > 1) {
         msg.push_str("\n  (ending every rank of the job)");
     }
-    eoutln!("{msg}");
+    eprintln!("{msg}");
     ExitCode::from(e.exit_code() as u8)
 }
