@@ -16,9 +16,15 @@ pub fn render(wf: &Workflow, format: Format) -> String {
     let mut out = String::new();
     match format {
         Format::Dot => {
-            out.push_str(&format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n", wf.name));
+            out.push_str(&format!(
+                "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
+                wf.name
+            ));
             for s in &wf.stages {
-                out.push_str(&format!("  \"{}\" [label=\"{}\\n{}\"];\n", s.name, s.name, s.kind.name));
+                out.push_str(&format!(
+                    "  \"{}\" [label=\"{}\\n{}\"];\n",
+                    s.name, s.name, s.kind.name
+                ));
             }
             for s in &wf.stages {
                 for d in &s.needs {
@@ -30,11 +36,20 @@ pub fn render(wf: &Workflow, format: Format) -> String {
         Format::Mermaid => {
             out.push_str("flowchart LR\n");
             for s in &wf.stages {
-                out.push_str(&format!("  {}[\"{}<br/>{}\"]\n", mermaid_id(&s.name), s.name, s.kind.name));
+                out.push_str(&format!(
+                    "  {}[\"{}<br/>{}\"]\n",
+                    mermaid_id(&s.name),
+                    s.name,
+                    s.kind.name
+                ));
             }
             for s in &wf.stages {
                 for d in &s.needs {
-                    out.push_str(&format!("  {} --> {}\n", mermaid_id(d), mermaid_id(&s.name)));
+                    out.push_str(&format!(
+                        "  {} --> {}\n",
+                        mermaid_id(d),
+                        mermaid_id(&s.name)
+                    ));
                 }
             }
         }
@@ -53,7 +68,11 @@ mod tests {
 
     #[test]
     fn both_formats_list_every_edge() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows/quickstart.yaml")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../workflows/quickstart.yaml"
+        ))
+        .unwrap();
         let wf = crate::workflow::compile(&text, std::path::Path::new("q.yaml"), &[]).unwrap();
         let dot = render(&wf, Format::Dot);
         assert!(dot.contains("\"galaxies\" -> \"dataset\";"), "{dot}");

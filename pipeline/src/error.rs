@@ -28,7 +28,9 @@ pub enum Error {
         message: String,
     },
     /// Another run holds the workdir.
-    #[error("workdir {workdir} is locked by another run ({owner}); wait for it or use another workdir")]
+    #[error(
+        "workdir {workdir} is locked by another run ({owner}); wait for it or use another workdir"
+    )]
     Locked {
         /// The workdir.
         workdir: PathBuf,
@@ -70,7 +72,10 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with what was being done and on which path.
-    pub(crate) fn io<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    pub(crate) fn io<'a>(
+        op: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Error + 'a {
         move |source| Error::Io {
             op,
             path: path.to_path_buf(),

@@ -46,7 +46,11 @@ impl Selection {
                     stage: n.to_string(),
                     message: format!(
                         "no such stage; the workflow has: {}",
-                        wf.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                        wf.stages
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 })
             }
@@ -66,7 +70,11 @@ impl Selection {
                     keep.extend(s.needs.iter().map(|n| n.as_str()));
                 }
             }
-            return Ok(wf.stages.iter().filter(|s| keep.contains(s.name.as_str())).collect());
+            return Ok(wf
+                .stages
+                .iter()
+                .filter(|s| keep.contains(s.name.as_str()))
+                .collect());
         }
         Ok(wf.stages.iter().collect())
     }
@@ -123,7 +131,9 @@ pub fn decide(
             None => {
                 return Err(Error::Stage {
                     stage: stage.name.clone(),
-                    message: format!("upstream stage `{dep}` has no output yet; run it first (drop --only)"),
+                    message: format!(
+                        "upstream stage `{dep}` has no output yet; run it first (drop --only)"
+                    ),
                 })
             }
         }
@@ -157,9 +167,18 @@ pub fn decide(
         reasons.push(format!("stage kind changed: {} -> {kind}", old.kind));
     }
     let mut diff = Vec::new();
-    config_diff(&old.config, &stage.config, &format!("stages.{}.with", stage.name), &mut diff);
+    config_diff(
+        &old.config,
+        &stage.config,
+        &format!("stages.{}.with", stage.name),
+        &mut diff,
+    );
     reasons.extend(diff.into_iter().map(|d| format!("config {d}")));
-    let old_inputs: HashMap<&str, &str> = old.inputs.iter().map(|(p, h)| (p.as_str(), h.as_str())).collect();
+    let old_inputs: HashMap<&str, &str> = old
+        .inputs
+        .iter()
+        .map(|(p, h)| (p.as_str(), h.as_str()))
+        .collect();
     for (p, h) in &inputs {
         match old_inputs.get(p.as_str()) {
             Some(oh) if oh == h => {}
@@ -167,7 +186,11 @@ pub fn decide(
             None => reasons.push(format!("new input: {p}")),
         }
     }
-    let old_up: HashMap<&str, &str> = old.upstream.iter().map(|(p, h)| (p.as_str(), h.as_str())).collect();
+    let old_up: HashMap<&str, &str> = old
+        .upstream
+        .iter()
+        .map(|(p, h)| (p.as_str(), h.as_str()))
+        .collect();
     for (dep, h) in &upstream {
         if old_up.get(dep.as_str()) != Some(&h.as_str()) {
             reasons.push(format!("upstream `{dep}` output changed"));
@@ -194,7 +217,6 @@ pub struct RunSummary {
     pub stages: Vec<(String, bool, f64)>,
 }
 
-
 /// Holds the workdir lock for the life of a run.
 pub struct WorkdirLock {
     _file: File,
@@ -214,7 +236,14 @@ pub fn lock_workdir(workdir: &Path) -> Result<WorkdirLock, Error> {
         .map_err(Error::io("failed to open", &path))?;
     match file.try_lock() {
         Ok(()) => {
-            let _ = std::fs::write(dir.join("lock.owner"), format!("pid {} on {}\n", std::process::id(), crate::records::hostname()));
+            let _ = std::fs::write(
+                dir.join("lock.owner"),
+                format!(
+                    "pid {} on {}\n",
+                    std::process::id(),
+                    crate::records::hostname()
+                ),
+            );
             Ok(WorkdirLock { _file: file })
         }
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -249,7 +278,15 @@ pub fn run(
         let run_id = records.begin_run(&wf.name, &wf.file.to_string_lossy(), comm.size(), argv)?;
         root = Some((lock, records, run_id));
     }
-    let result = run_stages(wf, &stages, selection, comm, progress, threads, root.as_mut().map(|r| (&mut r.1, r.2)));
+    let result = run_stages(
+        wf,
+        &stages,
+        selection,
+        comm,
+        progress,
+        threads,
+        root.as_mut().map(|r| (&mut r.1, r.2)),
+    );
     if let Some((_, records, run_id)) = &root {
         let err = result.as_ref().err().map(|e| e.to_string());
         records.end_run(*run_id, err.as_deref())?;
@@ -287,7 +324,14 @@ fn run_stages(
                 Ok(d) => {
                     flag[0] = d.run as u8;
                     if !d.run {
-                        records.stage_skipped(*run_id, &stage.name, &kind_id(stage), &d.fingerprint, "up to date", comm.size())?;
+                        records.stage_skipped(
+                            *run_id,
+                            &stage.name,
+                            &kind_id(stage),
+                            &d.fingerprint,
+                            "up to date",
+                            comm.size(),
+                        )?;
                         tracing::info!("{}: up to date", stage.name);
                     }
                     decision = Some(d);
@@ -323,7 +367,14 @@ fn run_stages(
             std::fs::create_dir_all(&tmp).map_err(Error::io("failed to create", &tmp))?;
             let reason = d.reasons.join("; ");
             tracing::info!("{}: running ({}): {reason}", stage.name, stage.kind.name);
-            stage_run = records.stage_started(*run_id, &stage.name, &kind_id(stage), &d.fingerprint, &reason, comm.size())?;
+            stage_run = records.stage_started(
+                *run_id,
+                &stage.name,
+                &kind_id(stage),
+                &d.fingerprint,
+                &reason,
+                comm.size(),
+            )?;
         }
         comm.barrier();
         let started = Instant::now();
@@ -346,7 +397,14 @@ fn run_stages(
         let seconds = started.elapsed().as_secs_f64();
         if let Err(e) = result {
             if let Some((records, _)) = root.as_mut() {
-                let _ = records.stage_finished(stage_run, &stage.name, seconds, Some(&e.to_string()), &[], &[]);
+                let _ = records.stage_finished(
+                    stage_run,
+                    &stage.name,
+                    seconds,
+                    Some(&e.to_string()),
+                    &[],
+                    &[],
+                );
             }
             return Err(Error::StageFailed {
                 stage: stage.name.clone(),
@@ -372,7 +430,11 @@ fn run_stages(
             )?;
             let m = metrics.take();
             records.stage_finished(stage_run, &stage.name, seconds, None, &files, &m)?;
-            tracing::info!("{}: done in {seconds:.1} s -> {}", stage.name, out.display());
+            tracing::info!(
+                "{}: done in {seconds:.1} s -> {}",
+                stage.name,
+                out.display()
+            );
         }
         summary.stages.push((stage.name.clone(), true, seconds));
     }

@@ -13,6 +13,8 @@ use serde_json::Value;
 use crate::records::Records;
 use crate::Error;
 
+/// A file's path, size in bytes and BLAKE3.
+pub type FileHash = (String, u64, String);
 
 /// Hashes a file, through the stat cache.
 pub fn hash_file(records: &Records, path: &Path) -> Result<(u64, String), Error> {
@@ -24,7 +26,9 @@ pub fn hash_file(records: &Records, path: &Path) -> Result<(u64, String), Error>
     }
     let mut hasher = blake3::Hasher::new();
     if meta.len() > 1 << 20 {
-        hasher.update_mmap_rayon(path).map_err(Error::io("failed to read", path))?;
+        hasher
+            .update_mmap_rayon(path)
+            .map_err(Error::io("failed to read", path))?;
     } else {
         hasher.update(&std::fs::read(path).map_err(Error::io("failed to read", path))?);
     }
@@ -41,7 +45,9 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         let full = dir.join(&rel);
         for entry in std::fs::read_dir(&full).map_err(Error::io("failed to list", &full))? {
             let entry = entry.map_err(Error::io("failed to list", &full))?;
-            let kind = entry.file_type().map_err(Error::io("failed to stat", &entry.path()))?;
+            let kind = entry
+                .file_type()
+                .map_err(Error::io("failed to stat", &entry.path()))?;
             let r = rel.join(entry.file_name());
             if kind.is_dir() {
                 stack.push(r);
@@ -56,11 +62,17 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 
 /// Hashes a file or a directory; for a directory also returns each file
 /// (path joined to `path`, size, hash).
-pub fn hash_path(records: &Records, path: &Path) -> Result<(String, Vec<(String, u64, String)>), Error> {
+pub fn hash_path(
+    records: &Records,
+    path: &Path,
+) -> Result<(String, Vec<FileHash>), Error> {
     let meta = std::fs::metadata(path).map_err(Error::io("failed to stat", path))?;
     if !meta.is_dir() {
         let (size, h) = hash_file(records, path)?;
-        return Ok((h.clone(), vec![(path.to_string_lossy().into_owned(), size, h)]));
+        return Ok((
+            h.clone(),
+            vec![(path.to_string_lossy().into_owned(), size, h)],
+        ));
     }
     let mut hasher = blake3::Hasher::new();
     let mut files = Vec::new();
@@ -78,7 +90,12 @@ pub fn hash_path(records: &Records, path: &Path) -> Result<(String, Vec<(String,
 /// The fingerprint of a stage: its kind and version, its resolved config
 /// (canonical JSON, keys sorted), the hashes of its external inputs and the
 /// output hashes of the stages it depends on.
-pub fn fingerprint(kind: &str, config: &Value, inputs: &[(String, String)], upstream: &[(String, String)]) -> String {
+pub fn fingerprint(
+    kind: &str,
+    config: &Value,
+    inputs: &[(String, String)],
+    upstream: &[(String, String)],
+) -> String {
     let mut h = blake3::Hasher::new();
     h.update(b"sciflow-stage-v1\0");
     h.update(kind.as_bytes());
@@ -102,13 +119,22 @@ pub fn config_diff(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) 
             keys.sort();
             keys.dedup();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match (a.get(k), b.get(k)) {
                     (Some(x), Some(y)) => config_diff(x, y, &p, out),
                     (Some(x), None) => out.push(format!("{p}: {x} -> (unset)")),
                     (None, Some(y)) => out.push(format!("{p}: (unset) -> {y}")),
                     (None, None) => {}
                 }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                config_diff(x, y, &format!("{path}.{i}"), out);
             }
         }
         (a, b) if a != b => out.push(format!("{path}: {a} -> {b}")),
@@ -130,17 +156,44 @@ mod tests {
             "with",
             &mut out,
         );
-        assert_eq!(out, vec!["with.epochs: 6 -> 10", "with.lr: 0.1 -> (unset)", "with.seed: (unset) -> 1"]);
+        assert_eq!(
+            out,
+            vec![
+                "with.epochs: 6 -> 10",
+                "with.lr: 0.1 -> (unset)",
+                "with.seed: (unset) -> 1"
+            ]
+        );
     }
 
     #[test]
     fn fingerprint_covers_each_part() {
         let base = fingerprint("k@1", &json!({"a": 1}), &[("f".into(), "h".into())], &[]);
-        assert_ne!(base, fingerprint("k@2", &json!({"a": 1}), &[("f".into(), "h".into())], &[]));
-        assert_ne!(base, fingerprint("k@1", &json!({"a": 2}), &[("f".into(), "h".into())], &[]));
-        assert_ne!(base, fingerprint("k@1", &json!({"a": 1}), &[("f".into(), "h2".into())], &[]));
-        assert_ne!(base, fingerprint("k@1", &json!({"a": 1}), &[("f".into(), "h".into())], &[("u".into(), "x".into())]));
-        assert_eq!(base, fingerprint("k@1", &json!({"a": 1}), &[("f".into(), "h".into())], &[]));
+        assert_ne!(
+            base,
+            fingerprint("k@2", &json!({"a": 1}), &[("f".into(), "h".into())], &[])
+        );
+        assert_ne!(
+            base,
+            fingerprint("k@1", &json!({"a": 2}), &[("f".into(), "h".into())], &[])
+        );
+        assert_ne!(
+            base,
+            fingerprint("k@1", &json!({"a": 1}), &[("f".into(), "h2".into())], &[])
+        );
+        assert_ne!(
+            base,
+            fingerprint(
+                "k@1",
+                &json!({"a": 1}),
+                &[("f".into(), "h".into())],
+                &[("u".into(), "x".into())]
+            )
+        );
+        assert_eq!(
+            base,
+            fingerprint("k@1", &json!({"a": 1}), &[("f".into(), "h".into())], &[])
+        );
     }
 
     #[test]
@@ -158,11 +211,16 @@ mod tests {
         let a = data.join("a.txt");
         let meta = std::fs::metadata(&a).unwrap();
         let mtime = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
-        records.store_hash(&a.to_string_lossy(), 3, mtime, meta.ino(), "poisoned").unwrap();
+        records
+            .store_hash(&a.to_string_lossy(), 3, mtime, meta.ino(), "poisoned")
+            .unwrap();
         assert_eq!(hash_file(&records, &a).unwrap().1, "poisoned");
         // A changed size invalidates it.
         std::fs::write(&a, b"three").unwrap();
-        assert_eq!(hash_file(&records, &a).unwrap().1, blake3::hash(b"three").to_hex().to_string());
+        assert_eq!(
+            hash_file(&records, &a).unwrap().1,
+            blake3::hash(b"three").to_hex().to_string()
+        );
         let (h2, _) = hash_path(&records, &data).unwrap();
         assert_ne!(h1, h2);
     }

@@ -74,7 +74,12 @@ impl SelectArgs {
 #[derive(clap::Args, Clone)]
 struct RecordsArgs {
     /// A workflow file or a workdir (default: the current directory).
-    #[arg(short = 'w', long = "workdir", value_name = "WORKFLOW|DIR", default_value = ".")]
+    #[arg(
+        short = 'w',
+        long = "workdir",
+        value_name = "WORKFLOW|DIR",
+        default_value = "."
+    )]
     target: PathBuf,
 }
 
@@ -183,12 +188,13 @@ fn main() -> ExitCode {
             list();
             Ok(())
         }
-        Command::Run { wf, select } => return run(&wf, &select.selection(), cli.verbose, cli.quiet),
+        Command::Run { wf, select } => {
+            return run(&wf, &select.selection(), cli.verbose, cli.quiet)
+        }
         Command::Validate { wf } => validate(&wf),
         Command::Plan { wf, select } => plan(&wf, &select.selection()),
-        Command::Dag { wf, format } => {
-            workflow::load(&wf.workflow, &wf.set).map(|w| outln!("{}", dag::render(&w, format).trim_end()))
-        }
+        Command::Dag { wf, format } => workflow::load(&wf.workflow, &wf.set)
+            .map(|w| outln!("{}", dag::render(&w, format).trim_end())),
         Command::Submit { wf, opts } => submit(&wf, &opts),
         Command::History { records, n } => history(&records, n),
         Command::Show { run, records } => show(&records, run),
@@ -202,7 +208,15 @@ fn main() -> ExitCode {
 
 fn list() {
     for kind in REGISTRY {
-        outln!("{}  ({})", kind.name, if kind.collective { "collective" } else { "rank 0" });
+        outln!(
+            "{}  ({})",
+            kind.name,
+            if kind.collective {
+                "collective"
+            } else {
+                "rank 0"
+            }
+        );
         outln!("    {}", kind.summary);
         for o in kind.outputs {
             outln!("    output `{}`: {}", o.name, o.doc);
@@ -217,7 +231,11 @@ fn list() {
 
 fn validate(args: &WorkflowArgs) -> Result<(), Error> {
     let wf = workflow::load(&args.workflow, &args.set)?;
-    outln!("{}: valid, {} stages:", args.workflow.display(), wf.stages.len());
+    outln!(
+        "{}: valid, {} stages:",
+        args.workflow.display(),
+        wf.stages.len()
+    );
     for s in &wf.stages {
         let needs = if s.needs.is_empty() {
             String::new()
@@ -272,9 +290,20 @@ fn open_records(args: &RecordsArgs) -> Result<Records, Error> {
 
 fn history(args: &RecordsArgs, n: usize) -> Result<(), Error> {
     let records = open_records(args)?;
-    outln!("{:>5}  {:<20}  {:>9}  {:<11}  {:>5}  {:>8}  {:>7}  workflow", "run", "started (UTC)", "seconds", "status", "ranks", "executed", "skipped");
+    outln!(
+        "{:>5}  {:<20}  {:>9}  {:<11}  {:>5}  {:>8}  {:>7}  workflow",
+        "run",
+        "started (UTC)",
+        "seconds",
+        "status",
+        "ranks",
+        "executed",
+        "skipped"
+    );
     for r in records.history(n)? {
-        let secs = r.finished.map_or("-".into(), |f| format!("{:.1}", f - r.started));
+        let secs = r
+            .finished
+            .map_or("-".into(), |f| format!("{:.1}", f - r.started));
         outln!(
             "{:>5}  {:<20}  {:>9}  {:<11}  {:>5}  {:>8}  {:>7}  {}",
             r.id,
@@ -298,7 +327,14 @@ fn show(args: &RecordsArgs, run: Option<i64>) -> Result<(), Error> {
     };
     outln!("run {id}");
     for s in records.stage_runs(id)? {
-        outln!("  {:<16} {:<11} {:>8.1} s  ranks {}  {}", s.stage, s.status, s.seconds, s.ranks, &s.fingerprint[..s.fingerprint.len().min(12)]);
+        outln!(
+            "  {:<16} {:<11} {:>8.1} s  ranks {}  {}",
+            s.stage,
+            s.status,
+            s.seconds,
+            s.ranks,
+            &s.fingerprint[..s.fingerprint.len().min(12)]
+        );
         outln!("      {}", s.reason);
         if let Some(e) = s.error {
             outln!("      error: {e}");
@@ -347,7 +383,12 @@ fn utc(t: f64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> ExitCode {
@@ -379,7 +420,14 @@ fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> 
     }
     let progress = Progress::new(comm.rank() == 0 && !quiet);
     let argv: Vec<String> = std::env::args().collect();
-    match exec::run(&wf, selection, comm.as_ref(), &progress, threads, &argv.join(" ")) {
+    match exec::run(
+        &wf,
+        selection,
+        comm.as_ref(),
+        &progress,
+        threads,
+        &argv.join(" "),
+    ) {
         Ok(summary) => {
             if comm.rank() == 0 {
                 let total: f64 = summary.stages.iter().map(|s| s.2).sum();

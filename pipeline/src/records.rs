@@ -211,7 +211,13 @@ impl Records {
     }
 
     /// Starts a run; returns its id.
-    pub fn begin_run(&self, workflow: &str, file: &str, world_size: usize, argv: &str) -> Result<i64, Error> {
+    pub fn begin_run(
+        &self,
+        workflow: &str,
+        file: &str,
+        world_size: usize,
+        argv: &str,
+    ) -> Result<i64, Error> {
         self.conn
             .execute(
                 "INSERT INTO runs (started, status, workflow, file, world_size, host, argv) VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6)",
@@ -234,7 +240,15 @@ impl Records {
     }
 
     /// Records a stage that was skipped as up to date.
-    pub fn stage_skipped(&self, run_id: i64, stage: &str, kind: &str, fingerprint: &str, reason: &str, ranks: usize) -> Result<(), Error> {
+    pub fn stage_skipped(
+        &self,
+        run_id: i64,
+        stage: &str,
+        kind: &str,
+        fingerprint: &str,
+        reason: &str,
+        ranks: usize,
+    ) -> Result<(), Error> {
         let t = now();
         self.conn
             .execute(
@@ -246,7 +260,15 @@ impl Records {
     }
 
     /// Records the start of a stage; returns the stage-run id.
-    pub fn stage_started(&self, run_id: i64, stage: &str, kind: &str, fingerprint: &str, reason: &str, ranks: usize) -> Result<i64, Error> {
+    pub fn stage_started(
+        &self,
+        run_id: i64,
+        stage: &str,
+        kind: &str,
+        fingerprint: &str,
+        reason: &str,
+        ranks: usize,
+    ) -> Result<i64, Error> {
         self.conn
             .execute(
                 "INSERT INTO stage_runs (run_id, stage, kind, fingerprint, status, reason, started, ranks, host) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)",
@@ -286,13 +308,15 @@ impl Records {
                 .prepare_cached("INSERT INTO artifacts (stage_run_id, path, size, blake3) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(&err)?;
             for (p, size, hash) in artifacts {
-                ins.execute(params![stage_run, p, *size as i64, hash]).map_err(&err)?;
+                ins.execute(params![stage_run, p, *size as i64, hash])
+                    .map_err(&err)?;
             }
             let mut ins = tx
                 .prepare_cached("INSERT INTO metrics (stage_run_id, stage, step, name, value) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .map_err(&err)?;
             for (step, name, value) in metrics {
-                ins.execute(params![stage_run, stage, step, name, value]).map_err(&err)?;
+                ins.execute(params![stage_run, stage, step, name, value])
+                    .map_err(&err)?;
             }
         }
         tx.commit().map_err(&err)
@@ -302,7 +326,11 @@ impl Records {
     pub fn stage_state(&self, stage: &str) -> Result<Option<StageState>, Error> {
         let text: Option<String> = self
             .conn
-            .query_row("SELECT state FROM stage_state WHERE stage = ?1", params![stage], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM stage_state WHERE stage = ?1",
+                params![stage],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.err())?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
@@ -320,7 +348,13 @@ impl Records {
     }
 
     /// A cached hash for a file whose (size, mtime, inode) are unchanged.
-    pub fn cached_hash(&self, path: &str, size: u64, mtime_ns: i64, inode: u64) -> Result<Option<String>, Error> {
+    pub fn cached_hash(
+        &self,
+        path: &str,
+        size: u64,
+        mtime_ns: i64,
+        inode: u64,
+    ) -> Result<Option<String>, Error> {
         self.conn
             .prepare_cached("SELECT blake3 FROM file_cache WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3 AND inode = ?4")
             .and_then(|mut s| {
@@ -331,7 +365,14 @@ impl Records {
     }
 
     /// Stores a file's hash with its stat.
-    pub fn store_hash(&self, path: &str, size: u64, mtime_ns: i64, inode: u64, hash: &str) -> Result<(), Error> {
+    pub fn store_hash(
+        &self,
+        path: &str,
+        size: u64,
+        mtime_ns: i64,
+        inode: u64,
+        hash: &str,
+    ) -> Result<(), Error> {
         self.conn
             .prepare_cached(
                 "INSERT INTO file_cache (path, size, mtime_ns, inode, blake3) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -344,7 +385,9 @@ impl Records {
 
     /// Runs a closure in one transaction (many cache writes at once).
     pub fn batch<T>(&mut self, f: impl FnOnce(&Records) -> Result<T, Error>) -> Result<T, Error> {
-        self.conn.execute_batch("BEGIN").map_err(db_err(&self.path))?;
+        self.conn
+            .execute_batch("BEGIN")
+            .map_err(db_err(&self.path))?;
         let out = f(self);
         let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
         self.conn.execute_batch(end).map_err(db_err(&self.path))?;
@@ -415,7 +458,9 @@ impl Records {
             .prepare("SELECT s.stage, a.path, a.size, a.blake3 FROM artifacts a JOIN stage_runs s ON s.id = a.stage_run_id WHERE s.run_id = ?1 ORDER BY a.rowid")
             .map_err(self.err())?;
         let rows = s
-            .query_map(params![run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map(params![run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }

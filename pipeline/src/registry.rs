@@ -31,7 +31,10 @@ impl MetricsSink {
     /// Records one value.
     pub fn record(&self, step: i64, name: &str, value: f64) {
         if value.is_finite() {
-            self.0.lock().expect("metrics lock").push((step, name.to_string(), value));
+            self.0
+                .lock()
+                .expect("metrics lock")
+                .push((step, name.to_string(), value));
         }
     }
 
@@ -224,7 +227,11 @@ fn galaxy_inputs(config: &Value, workdir: &Path) -> Vec<PathBuf> {
     if let Ok(cfg) = serde_json::from_value::<GalaxyImagesConfig>(config.clone()) {
         if !cfg.labels.starts_with(workdir) {
             if let Ok(rows) = sciflow_ingest::catalog::read_labels(&cfg.labels) {
-                paths.extend(rows.into_iter().map(|r| r.image).filter(|p| !p.starts_with(workdir)));
+                paths.extend(
+                    rows.into_iter()
+                        .map(|r| r.image)
+                        .filter(|p| !p.starts_with(workdir)),
+                );
             }
         }
     }
@@ -255,19 +262,32 @@ struct CommandConfig {
 
 fn check_command(v: &Value) -> Result<(), ConfigError> {
     let cfg: CommandConfig = typed(v)?;
-    let err = |path: &str, message: String| Err(ConfigError { path: path.into(), message });
+    let err = |path: &str, message: String| {
+        Err(ConfigError {
+            path: path.into(),
+            message,
+        })
+    };
     if cfg.argv.is_empty() || cfg.argv[0].is_empty() {
         return err("argv", "expected a program and its arguments".into());
     }
     if cfg.shell && cfg.argv.len() != 1 {
-        return err("argv", "with `shell: true`, give the command line as one string".into());
+        return err(
+            "argv",
+            "with `shell: true`, give the command line as one string".into(),
+        );
     }
     for (name, p) in &cfg.outputs {
-        let escapes = p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir));
+        let escapes = p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
         if escapes || p.as_os_str().is_empty() {
             return err(
                 &format!("outputs.{name}"),
-                format!("`{}` must be a relative path inside the stage's output directory", p.display()),
+                format!(
+                    "`{}` must be a relative path inside the stage's output directory",
+                    p.display()
+                ),
             );
         }
     }
@@ -275,13 +295,18 @@ fn check_command(v: &Value) -> Result<(), ConfigError> {
 }
 
 fn command_inputs(config: &Value, _workdir: &Path) -> Vec<PathBuf> {
-    serde_json::from_value::<CommandConfig>(config.clone()).map_or_else(|_| Vec::new(), |c| c.inputs)
+    serde_json::from_value::<CommandConfig>(config.clone())
+        .map_or_else(|_| Vec::new(), |c| c.inputs)
 }
 
 fn run_command(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: CommandConfig = config(ctx)?;
     let out_dir = ctx.out.to_string_lossy();
-    let args: Vec<String> = cfg.argv.iter().map(|a| a.replace("{out}", &out_dir)).collect();
+    let args: Vec<String> = cfg
+        .argv
+        .iter()
+        .map(|a| a.replace("{out}", &out_dir))
+        .collect();
     let mut cmd = if cfg.shell {
         let mut c = std::process::Command::new("sh");
         c.arg("-c").arg(&args[0]);
@@ -316,14 +341,21 @@ fn run_command(ctx: &StageContext<'_>) -> Result<(), Error> {
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(Error::Stage {
             stage: ctx.name.to_string(),
-            message: format!("`{}` exited with {status}; last lines of stderr:\n{}", args.join(" "), tail.join("\n")),
+            message: format!(
+                "`{}` exited with {status}; last lines of stderr:\n{}",
+                args.join(" "),
+                tail.join("\n")
+            ),
         });
     }
     for (name, p) in &cfg.outputs {
         if !ctx.out.join(p).exists() {
             return Err(Error::Stage {
                 stage: ctx.name.to_string(),
-                message: format!("the command did not write its declared output `{name}` ({})", p.display()),
+                message: format!(
+                    "the command did not write its declared output `{name}` ({})",
+                    p.display()
+                ),
             });
         }
     }
@@ -395,7 +427,8 @@ fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
             let step = s.epoch as i64 + 1;
             ctx.metrics.record(step, "train_loss", s.train_loss);
             ctx.metrics.record(step, "train_accuracy", s.train_accuracy);
-            ctx.metrics.record(step, "samples_per_second", s.samples_per_second);
+            ctx.metrics
+                .record(step, "samples_per_second", s.samples_per_second);
             ctx.metrics.record(step, "epoch_seconds", s.seconds);
             ctx.metrics.record(step, "lr", s.lr);
             if let (Some(l), Some(a)) = (s.val_loss, s.val_accuracy) {

@@ -40,7 +40,10 @@ pub struct SubmitOptions {
 
 /// Quotes a word for a POSIX shell.
 fn sh_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -115,13 +118,16 @@ pub fn submit(
     opts: &SubmitOptions,
     overrides: &[String],
 ) -> Result<(PathBuf, String, Option<String>), Error> {
-    let pipeline = std::env::current_exe().map_err(|e| Error::Submit(format!("cannot find the pipeline binary: {e}")))?;
-    let cwd = std::env::current_dir().map_err(|e| Error::Submit(format!("no current directory: {e}")))?;
+    let pipeline = std::env::current_exe()
+        .map_err(|e| Error::Submit(format!("cannot find the pipeline binary: {e}")))?;
+    let cwd =
+        std::env::current_dir().map_err(|e| Error::Submit(format!("no current directory: {e}")))?;
     let text = script(wf, opts, &pipeline, &cwd, overrides)?;
-    let path = opts
-        .script
-        .clone()
-        .unwrap_or_else(|| wf.workdir.join(".pipeline").join(format!("{}.sbatch", wf.name)));
+    let path = opts.script.clone().unwrap_or_else(|| {
+        wf.workdir
+            .join(".pipeline")
+            .join(format!("{}.sbatch", wf.name))
+    });
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             op: "failed to create",
@@ -136,7 +142,12 @@ pub fn submit(
     let out = std::process::Command::new("sbatch")
         .arg(&path)
         .output()
-        .map_err(|e| Error::Submit(format!("cannot run sbatch ({e}); the script is at {}; use --dry-run to only write it", path.display())))?;
+        .map_err(|e| {
+            Error::Submit(format!(
+                "cannot run sbatch ({e}); the script is at {}; use --dry-run to only write it",
+                path.display()
+            ))
+        })?;
     if !out.status.success() {
         return Err(Error::Submit(format!(
             "sbatch refused {}: {}",
@@ -144,7 +155,11 @@ pub fn submit(
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok((path, text, Some(String::from_utf8_lossy(&out.stdout).trim().to_string())))
+    Ok((
+        path,
+        text,
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+    ))
 }
 
 #[cfg(test)]
@@ -167,9 +182,21 @@ mod tests {
 
     #[test]
     fn the_script_asks_for_the_resources_and_runs_the_same_workflow_with_srun() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows/quickstart.yaml")).unwrap();
-        let wf = crate::workflow::compile(&text, Path::new("workflows/quickstart.yaml"), &[]).unwrap();
-        let s = script(&wf, &opts(), Path::new("/opt/sciflow/bin/pipeline"), Path::new("/home/u/my project"), &["params.epochs=30".into()]).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../workflows/quickstart.yaml"
+        ))
+        .unwrap();
+        let wf =
+            crate::workflow::compile(&text, Path::new("workflows/quickstart.yaml"), &[]).unwrap();
+        let s = script(
+            &wf,
+            &opts(),
+            Path::new("/opt/sciflow/bin/pipeline"),
+            Path::new("/home/u/my project"),
+            &["params.epochs=30".into()],
+        )
+        .unwrap();
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[0], "#!/bin/bash");
         for want in [
@@ -188,7 +215,10 @@ mod tests {
             assert!(lines.contains(&want), "missing `{want}` in\n{s}");
         }
         // Directives must precede the first command for sbatch to read them.
-        let first_cmd = lines.iter().position(|l| !l.starts_with('#') && !l.is_empty()).unwrap();
+        let first_cmd = lines
+            .iter()
+            .position(|l| !l.starts_with('#') && !l.is_empty())
+            .unwrap();
         assert!(lines[first_cmd..].iter().all(|l| !l.starts_with("#SBATCH")));
 
         let mut bad = opts();

@@ -337,7 +337,11 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
         if !kinds.get(n.as_str()).is_some_and(|k| k.dynamic_outputs) {
             continue;
         }
-        if let Some(Node { value: Value::Map(entries), .. }) = node.get("with").and_then(|w| w.get("outputs")) {
+        if let Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) = node.get("with").and_then(|w| w.get("outputs"))
+        {
             let outs = entries
                 .iter()
                 .filter_map(|(k, _, v)| match &v.value {
@@ -604,11 +608,17 @@ fn resolve(node: &mut Node, path: &str, refs: &Refs<'_>, needs: &mut Vec<String>
                         ),
                     }
                 } else if let Some(kind) = kinds.get(head) {
-                    let declared = refs.dyn_outputs.get(head).map(Vec::as_slice).unwrap_or_default();
-                    let rel = kind
-                        .output(tail)
-                        .map(|o| o.path.to_string())
-                        .or_else(|| declared.iter().find(|(n, _)| n == tail).map(|(_, p)| p.clone()));
+                    let declared = refs
+                        .dyn_outputs
+                        .get(head)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    let rel = kind.output(tail).map(|o| o.path.to_string()).or_else(|| {
+                        declared
+                            .iter()
+                            .find(|(n, _)| n == tail)
+                            .map(|(_, p)| p.clone())
+                    });
                     match rel {
                         Some(rel) => {
                             let p = workdir.join(head).join(rel);
@@ -625,7 +635,11 @@ fn resolve(node: &mut Node, path: &str, refs: &Refs<'_>, needs: &mut Vec<String>
                             cx.err(
                                 Some(node.pos),
                                 path,
-                                format!("stage `{head}` ({}) has no output `{tail}`; it has: {}", kind.name, names.join(", ")),
+                                format!(
+                                    "stage `{head}` ({}) has no output `{tail}`; it has: {}",
+                                    kind.name,
+                                    names.join(", ")
+                                ),
                             )
                         }
                     }

@@ -135,6 +135,16 @@ fn two_mpi_ranks_share_the_work_and_match_one_rank() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("2 rank(s)"), "{stderr}");
 
+    // Rank 0 decides and broadcasts: a second 2-rank run finds everything up to date.
+    let mut cmd = mpirun(2);
+    cmd.arg(env!("CARGO_BIN_EXE_pipeline"))
+        .args(small_quickstart(&two))
+        .current_dir(dir.path());
+    let again = run_with_deadline(cmd, Duration::from_secs(120));
+    assert_success(&again);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("0 stage(s) run, 4 up to date"), "{stderr}");
+
     // Ingest is independent of the world size: identical shards.
     let a: serde_json::Value =
         serde_json::from_slice(&std::fs::read(one.join("dataset/dataset.json")).unwrap()).unwrap();
