@@ -62,10 +62,7 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 
 /// Hashes a file or a directory; for a directory also returns each file
 /// (path joined to `path`, size, hash).
-pub fn hash_path(
-    records: &Records,
-    path: &Path,
-) -> Result<(String, Vec<FileHash>), Error> {
+pub fn hash_path(records: &Records, path: &Path) -> Result<(String, Vec<FileHash>), Error> {
     let meta = std::fs::metadata(path).map_err(Error::io("failed to stat", path))?;
     if !meta.is_dir() {
         let (size, h) = hash_file(records, path)?;
