@@ -661,51 +661,61 @@ fn resolve(node: &mut Node, path: &str, refs: &Refs<'_>, needs: &mut Vec<String>
     }
 }
 
-/// Stages in dependency order (declaration order among independent ones), or a cycle.
+/// Stages in dependency order (declaration order among independent ones), or
+/// a cycle. Iterative (Kahn's algorithm), so a chain of 100,000 stages is fine.
 fn order(stages: &[Stage]) -> Result<Vec<Stage>, Vec<String>> {
     let index: HashMap<&str, usize> = stages
         .iter()
         .enumerate()
         .map(|(i, s)| (s.name.as_str(), i))
         .collect();
-    // 0 = unvisited, 1 = on the current path, 2 = done.
-    let mut state = vec![0u8; stages.len()];
+    let mut waiting: Vec<usize> = stages.iter().map(|s| s.needs.len()).collect();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); stages.len()];
+    for (i, s) in stages.iter().enumerate() {
+        for dep in &s.needs {
+            users[index[dep.as_str()]].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..stages.len()).filter(|&i| waiting[i] == 0).collect();
     let mut out = Vec::with_capacity(stages.len());
-    fn visit(
-        i: usize,
-        stages: &[Stage],
-        index: &HashMap<&str, usize>,
-        state: &mut [u8],
-        path: &mut Vec<usize>,
-        out: &mut Vec<Stage>,
-    ) -> Result<(), Vec<String>> {
-        match state[i] {
-            2 => return Ok(()),
-            1 => {
-                let start = path.iter().position(|&p| p == i).unwrap_or(0);
-                let mut cycle: Vec<String> = path[start..]
-                    .iter()
-                    .map(|&p| stages[p].name.clone())
-                    .collect();
-                cycle.push(stages[i].name.clone());
-                return Err(cycle);
-            }
-            _ => {}
-        }
-        state[i] = 1;
-        path.push(i);
-        for dep in &stages[i].needs {
-            visit(index[dep.as_str()], stages, index, state, path, out)?;
-        }
-        path.pop();
-        state[i] = 2;
+    while let Some(i) = ready.pop_first() {
         out.push(stages[i].clone());
-        Ok(())
+        for &u in &users[i] {
+            waiting[u] -= 1;
+            if waiting[u] == 0 {
+                ready.insert(u);
+            }
+        }
     }
-    for i in 0..stages.len() {
-        visit(i, stages, &index, &mut state, &mut Vec::new(), &mut out)?;
+    if out.len() == stages.len() {
+        return Ok(out);
     }
-    Ok(out)
+    // Every stage left waits on another stage left: following those edges
+    // from any of them must come back to a stage already seen.
+    let start = (0..stages.len())
+        .find(|&i| waiting[i] > 0)
+        .expect("a stage is left");
+    let mut path = vec![start];
+    loop {
+        let cur = *path.last().expect("non-empty");
+        let next = stages[cur]
+            .needs
+            .iter()
+            .map(|d| index[d.as_str()])
+            .find(|&d| waiting[d] > 0)
+            .expect("a waiting stage has a waiting dependency");
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            // Reported as "a -> b -> a": a needs b, which needs a.
+            let mut cycle: Vec<String> = path[pos..]
+                .iter()
+                .map(|&p| stages[p].name.clone())
+                .collect();
+            cycle.push(cycle[0].clone());
+            return Err(cycle);
+        }
+        path.push(next);
+    }
 }
 
 #[cfg(test)]

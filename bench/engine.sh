@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Engine benchmarks, our `pipeline` and Snakemake side by side on the same machine:
+#   1. per-stage overhead on a chain of 1,000 stages that each touch one file;
+#   2. `pipeline plan` on a generated 100,000-stage workflow;
+#   3. a no-op rerun over 10 GB of inputs (sparse files: the first run hashes
+#      them all, a rerun must not read them again);
+#   4. start-up (`--version`).
+# Ends with one line per figure: RESULT <name> <value> <unit> goal <goal>.
+#
+#   bench/engine.sh            # about 5 minutes on 2 cores, 10 GB of (sparse) disk
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh >/dev/null
+# shellcheck disable=SC1091
+source .deps/env.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build -q -p sciflow-pipeline --bin pipeline
+BIN="$PWD/target/debug/pipeline"
+VENV=.deps/bench-venv
+if [[ ! -x $VENV/bin/snakemake ]]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check snakemake
+fi
+SNAKEMAKE="$PWD/$VENV/bin/snakemake"
+W="$(mktemp -d /tmp/sciflow-bench.XXXXXX)"
+trap 'rm -rf "$W"' EXIT
+N=${CHAIN:-1000}
+BIG=${PLAN_STAGES:-100000}
+
+python3 - "$W" "$N" "$BIG" <<'PY'
+import sys, os
+w, n, big = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(f"{w}/ours", exist_ok=True); os.makedirs(f"{w}/snake", exist_ok=True)
+with open(f"{w}/ours/chain.yaml", "w") as f:
+    f.write("version: 1\nname: chain\nworkdir: wd\nstages:\n")
+    for i in range(n):
+        f.write(f"  s{i}:\n    uses: command\n    with:\n      argv: [touch, '{{out}}/done']\n")
+        if i:
+            f.write(f"    needs: [s{i-1}]\n")
+with open(f"{w}/snake/Snakefile", "w") as f:
+    f.write(f"rule all:\n    input: 'out/s{n-1}'\n\n")
+    for i in range(n):
+        dep = f"    input: 'out/s{i-1}'\n" if i else ""
+        f.write(f"rule s{i}:\n{dep}    output: 'out/s{i}'\n    shell: 'touch {{output}}'\n\n")
+with open(f"{w}/ours/big.yaml", "w") as f:
+    f.write("version: 1\nname: big\nworkdir: wdbig\nparams: { n: 3 }\nstages:\n")
+    for i in range(big):
+        f.write(f"  s{i}:\n    uses: command\n    with:\n      argv: [sh, -c, 'echo ${{params.n}}']\n")
+        if i:
+            f.write(f"    needs: [s{i-1}{', s%d' % (i // 2) if i > 2 else ''}]\n")
+os.makedirs(f"{w}/big", exist_ok=True)
+with open(f"{w}/ours/bigdata.yaml", "w") as f:
+    files = ", ".join(f"'{w}/big/part{i}.bin'" for i in range(10))
+    f.write(f"version: 1\nname: bigdata\nworkdir: wddata\nstages:\n  s:\n    uses: command\n    with:\n      argv: [touch, '{{out}}/done']\n      inputs: [{files}]\n")
+PY
+for i in $(seq 0 9); do truncate -s 1G "$W/big/part$i.bin"; done
+
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+
+echo "== 1. chain of $N stages"
+cd "$W/ours"
+t0=$(now); "$BIN" -q run chain.yaml; t1=$(now)
+ours=$(elapsed "$t0" "$t1")
+t0=$(now); "$BIN" -q run chain.yaml; t1=$(now)
+ours_noop=$(elapsed "$t0" "$t1")
+cd "$W/snake"
+t0=$(now); "$SNAKEMAKE" --cores 1 --quiet all >/dev/null 2>&1; t1=$(now)
+snake=$(elapsed "$t0" "$t1")
+t0=$(now); "$SNAKEMAKE" --cores 1 --quiet all >/dev/null 2>&1; t1=$(now)
+snake_noop=$(elapsed "$t0" "$t1")
+echo "ours: ${ours} s (no-op rerun ${ours_noop} s); snakemake: ${snake} s (no-op rerun ${snake_noop} s)"
+
+echo "== 2. plan on $BIG stages"
+cd "$W/ours"
+t0=$(now); "$BIN" -q plan big.yaml >/dev/null; t1=$(now)
+plan=$(elapsed "$t0" "$t1")
+echo "plan: ${plan} s"
+
+echo "== 3. no-op rerun over 10 GB of inputs"
+t0=$(now); "$BIN" -q run bigdata.yaml; t1=$(now)
+first=$(elapsed "$t0" "$t1")
+t0=$(now); "$BIN" -q run bigdata.yaml; t1=$(now)
+rerun=$(elapsed "$t0" "$t1")
+echo "first run (hashes 10 GB): ${first} s; rerun: ${rerun} s"
+
+echo "== 4. start-up"
+t0=$(now); for _ in $(seq 20); do "$BIN" --version >/dev/null; done; t1=$(now)
+startup=$(python3 -c "print(f'{($t1 - $t0) / 20 * 1000:.1f}')")
+t0=$(now); for _ in $(seq 3); do "$SNAKEMAKE" --version >/dev/null; done; t1=$(now)
+snake_startup=$(python3 -c "print(f'{($t1 - $t0) / 3 * 1000:.1f}')")
+echo "pipeline --version: ${startup} ms; snakemake --version: ${snake_startup} ms"
+
+python3 - <<PY
+n = $N
+ours, snake = $ours, $snake
+print(f"RESULT chain_per_stage_ours {ours / n * 1000:.2f} ms goal 2")
+print(f"RESULT chain_per_stage_snakemake {snake / n * 1000:.2f} ms goal -")
+print(f"RESULT chain_speedup_vs_snakemake {snake / ours:.1f} x goal -")
+print(f"RESULT chain_noop_rerun_ours {$ours_noop:.3f} s goal -")
+print(f"RESULT chain_noop_rerun_snakemake {$snake_noop:.3f} s goal -")
+print(f"RESULT plan_{$BIG}_stages {$plan:.2f} s goal 2")
+print(f"RESULT noop_rerun_10GB {$rerun:.3f} s goal 1")
+print(f"RESULT first_run_10GB_hashing {$first:.2f} s goal -")
+print(f"RESULT startup_version {$startup} ms goal -")
+print(f"RESULT startup_snakemake_version {$snake_startup} ms goal -")
+PY
