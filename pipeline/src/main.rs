@@ -149,16 +149,33 @@ enum Command {
     List,
 }
 
-/// `println!` that ends quietly when stdout is a closed pipe (`pipeline show | head`).
+thread_local! {
+    /// Command output, buffered: `pipeline plan` on 100,000 stages writes
+    /// 200,000 lines, and stdout flushes at every newline.
+    static OUT: std::cell::RefCell<std::io::BufWriter<std::io::Stdout>> =
+        std::cell::RefCell::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()));
+}
+
+/// Ends quietly when stdout is a closed pipe (`pipeline show | head`).
+fn out_result(r: std::io::Result<()>) {
+    if let Err(e) = r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// `println!` into the buffered stdout.
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
+        OUT.with(|o| out_result(writeln!(o.borrow_mut(), $($arg)*)));
     }};
+}
+
+fn flush_out() {
+    use std::io::Write as _;
+    OUT.with(|o| out_result(o.borrow_mut().flush()));
 }
 
 fn init_logging(verbose: u8, quiet: bool, rank: usize) {
@@ -200,6 +217,7 @@ fn main() -> ExitCode {
         Command::Show { run, records } => show(&records, run),
         Command::Metrics { stage, records } => metrics(&records, &stage),
     };
+    flush_out();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e, None),

@@ -326,12 +326,8 @@ impl Records {
     pub fn stage_state(&self, stage: &str) -> Result<Option<StageState>, Error> {
         let text: Option<String> = self
             .conn
-            .query_row(
-                "SELECT state FROM stage_state WHERE stage = ?1",
-                params![stage],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT state FROM stage_state WHERE stage = ?1")
+            .and_then(|mut st| st.query_row(params![stage], |r| r.get(0)).optional())
             .map_err(self.err())?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }

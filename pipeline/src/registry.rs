@@ -200,7 +200,7 @@ pub fn lookup(name: &str) -> Option<&'static StageKind> {
 }
 
 fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+    serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         ConfigError {
             path: if path == "." { String::new() } else { path },
@@ -492,7 +492,7 @@ mod tests {
         assert_eq!(names.len(), REGISTRY.len());
         for kind in REGISTRY {
             let node = crate::yaml::parse(kind.example).unwrap();
-            let json = node.to_json("", &mut Default::default(), &mut Default::default());
+            let json = node.to_json();
             (kind.check)(&json).unwrap_or_else(|e| panic!("{}: {e:?}", kind.name));
             assert!(!kind.outputs.is_empty(), "{}", kind.name);
         }

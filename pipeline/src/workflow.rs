@@ -302,22 +302,22 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     }
 
     // Stages: names, kinds and the shape of each entry.
-    let stage_nodes: Vec<(String, Pos, Node)> = match root.get("stages") {
+    let stage_nodes: &[(String, Pos, Node)] = match root.get("stages") {
         Some(Node {
             value: Value::Map(entries),
             ..
-        }) if !entries.is_empty() => entries.clone(),
+        }) if !entries.is_empty() => entries,
         Some(n) => {
             cx.err(
                 Some(n.pos),
                 "stages",
                 "expected a non-empty mapping of stage names to stages",
             );
-            Vec::new()
+            &[]
         }
         None => {
             cx.err(Some(root.pos), "stages", "missing");
-            Vec::new()
+            &[]
         }
     };
     let kinds: HashMap<&str, &'static StageKind> = stage_nodes
@@ -333,7 +333,7 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     let stage_names: HashSet<&str> = stage_nodes.iter().map(|s| s.0.as_str()).collect();
     // Outputs that stages of kinds like `command` declare in `with.outputs`.
     let mut dyn_outputs: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for (n, _, node) in &stage_nodes {
+    for (n, _, node) in stage_nodes {
         if !kinds.get(n.as_str()).is_some_and(|k| k.dynamic_outputs) {
             continue;
         }
@@ -354,7 +354,7 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     }
 
     let mut stages = Vec::new();
-    for (sname, spos, node) in &stage_nodes {
+    for (sname, spos, node) in stage_nodes {
         let path = format!("stages.{sname}");
         if !valid_name(sname) {
             cx.err(
@@ -449,10 +449,11 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
         };
         resolve(&mut with, &with_path, &refs, &mut needs, &mut cx);
         let Some(kind) = kind else { continue };
-        let mut positions = HashMap::new();
-        let mut key_positions = HashMap::new();
-        let config = with.to_json(&with_path, &mut positions, &mut key_positions);
+        let config = with.to_json();
         if let Err(e) = (kind.check)(&config) {
+            let mut positions = HashMap::new();
+            let mut key_positions = HashMap::new();
+            with.positions(&with_path, &mut positions, &mut key_positions);
             let full = join(&with_path, &e.path);
             // The path of an unknown field ends in the field: point at its key,
             // else at the deepest node that exists.
@@ -490,12 +491,11 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     }
 
     if cx.items.is_empty() {
-        match order(&stages) {
+        match order(std::mem::take(&mut stages)) {
             Ok(ordered) => stages = ordered,
-            Err(cycle) => {
-                let pos = stages.iter().find(|s| s.name == cycle[0]).map(|s| s.pos);
+            Err((cycle, pos)) => {
                 cx.err(
-                    pos,
+                    Some(pos),
                     format!("stages.{}", cycle[0]),
                     format!("dependency cycle: {}", cycle.join(" -> ")),
                 );
@@ -514,7 +514,7 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
         params: params
             .into_iter()
             .map(|(k, v)| {
-                let j = v.to_json("", &mut HashMap::new(), &mut HashMap::new());
+                let j = v.to_json();
                 (k, j)
             })
             .collect(),
@@ -663,7 +663,7 @@ fn resolve(node: &mut Node, path: &str, refs: &Refs<'_>, needs: &mut Vec<String>
 
 /// Stages in dependency order (declaration order among independent ones), or
 /// a cycle. Iterative (Kahn's algorithm), so a chain of 100,000 stages is fine.
-fn order(stages: &[Stage]) -> Result<Vec<Stage>, Vec<String>> {
+fn order(stages: Vec<Stage>) -> Result<Vec<Stage>, (Vec<String>, Pos)> {
     let index: HashMap<&str, usize> = stages
         .iter()
         .enumerate()
@@ -680,7 +680,7 @@ fn order(stages: &[Stage]) -> Result<Vec<Stage>, Vec<String>> {
         (0..stages.len()).filter(|&i| waiting[i] == 0).collect();
     let mut out = Vec::with_capacity(stages.len());
     while let Some(i) = ready.pop_first() {
-        out.push(stages[i].clone());
+        out.push(i);
         for &u in &users[i] {
             waiting[u] -= 1;
             if waiting[u] == 0 {
@@ -689,7 +689,11 @@ fn order(stages: &[Stage]) -> Result<Vec<Stage>, Vec<String>> {
         }
     }
     if out.len() == stages.len() {
-        return Ok(out);
+        let mut slots: Vec<Option<Stage>> = stages.into_iter().map(Some).collect();
+        return Ok(out
+            .into_iter()
+            .map(|i| slots[i].take().expect("each stage once"))
+            .collect());
     }
     // Every stage left waits on another stage left: following those edges
     // from any of them must come back to a stage already seen.
@@ -712,7 +716,7 @@ fn order(stages: &[Stage]) -> Result<Vec<Stage>, Vec<String>> {
                 .map(|&p| stages[p].name.clone())
                 .collect();
             cycle.push(cycle[0].clone());
-            return Err(cycle);
+            return Err((cycle, stages[path[pos]].pos));
         }
         path.push(next);
     }

@@ -5,7 +5,7 @@
 //! Plain scalars are typed by the YAML 1.2 core schema; quoted scalars are
 //! always strings.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
@@ -68,15 +68,34 @@ impl Node {
         }
     }
 
-    /// Converts to JSON, recording each node's position under its dotted path
-    /// (`stages.train.with.epochs`, list items as `items.0`) in `positions`,
-    /// and each mapping key's position under `path.key` in `key_positions`.
-    pub fn to_json(
+    /// Converts to JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.value {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => (*b).into(),
+            Value::Int(i) => (*i).into(),
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+            }
+            Value::Str(s) => s.clone().into(),
+            Value::Seq(items) => items.iter().map(Node::to_json).collect(),
+            Value::Map(entries) => entries
+                .iter()
+                .map(|(k, _, v)| (k.clone(), v.to_json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        }
+    }
+
+    /// Records each node's position under its dotted path (`stages.train.with.epochs`,
+    /// list items as `items.0`) in `positions`, and each mapping key's position
+    /// under `path.key` in `key_positions`. Only needed to place an error.
+    pub fn positions(
         &self,
         path: &str,
         positions: &mut HashMap<String, Pos>,
         key_positions: &mut HashMap<String, Pos>,
-    ) -> serde_json::Value {
+    ) {
         positions.insert(path.to_string(), self.pos);
         let join = |k: &str| {
             if path.is_empty() {
@@ -86,26 +105,18 @@ impl Node {
             }
         };
         match &self.value {
-            Value::Null => serde_json::Value::Null,
-            Value::Bool(b) => (*b).into(),
-            Value::Int(i) => (*i).into(),
-            Value::Float(f) => {
-                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+            Value::Seq(items) => {
+                for (i, n) in items.iter().enumerate() {
+                    n.positions(&join(&i.to_string()), positions, key_positions);
+                }
             }
-            Value::Str(s) => s.clone().into(),
-            Value::Seq(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, n)| n.to_json(&join(&i.to_string()), positions, key_positions))
-                .collect(),
             Value::Map(entries) => {
-                let mut m = serde_json::Map::new();
                 for (k, kpos, v) in entries {
                     key_positions.insert(join(k), *kpos);
-                    m.insert(k.clone(), v.to_json(&join(k), positions, key_positions));
+                    v.positions(&join(k), positions, key_positions);
                 }
-                m.into()
             }
+            _ => {}
         }
     }
 }
@@ -164,7 +175,15 @@ fn plain_scalar(s: &str) -> Value {
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     enum Frame {
         Seq(Pos, usize, Vec<Node>),
-        Map(Pos, usize, Vec<(String, Pos, Node)>, Option<(String, Pos)>),
+        // Keys seen so far are also kept in a set: a mapping of 100,000 stages
+        // must not cost a quadratic duplicate check.
+        Map(
+            Pos,
+            usize,
+            Vec<(String, Pos, Node)>,
+            HashSet<String>,
+            Option<(String, Pos)>,
+        ),
     }
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
@@ -211,7 +230,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Frame::Map(pos, anchor, Vec::new(), None));
+                stack.push(Frame::Map(pos, anchor, Vec::new(), HashSet::new(), None));
                 None
             }
             Event::SequenceEnd => match stack.pop() {
@@ -225,7 +244,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 _ => return Err(err(pos, "unbalanced sequence".into())),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(p, a, entries, _)) => Some((
+                Some(Frame::Map(p, a, entries, _, _)) => Some((
                     Node {
                         value: Value::Map(entries),
                         pos: p,
@@ -245,7 +264,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq(_, _, items)) => items.push(node),
-            Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
+            Some(Frame::Map(_, _, entries, seen, pending)) => match pending.take() {
                 None => {
                     let key = match node.value {
                         Value::Str(s) => s,
@@ -258,7 +277,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                             ))
                         }
                     };
-                    if entries.iter().any(|(k, _, _)| *k == key) {
+                    if !seen.insert(key.clone()) {
                         return Err(err(node.pos, format!("duplicate key `{key}`")));
                     }
                     *pending = Some((key, node.pos));
@@ -303,7 +322,8 @@ mod tests {
 
         let mut pos = HashMap::new();
         let mut keys = HashMap::new();
-        let json = root.to_json("", &mut pos, &mut keys);
+        let json = root.to_json();
+        root.positions("", &mut pos, &mut keys);
         assert_eq!(json["b"]["c"][2], 2.5);
         assert_eq!(pos["b.c.2"], Pos { line: 3, col: 18 });
         assert_eq!(keys["b.d"], Pos { line: 4, col: 3 });
