@@ -159,6 +159,36 @@ fn reruns_exactly_what_changed_and_says_why() {
 }
 
 #[test]
+fn quiet_runs_print_nothing_and_verbose_runs_say_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = command_workflow(dir.path());
+    let (out, err) = ok(pipeline(dir.path())
+        .args(["-q", "run"])
+        .arg(&wf)
+        .output()
+        .unwrap());
+    assert!(
+        out.is_empty() && err.is_empty(),
+        "stdout {out:?} stderr {err:?}"
+    );
+    let forced = |flag: &str| {
+        let mut c = pipeline(dir.path());
+        if !flag.is_empty() {
+            c.arg(flag);
+        }
+        ok(c.arg("run")
+            .arg(&wf)
+            .args(["--force", "gen"])
+            .output()
+            .unwrap())
+        .1
+    };
+    let err = forced("");
+    assert!(err.contains("INFO") && !err.contains("DEBUG"), "{err}");
+    assert!(forced("-v").contains("DEBUG"));
+}
+
+#[test]
 fn command_stage_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let wf = dir.path().join("bad.yaml");
@@ -319,6 +349,19 @@ fn kill_9_during_training_then_resume_matches_an_uninterrupted_run() {
         hist.contains("interrupted"),
         "the killed run is marked: {hist}"
     );
+    let metrics = |stage: &str| {
+        let out = pipeline(dir.path())
+            .args(["metrics", stage, "-w"])
+            .arg(&b)
+            .output()
+            .unwrap();
+        ok(out).0
+    };
+    let m = metrics("train");
+    assert!(m.starts_with("step\tname\tvalue\n"), "{m}");
+    let per_epoch = m.lines().filter(|l| l.contains("\tval_accuracy\t")).count();
+    assert_eq!(per_epoch, 8, "one per epoch: {m}");
+    assert!(metrics("evaluate").contains("0\taccuracy\t"));
 
     let (x, y) = (shard_and_weight_bytes(&a), shard_and_weight_bytes(&b));
     assert_eq!(x.len(), y.len());
