@@ -390,19 +390,27 @@ impl Records {
         out
     }
 
+    /// Runs a query and maps every row.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, Error> {
+        let mut stmt = self.conn.prepare(sql).map_err(self.err())?;
+        let rows = stmt.query_map(params, map).map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
     /// The most recent runs, newest first.
     pub fn history(&self, limit: usize) -> Result<Vec<RunRow>, Error> {
-        let mut s = self
-            .conn
-            .prepare(
-                "SELECT r.id, r.started, r.finished, r.status, r.workflow, r.world_size,
-                        (SELECT COUNT(*) FROM stage_runs s WHERE s.run_id = r.id AND s.status != 'skipped'),
-                        (SELECT COUNT(*) FROM stage_runs s WHERE s.run_id = r.id AND s.status = 'skipped')
-                 FROM runs r ORDER BY r.id DESC LIMIT ?1",
-            )
-            .map_err(self.err())?;
-        let rows = s
-            .query_map(params![limit as i64], |r| {
+        self.rows(
+            "SELECT r.id, r.started, r.finished, r.status, r.workflow, r.world_size,
+                    (SELECT COUNT(*) FROM stage_runs s WHERE s.run_id = r.id AND s.status != 'skipped'),
+                    (SELECT COUNT(*) FROM stage_runs s WHERE s.run_id = r.id AND s.status = 'skipped')
+             FROM runs r ORDER BY r.id DESC LIMIT ?1",
+            params![limit as i64],
+            |r| {
                 Ok(RunRow {
                     id: r.get(0)?,
                     started: r.get(1)?,
@@ -413,9 +421,8 @@ impl Records {
                     executed: r.get(6)?,
                     skipped: r.get(7)?,
                 })
-            })
-            .map_err(self.err())?;
-        rows.collect::<Result<_, _>>().map_err(self.err())
+            },
+        )
     }
 
     /// The newest run's id.
@@ -427,12 +434,11 @@ impl Records {
 
     /// The stages of a run, in order.
     pub fn stage_runs(&self, run_id: i64) -> Result<Vec<StageRunRow>, Error> {
-        let mut s = self
-            .conn
-            .prepare("SELECT stage, status, reason, COALESCE(seconds, 0), fingerprint, ranks, error FROM stage_runs WHERE run_id = ?1 ORDER BY id")
-            .map_err(self.err())?;
-        let rows = s
-            .query_map(params![run_id], |r| {
+        self.rows(
+            "SELECT stage, status, reason, COALESCE(seconds, 0), fingerprint, ranks, error
+             FROM stage_runs WHERE run_id = ?1 ORDER BY id",
+            params![run_id],
+            |r| {
                 Ok(StageRunRow {
                     stage: r.get(0)?,
                     status: r.get(1)?,
@@ -442,37 +448,27 @@ impl Records {
                     ranks: r.get(5)?,
                     error: r.get(6)?,
                 })
-            })
-            .map_err(self.err())?;
-        rows.collect::<Result<_, _>>().map_err(self.err())
+            },
+        )
     }
 
     /// Artifacts of a run's stages: (stage, path, size, hash).
     pub fn artifacts(&self, run_id: i64) -> Result<Vec<(String, String, i64, String)>, Error> {
-        let mut s = self
-            .conn
-            .prepare("SELECT s.stage, a.path, a.size, a.blake3 FROM artifacts a JOIN stage_runs s ON s.id = a.stage_run_id WHERE s.run_id = ?1 ORDER BY a.rowid")
-            .map_err(self.err())?;
-        let rows = s
-            .query_map(params![run_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .map_err(self.err())?;
-        rows.collect::<Result<_, _>>().map_err(self.err())
+        self.rows(
+            "SELECT s.stage, a.path, a.size, a.blake3 FROM artifacts a
+             JOIN stage_runs s ON s.id = a.stage_run_id WHERE s.run_id = ?1 ORDER BY a.rowid",
+            params![run_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
     }
 
     /// Metrics of the most recent execution of `stage`: (step, name, value).
     pub fn metrics(&self, stage: &str) -> Result<Vec<(i64, String, f64)>, Error> {
-        let mut s = self
-            .conn
-            .prepare(
-                "SELECT step, name, value FROM metrics WHERE stage_run_id =
-                   (SELECT MAX(stage_run_id) FROM metrics WHERE stage = ?1) ORDER BY rowid",
-            )
-            .map_err(self.err())?;
-        let rows = s
-            .query_map(params![stage], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(self.err())?;
-        rows.collect::<Result<_, _>>().map_err(self.err())
+        self.rows(
+            "SELECT step, name, value FROM metrics WHERE stage_run_id =
+               (SELECT MAX(stage_run_id) FROM metrics WHERE stage = ?1) ORDER BY rowid",
+            params![stage],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
     }
 }
