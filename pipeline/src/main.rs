@@ -14,7 +14,11 @@ use sciflow_pipeline::{dag, exec, slurm, workflow, Error};
 /// Scientific data to trained models: ingest, train and evaluate, as declared
 /// in a YAML workflow, on a laptop or under MPI.
 #[derive(Parser)]
-#[command(name = "pipeline", version, about, long_about = None, after_help = "\
+#[command(
+    name = "pipeline",
+    version,
+    about = "Scientific data to trained models: ingest, train and evaluate, as declared in a YAML workflow, on a laptop or under MPI.",
+    after_help = "\
 Examples:
   pipeline run workflows/quickstart.yaml
   pipeline run workflows/quickstart.yaml --set params.epochs=10
@@ -24,7 +28,8 @@ Examples:
   pipeline history -w workflows/quickstart.yaml
 
 Exit status: 0 on success, 78 for an invalid workflow, 1 for a failed run.
-Threads: each rank uses its share of the node's cores; PIPELINE_THREADS overrides.")]
+Threads: each rank uses its share of the node's cores; PIPELINE_THREADS overrides."
+)]
 struct Cli {
     /// More log output (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -85,18 +90,22 @@ struct RecordsArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the stages of a workflow that are not up to date, in dependency
-    /// order. Under mpirun/srun every rank runs the same plan: collective
-    /// stages (ingest, training) are shared, root-only stages (evaluation,
-    /// figures) run on rank 0.
+    /// Run the stages of a workflow that are not up to date.
+    ///
+    /// Stages run in dependency order. Under mpirun/srun every rank runs the
+    /// same plan: collective stages (ingest, training) are shared, root-only
+    /// stages (evaluation, figures) run on rank 0.
     Run {
         #[command(flatten)]
         wf: WorkflowArgs,
         #[command(flatten)]
         select: SelectArgs,
     },
-    /// Show what `run` would do and why (missing output, changed config key
-    /// with old -> new value, changed input, upstream change, forced).
+    /// Show what `run` would do, and why.
+    ///
+    /// Reasons: never run, output missing or modified, a config key changed
+    /// (old -> new value), an input file changed, an upstream output changed,
+    /// forced.
     Plan {
         #[command(flatten)]
         wf: WorkflowArgs,
