@@ -96,7 +96,10 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         for batch in loader.epoch(0) {
             let batch = batch?;
             let (x, _) = to_tensors(&batch).map_err(Error::Model)?;
-            let p = net.forward(&x).softmax(-1, Kind::Float).contiguous();
+            let p = net
+                .forward_t(&x, false)
+                .softmax(-1, Kind::Float)
+                .contiguous();
             let k = info.class_names.len();
             let n = batch.y.len() * k;
             let mut flat = vec![0.0f32; n];

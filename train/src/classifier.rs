@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module};
+use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
 use sciflow_ingest::dataset::{DatasetInfo, Split};
@@ -187,7 +187,7 @@ pub fn train_classifier(
                 augment(&mut batch, seed, epoch, comm.rank(), step);
             }
             let (x, y) = to_tensors(&batch)?;
-            let logits = net.forward(&x);
+            let logits = net.forward_t(&x, true);
             let loss = logits.cross_entropy_for_logits(&y);
             opt.zero_grad();
             loss.backward();
@@ -251,7 +251,7 @@ pub fn train_classifier(
 
 /// Mean loss and accuracy of `net` over a split, all ranks together; `None`
 /// for an empty split.
-fn evaluate(net: &dyn Module, loader: &Loader, comm: &dyn Comm) -> Result<Option<(f64, f64)>> {
+fn evaluate(net: &dyn ModuleT, loader: &Loader, comm: &dyn Comm) -> Result<Option<(f64, f64)>> {
     if loader.is_empty() {
         return Ok(None);
     }
@@ -260,7 +260,7 @@ fn evaluate(net: &dyn Module, loader: &Loader, comm: &dyn Comm) -> Result<Option
         for batch in loader.epoch(0) {
             let batch = batch?;
             let (x, y) = to_tensors(&batch)?;
-            let logits = net.forward(&x);
+            let logits = net.forward_t(&x, false);
             let n = batch.y.len() as f64;
             sums[0] += logits.cross_entropy_for_logits(&y).double_value(&[]) * n;
             sums[1] += correct(&logits, &y);
