@@ -271,7 +271,12 @@ impl ModuleT for XceptionMini {
             for sep in block {
                 y = sep.forward_t(&y.relu(), train);
             }
-            x = x + y;
+            // Not `x += y`: an in-place add would overwrite a tensor autograd
+            // may still need for the backward pass.
+            #[allow(clippy::assign_op_pattern)]
+            {
+                x = x + y;
+            }
         }
         let x = self.exit.forward_t(&x, train).relu();
         x.adaptive_avg_pool2d([1, 1])
