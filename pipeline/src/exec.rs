@@ -415,21 +415,24 @@ fn run_stages(
         comm.barrier();
         if let (Some((records, run_id)), Some(d)) = (root.as_mut(), decision) {
             replace_dir(&tmp, &out, &scratch.join(format!("{}.old", stage.name)))?;
-            let (output_hash, files) = records.batch(|r| hash_path(r, &out))?;
-            records.set_stage_state(
-                &stage.name,
-                &StageState {
-                    fingerprint: d.fingerprint,
-                    kind: kind_id(stage),
-                    config: stage.config.clone(),
-                    inputs: d.inputs,
-                    upstream: d.upstream,
-                    output_hash,
-                    run_id: *run_id,
-                },
-            )?;
-            let m = metrics.take();
-            records.stage_finished(stage_run, &stage.name, seconds, None, &files, &m)?;
+            let metrics = metrics.take();
+            // Output hashes, the stage's new state and its record: one transaction.
+            records.batch(|r| {
+                let (output_hash, files) = hash_path(r, &out)?;
+                r.set_stage_state(
+                    &stage.name,
+                    &StageState {
+                        fingerprint: d.fingerprint,
+                        kind: kind_id(stage),
+                        config: stage.config.clone(),
+                        inputs: d.inputs,
+                        upstream: d.upstream,
+                        output_hash,
+                        run_id: *run_id,
+                    },
+                )?;
+                r.stage_finished(stage_run, &stage.name, seconds, None, &files, &metrics)
+            })?;
             tracing::info!(
                 "{}: done in {seconds:.1} s -> {}",
                 stage.name,

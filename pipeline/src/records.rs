@@ -278,9 +278,10 @@ impl Records {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Records the end of a stage, with its artifacts and metrics.
+    /// Records the end of a stage, with its artifacts and metrics. Call it
+    /// inside [`Records::batch`] to make it one transaction with the rest.
     pub fn stage_finished(
-        &mut self,
+        &self,
         stage_run: i64,
         stage: &str,
         seconds: f64,
@@ -288,38 +289,39 @@ impl Records {
         artifacts: &[(String, u64, String)],
         metrics: &[(i64, String, f64)],
     ) -> Result<(), Error> {
-        let path = self.path.clone();
-        let err = db_err(&path);
-        let tx = self.conn.transaction().map_err(&err)?;
-        tx.execute(
-            "UPDATE stage_runs SET status = ?1, finished = ?2, seconds = ?3, exit = ?4, error = ?5 WHERE id = ?6",
-            params![
-                if error.is_some() { "failed" } else { "ran" },
-                now(),
-                seconds,
-                if error.is_some() { 1 } else { 0 },
-                error,
-                stage_run
-            ],
-        )
-        .map_err(&err)?;
-        {
-            let mut ins = tx
-                .prepare_cached("INSERT INTO artifacts (stage_run_id, path, size, blake3) VALUES (?1, ?2, ?3, ?4)")
+        let err = self.err();
+        self.conn
+            .execute(
+                "UPDATE stage_runs SET status = ?1, finished = ?2, seconds = ?3, exit = ?4, error = ?5 WHERE id = ?6",
+                params![
+                    if error.is_some() { "failed" } else { "ran" },
+                    now(),
+                    seconds,
+                    if error.is_some() { 1 } else { 0 },
+                    error,
+                    stage_run
+                ],
+            )
+            .map_err(&err)?;
+        let mut ins = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO artifacts (stage_run_id, path, size, blake3) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(&err)?;
+        for (p, size, hash) in artifacts {
+            ins.execute(params![stage_run, p, *size as i64, hash])
                 .map_err(&err)?;
-            for (p, size, hash) in artifacts {
-                ins.execute(params![stage_run, p, *size as i64, hash])
-                    .map_err(&err)?;
-            }
-            let mut ins = tx
-                .prepare_cached("INSERT INTO metrics (stage_run_id, stage, step, name, value) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .map_err(&err)?;
-            for (step, name, value) in metrics {
-                ins.execute(params![stage_run, stage, step, name, value])
-                    .map_err(&err)?;
-            }
         }
-        tx.commit().map_err(&err)
+        let mut ins = self
+            .conn
+            .prepare_cached("INSERT INTO metrics (stage_run_id, stage, step, name, value) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .map_err(&err)?;
+        for (step, name, value) in metrics {
+            ins.execute(params![stage_run, stage, step, name, value])
+                .map_err(&err)?;
+        }
+        Ok(())
     }
 
     /// The state a stage's current output was made from.
