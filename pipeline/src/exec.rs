@@ -459,21 +459,25 @@ pub struct PlanLine {
 
 /// Decides every selected stage without running anything (rank 0 view).
 pub fn plan(wf: &Workflow, selection: &Selection) -> Result<Vec<PlanLine>, Error> {
-    let records = Records::open(&wf.workdir)?;
-    let mut pending: HashSet<String> = HashSet::new();
-    let mut lines = Vec::new();
-    for stage in selection.stages(wf)? {
-        let forced = selection.force.iter().any(|f| f == &stage.name);
-        let d = decide(wf, stage, &records, forced, &pending)?;
-        if d.run {
-            pending.insert(stage.name.clone());
+    let mut records = Records::open(&wf.workdir)?;
+    let stages = selection.stages(wf)?;
+    // One read transaction for all the lookups, not one lock per query.
+    records.batch(|records| {
+        let mut pending: HashSet<String> = HashSet::new();
+        let mut lines = Vec::with_capacity(stages.len());
+        for stage in stages {
+            let forced = selection.force.iter().any(|f| f == &stage.name);
+            let d = decide(wf, stage, records, forced, &pending)?;
+            if d.run {
+                pending.insert(stage.name.clone());
+            }
+            lines.push(PlanLine {
+                stage: stage.name.clone(),
+                decision: d,
+            });
         }
-        lines.push(PlanLine {
-            stage: stage.name.clone(),
-            decision: d,
-        });
-    }
-    Ok(lines)
+        Ok(lines)
+    })
 }
 
 /// Moves `new` to `dest`, replacing what was there; `old` is a scratch name.

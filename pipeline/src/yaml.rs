@@ -277,7 +277,17 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                             ))
                         }
                     };
-                    if !seen.insert(key.clone()) {
+                    // Small mappings (nearly all) are checked in place; a set is
+                    // built only once a mapping grows past a few dozen keys.
+                    let duplicate = if entries.len() < 32 {
+                        entries.iter().any(|(k, _, _)| *k == key)
+                    } else {
+                        if seen.is_empty() {
+                            seen.extend(entries.iter().map(|(k, _, _)| k.clone()));
+                        }
+                        !seen.insert(key.clone())
+                    };
+                    if duplicate {
                         return Err(err(node.pos, format!("duplicate key `{key}`")));
                     }
                     *pending = Some((key, node.pos));
