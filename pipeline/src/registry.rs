@@ -157,7 +157,7 @@ pub static REGISTRY: &[StageKind] = &[
         name: "train.classifier",
         version: 1,
         summary: "Train an image classifier with libtorch, data-parallel over MPI ranks",
-        example: "data: runs/x/dataset\nmodel: { arch: small_cnn, width: 16 }\nepochs: 5\nbatch_size: 32\nlr: 0.001\noptimizer: { kind: adam }\n",
+        example: "data: runs/x/dataset\nmodel: { arch: small_cnn, width: 16 }\nepochs: 5\nbatch_size: 32\nlr: 0.001\nlr_schedule: { kind: cosine }\noptimizer: { kind: adam }\n",
         outputs: &[Output { name: "model", path: "", doc: "weights.safetensors, model.json, history.json" }],
         dynamic_outputs: false,
         collective: true,

@@ -13,7 +13,7 @@ use sciflow_ingest::{Batch, Loader, LoaderConfig};
 
 use crate::dist::Comm;
 use crate::model::{build, save_model, ModelConfig, ModelInfo};
-use crate::optim::{learning_rate, LrScaling, Optimizer, OptimizerKind};
+use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
 use crate::{Error, Result};
 
 /// Configuration of `train.classifier`.
@@ -39,6 +39,9 @@ pub struct ClassifierConfig {
     /// Epochs of linear warm-up to the (scaled) learning rate.
     #[serde(default)]
     pub warmup_epochs: usize,
+    /// How the rate changes after warm-up (`constant`, `cosine`, `step`).
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
     /// The update rule.
     #[serde(default)]
     pub optimizer: OptimizerKind,
@@ -172,7 +175,15 @@ pub fn train_classifier(
 
     let global_batch = config.batch_size.get() * comm.size();
     let steps0 = train.steps_per_epoch(0);
-    let warmup_steps = config.warmup_epochs * steps0;
+    let lr_plan = LrPlan {
+        base: config.lr,
+        scaling: config.lr_scaling,
+        global_batch,
+        warmup_steps: config.warmup_epochs * steps0,
+        steps_per_epoch: steps0,
+        total_steps: steps0 * config.epochs.get(),
+        schedule: config.lr_schedule.clone(),
+    };
     let mut history = Vec::new();
     let mut global_step = 0;
     let mut lr = config.lr;
@@ -194,13 +205,7 @@ pub fn train_classifier(
             if comm.size() > 1 {
                 average_gradients(opt.params(), comm);
             }
-            lr = learning_rate(
-                config.lr,
-                config.lr_scaling,
-                global_batch,
-                warmup_steps,
-                global_step,
-            );
+            lr = lr_plan.at(global_step);
             opt.step(lr);
             global_step += 1;
             let n = batch.y.len() as f64;

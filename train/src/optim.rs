@@ -140,22 +140,67 @@ pub enum LrScaling {
     Linear,
 }
 
-/// The learning rate at global step `step` (0-based).
-pub fn learning_rate(
-    base: f64,
-    scaling: LrScaling,
-    global_batch: usize,
-    warmup_steps: usize,
-    step: usize,
-) -> f64 {
-    let target = match scaling {
-        LrScaling::None => base,
-        LrScaling::Linear => base * global_batch as f64 / 256.0,
-    };
-    if warmup_steps == 0 || step >= warmup_steps {
-        target
-    } else {
-        target * (step + 1) as f64 / warmup_steps as f64
+/// How the learning rate changes after warm-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+pub enum LrSchedule {
+    /// Stay at the (scaled) rate.
+    #[default]
+    Constant,
+    /// Half a cosine from the rate down to zero at the last step.
+    Cosine,
+    /// Multiply by `factor` at each listed epoch (e.g. 30, 60, 80 with 0.1).
+    Step {
+        /// Epochs (0-based) at whose start the rate drops.
+        epochs: Vec<usize>,
+        /// The factor applied at each.
+        factor: f64,
+    },
+}
+
+/// The learning rate over a run: scaling with the global batch, linear
+/// warm-up, then the schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrPlan {
+    /// Base rate (for a global batch of 256 when scaling is linear).
+    pub base: f64,
+    /// Scaling with the global batch.
+    pub scaling: LrScaling,
+    /// Samples per step over all ranks.
+    pub global_batch: usize,
+    /// Steps of linear warm-up.
+    pub warmup_steps: usize,
+    /// Steps per epoch.
+    pub steps_per_epoch: usize,
+    /// Steps in the whole run.
+    pub total_steps: usize,
+    /// What happens after warm-up.
+    pub schedule: LrSchedule,
+}
+
+impl LrPlan {
+    /// The rate at global step `step` (0-based).
+    pub fn at(&self, step: usize) -> f64 {
+        let target = match self.scaling {
+            LrScaling::None => self.base,
+            LrScaling::Linear => self.base * self.global_batch as f64 / 256.0,
+        };
+        if step < self.warmup_steps {
+            return target * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        match &self.schedule {
+            LrSchedule::Constant => target,
+            LrSchedule::Cosine => {
+                let span = self.total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
+                let t = ((step - self.warmup_steps) as f64 / span).min(1.0);
+                target * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            LrSchedule::Step { epochs, factor } => {
+                let epoch = step / self.steps_per_epoch.max(1);
+                let drops = epochs.iter().filter(|&&e| epoch >= e).count();
+                target * factor.powi(drops as i32)
+            }
+        }
     }
 }
 
@@ -198,10 +243,36 @@ mod tests {
     }
 
     #[test]
-    fn linear_scaling_with_warmup() {
-        assert_eq!(learning_rate(0.1, LrScaling::Linear, 512, 0, 0), 0.2);
-        assert!((learning_rate(0.1, LrScaling::Linear, 512, 4, 0) - 0.05).abs() < 1e-12);
-        assert_eq!(learning_rate(0.1, LrScaling::Linear, 512, 4, 3), 0.2);
-        assert_eq!(learning_rate(0.1, LrScaling::None, 512, 0, 9), 0.1);
+    fn scaling_warmup_and_schedules() {
+        let plan = |scaling, warmup_steps, schedule| LrPlan {
+            base: 0.1,
+            scaling,
+            global_batch: 512,
+            warmup_steps,
+            steps_per_epoch: 10,
+            total_steps: 100,
+            schedule,
+        };
+        let p = plan(LrScaling::Linear, 0, LrSchedule::Constant);
+        assert_eq!(p.at(0), 0.2);
+        let p = plan(LrScaling::Linear, 4, LrSchedule::Constant);
+        assert!((p.at(0) - 0.05).abs() < 1e-12);
+        assert_eq!(p.at(3), 0.2);
+        assert_eq!(plan(LrScaling::None, 0, LrSchedule::Constant).at(9), 0.1);
+        let c = plan(LrScaling::None, 0, LrSchedule::Cosine);
+        assert_eq!(c.at(0), 0.1);
+        assert!((c.at(50) - 0.05).abs() < 1e-12);
+        assert!(c.at(100).abs() < 1e-12);
+        let s = plan(
+            LrScaling::None,
+            0,
+            LrSchedule::Step {
+                epochs: vec![3, 6],
+                factor: 0.1,
+            },
+        );
+        assert_eq!(s.at(29), 0.1);
+        assert!((s.at(30) - 0.01).abs() < 1e-12);
+        assert!((s.at(65) - 0.001).abs() < 1e-12);
     }
 }
