@@ -7,7 +7,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::Kind;
 
-use sciflow_ingest::dataset::{write_atomic, Split};
+use sciflow_ingest::dataset::{write_atomic, write_parquet, Split};
 use sciflow_ingest::{Loader, LoaderConfig};
 use sciflow_train::classifier::{to_tensors, TrainReport};
 use sciflow_train::load_model;
@@ -250,16 +250,5 @@ fn write_predictions(
         ));
     }
     let mut df = DataFrame::new_infer_height(columns).map_err(table_err)?;
-    let tmp = path.with_extension("parquet.tmp");
-    let f = std::fs::File::create(&tmp).map_err(|e| Error::Io {
-        op: "failed to create",
-        path: tmp.clone(),
-        source: e,
-    })?;
-    ParquetWriter::new(f).finish(&mut df).map_err(table_err)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::Io {
-        op: "failed to rename into",
-        path: path.to_path_buf(),
-        source: e,
-    })
+    Ok(write_parquet(path, &mut df)?)
 }

@@ -696,7 +696,8 @@ pub fn input_count(config: &GalaxyImagesConfig) -> Result<usize> {
     Ok(read_labels(&config.labels)?.len())
 }
 
-fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
+/// Writes a table as Parquet under a temporary name and renames it into place.
+pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
     let tmp = path.with_extension("parquet.tmp");
     let table_err = |source| Error::Table {
         op: "write",
