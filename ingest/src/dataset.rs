@@ -273,6 +273,9 @@ struct Reject {
 /// What one process wrote, read back by [`finalize`].
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Part {
+    /// The plan's class names and band count, so [`finalize`] need not plan again.
+    classes: Vec<String>,
+    channels: usize,
     shards: Vec<ShardRecord>,
     rows: Vec<Row>,
     rejects: Vec<Reject>,
@@ -485,7 +488,11 @@ pub fn write_partition(
             .map(|w| w.join().expect("ingest thread panicked"))
             .collect()
     });
-    let mut merged = Part::default();
+    let mut merged = Part {
+        classes: plan.classes.clone(),
+        channels: plan.channels,
+        ..Part::default()
+    };
     for r in results {
         let p = r?;
         merged.shards.extend(p.shards);
@@ -576,13 +583,15 @@ pub fn finalize(
     dir: &Path,
     world_size: usize,
 ) -> Result<DatasetInfo> {
-    let plan = plan(config, seed)?;
     let mut all = Part::default();
     for rank in 0..world_size {
         let p = part_path(dir, rank);
         let text = std::fs::read(&p).map_err(|e| Error::io("failed to read", &p, e))?;
         let part: Part = serde_json::from_slice(&text)
             .map_err(|e| Error::format(&p, None, format!("corrupt part file: {e}")))?;
+        if rank == 0 {
+            (all.classes, all.channels) = (part.classes, part.channels);
+        }
         all.shards.extend(part.shards);
         all.rows.extend(part.rows);
         all.rejects.extend(part.rejects);
@@ -621,7 +630,7 @@ pub fn finalize(
         "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
         "split" => col(&|r| r.split.as_str().to_string()),
         "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
-        "label_name" => col(&|r| plan.classes[r.label as usize].clone()),
+        "label_name" => col(&|r| all.classes[r.label as usize].clone()),
         "source" => col(&|r| r.source.clone()),
         "source_blake3" => col(&|r| r.source_blake3.clone()),
     )
@@ -650,14 +659,14 @@ pub fn finalize(
         x: TensorSchema {
             name: "x".into(),
             dtype: "F32".into(),
-            sample_shape: vec![plan.channels, size, size],
+            sample_shape: vec![all.channels, size, size],
         },
         y: TensorSchema {
             name: "y".into(),
             dtype: "I64".into(),
             sample_shape: vec![],
         },
-        class_names: plan.classes,
+        class_names: all.classes,
         shards: all.shards,
         counts,
         provenance: Provenance {
