@@ -20,7 +20,10 @@ DEPS="$ROOT/.deps"
 VENV="$DEPS/venv"
 TORCH_VERSION="2.13.0"
 CUDA_RUNTIME_WHEELS=("nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85")
-PY_TEST_PACKAGES=("numpy" "safetensors" "pyarrow")
+# Python side of tests and benchmarks, as module[:pip package]: interop checks
+# read our outputs, astropy writes the FITS test files, PIL + numpy are the
+# ingest benchmark's other side, h5py writes waveform test files.
+PY_TEST_PACKAGES=("numpy" "safetensors" "pyarrow" "astropy" "PIL:pillow" "h5py")
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -70,7 +73,7 @@ fi
 
 missing_py=()
 for p in "${PY_TEST_PACKAGES[@]}"; do
-  "$PY" -c "import $p" 2>/dev/null || missing_py+=("$p")
+  "$PY" -c "import ${p%%:*}" 2>/dev/null || missing_py+=("${p#*:}")
 done
 if ((${#missing_py[@]})); then
   log "installing Python test packages: ${missing_py[*]}"

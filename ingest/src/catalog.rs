@@ -1,32 +1,88 @@
 //! Label catalogues through polars: a CSV or Parquet table with one row per
-//! image, at least an id, a class label and the image's path (relative to the
-//! table's folder), as in a Galaxy Zoo cutout folder (`objid,label,image`).
+//! image. Two shapes are understood:
+//!
+//! - a cutout folder's table, `objid,label,image` (image paths relative to the
+//!   table's folder), as in a Galaxy Zoo cutout folder;
+//! - the Galaxy Zoo 1 release table (`OBJID, RA, DEC, ..., P_EL_DEBIASED,
+//!   P_CS_DEBIASED, ...`, RA/Dec sexagesimal), whose labels come from the
+//!   debiased vote fractions with a threshold ([`LabelRule::Gz1Debiased`]) and
+//!   whose images are found through a path template such as
+//!   `frames/{id}.fits`.
 
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use serde::{Deserialize, Serialize};
 
+use crate::wcs::{parse_dec, parse_ra};
 use crate::{Error, Result};
 
 /// One labelled image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LabelRow {
     /// The sample id (e.g. the SDSS objid), unique within the table.
     pub id: String,
     /// The class name.
     pub label: String,
-    /// The image file, resolved against the table's folder.
+    /// The image file, resolved against the table's folder (may still hold `{band}`).
     pub image: PathBuf,
+    /// Right ascension in degrees, when the table has an `RA` column.
+    pub ra: Option<f64>,
+    /// Declination in degrees, when the table has a `DEC` column.
+    pub dec: Option<f64>,
+}
+
+/// Where a row's class comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LabelRule {
+    /// The `label` column, as written.
+    #[default]
+    Column,
+    /// Galaxy Zoo 1: `elliptical` when `P_EL_DEBIASED` > threshold, `spiral` when
+    /// `P_CS_DEBIASED` > threshold, otherwise the row is left out (0.8 gives the
+    /// "clean" sample, 0.95 "superclean"). The release's own SPIRAL/ELLIPTICAL
+    /// flags are not used: they disagree with this rule for some rows.
+    Gz1Debiased {
+        /// Debiased vote fraction a class needs.
+        threshold: f64,
+    },
+}
+
+/// How to read a labels table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogOptions {
+    /// The class rule.
+    pub label_rule: LabelRule,
+    /// Image path template relative to the table's folder, `{id}` replaced by
+    /// the row's id; `None` reads the `image` column.
+    pub image_path: Option<String>,
+}
+
+/// The rows kept, and how many the label rule left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalog {
+    /// Labelled rows, in table order.
+    pub rows: Vec<LabelRow>,
+    /// Rows with no class under the label rule (neither fraction above the threshold).
+    pub left_out: usize,
 }
 
 /// Column names accepted for the sample id, in order of preference.
 const ID_COLUMNS: &[&str] = &["objid", "OBJID", "sample_id", "id"];
 
-/// Reads `objid|sample_id|id`, `label` and `image` columns from a CSV or Parquet table.
-///
-/// All columns are read as text so 64-bit object ids keep every digit. Errors
-/// name the file and the 1-based line (header = line 1) of the first bad row.
+/// Reads an `objid,label,image` table (see [`read_catalog`] for the rules).
 pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
+    read_catalog(path, &CatalogOptions::default()).map(|c| c.rows)
+}
+
+/// Reads a labels table from CSV or Parquet.
+///
+/// All columns are read as text so 64-bit object ids keep every digit. `RA`
+/// and `DEC` (any case) are read when present, as decimal degrees or
+/// sexagesimal (RA in hours). Errors name the file and the 1-based line
+/// (header = line 1) of the first bad row.
+pub fn read_catalog(path: &Path, opts: &CatalogOptions) -> Result<Catalog> {
     let table_err = |source| Error::Table {
         op: "read",
         path: path.to_path_buf(),
@@ -49,11 +105,18 @@ pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
     let names: Vec<String> = df
         .get_column_names()
         .iter()
-        .map(|s| s.to_string())
+        .map(|s| s.trim().to_string())
         .collect();
+    let find = |wanted: &str| {
+        names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(wanted))
+            .map(|i| df.get_column_names()[i].to_string())
+    };
     let id_col = ID_COLUMNS
         .iter()
-        .find(|c| names.iter().any(|n| n == *c))
+        .find_map(|c| names.iter().position(|n| n == c))
+        .map(|i| df.get_column_names()[i].to_string())
         .ok_or_else(|| {
             Error::format(
                 path,
@@ -62,7 +125,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
             )
         })?;
     let text = |name: &str| -> Result<Vec<Option<String>>> {
-        let col = df.column(name).map_err(|_| {
+        let col = find(name).and_then(|n| df.column(&n).ok()).ok_or_else(|| {
             Error::format(
                 path,
                 Some("header".into()),
@@ -73,33 +136,104 @@ pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
         let ca = col.str().map_err(table_err)?;
         Ok(ca.iter().map(|v| v.map(|s| s.trim().to_string())).collect())
     };
-    let ids = text(id_col)?;
-    let labels = text("label")?;
-    let images = text("image")?;
+    let n = df.height();
+    let ids = text(&id_col)?;
+    let labels: Vec<Option<String>> = match &opts.label_rule {
+        LabelRule::Column => text("label")?,
+        LabelRule::Gz1Debiased { threshold } => {
+            if !(0.5..1.0).contains(threshold) {
+                return Err(Error::Config(format!(
+                    "gz1_debiased threshold must be in [0.5, 1) so a galaxy gets one class, got {threshold}"
+                )));
+            }
+            let el = text("P_EL_DEBIASED")?;
+            let cs = text("P_CS_DEBIASED")?;
+            let mut out = Vec::with_capacity(n);
+            for (i, (e, c)) in el.iter().zip(&cs).enumerate() {
+                let num = |v: &Option<String>, col: &str| {
+                    v.as_deref()
+                        .and_then(|s| s.parse::<f64>().ok())
+                        .ok_or_else(|| {
+                            Error::format(
+                                path,
+                                Some(format!("line {}", i + 2)),
+                                format!("{col} is not a number: {:?}", v.as_deref().unwrap_or("")),
+                            )
+                        })
+                };
+                let (e, c) = (num(e, "P_EL_DEBIASED")?, num(c, "P_CS_DEBIASED")?);
+                out.push(if e > *threshold {
+                    Some("elliptical".to_string())
+                } else if c > *threshold {
+                    Some("spiral".to_string())
+                } else {
+                    Some(String::new())
+                });
+            }
+            out
+        }
+    };
+    let images: Vec<Option<String>> = match &opts.image_path {
+        Some(t) => ids
+            .iter()
+            .map(|id| id.as_ref().map(|id| t.replace("{id}", id)))
+            .collect(),
+        None => text("image")?,
+    };
+    let ra = find("ra").map(|_| text("ra")).transpose()?;
+    let dec = find("dec").map(|_| text("dec")).transpose()?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut rows = Vec::with_capacity(ids.len());
+    let mut rows = Vec::with_capacity(n);
+    let mut left_out = 0;
     let mut seen = std::collections::HashSet::new();
-    for (i, ((id, label), image)) in ids.into_iter().zip(labels).zip(images).enumerate() {
-        let line = Some(format!("line {}", i + 2));
-        let (Some(id), Some(label), Some(image)) = (id, label, image) else {
-            return Err(Error::format(path, line, "empty id, label or image"));
+    for i in 0..n {
+        let line = || Some(format!("line {}", i + 2));
+        let (Some(id), Some(label), Some(image)) = (&ids[i], &labels[i], &images[i]) else {
+            return Err(Error::format(path, line(), "empty id, label or image"));
         };
+        if label.is_empty() && opts.label_rule != LabelRule::Column {
+            left_out += 1;
+            continue;
+        }
         if id.is_empty() || label.is_empty() || image.is_empty() {
-            return Err(Error::format(path, line, "empty id, label or image"));
+            return Err(Error::format(path, line(), "empty id, label or image"));
         }
         if !seen.insert(id.clone()) {
-            return Err(Error::format(path, line, format!("duplicate id {id}")));
+            return Err(Error::format(path, line(), format!("duplicate id {id}")));
         }
+        let coord =
+            |col: &Option<Vec<Option<String>>>, name: &str, parse: fn(&str) -> Option<f64>| {
+                col.as_ref()
+                    .map(|c| {
+                        let v = c[i].as_deref().unwrap_or("");
+                        parse(v).ok_or_else(|| {
+                            Error::format(
+                                path,
+                                line(),
+                                format!(
+                                    "{name} {v:?} is not an angle (decimal degrees or sexagesimal)"
+                                ),
+                            )
+                        })
+                    })
+                    .transpose()
+            };
         rows.push(LabelRow {
-            id,
-            label,
+            id: id.clone(),
+            label: label.clone(),
             image: base.join(image),
+            ra: coord(&ra, "RA", parse_ra)?,
+            dec: coord(&dec, "DEC", parse_dec)?,
         });
     }
     if rows.is_empty() {
-        return Err(Error::format(path, None, "the table has no rows"));
+        return Err(Error::format(
+            path,
+            None,
+            format!("the table has no labelled rows ({left_out} left out by the label rule)"),
+        ));
     }
-    Ok(rows)
+    Ok(Catalog { rows, left_out })
 }
 
 #[cfg(test)]
@@ -137,5 +271,66 @@ mod tests {
         std::fs::write(&p, "objid,label,image\n1,spiral,a.png\n1,spiral,b.png\n").unwrap();
         let e = read_labels(&p).unwrap_err().to_string();
         assert!(e.contains("duplicate id 1"), "{e}");
+    }
+
+    /// Rows in the Galaxy Zoo 1 release layout (values typed in the release's format).
+    const GZ1: &str = "OBJID,RA,DEC,NVOTE,P_EL,P_CW,P_ACW,P_EDGE,P_DK,P_MG,P_CS,P_EL_DEBIASED,P_CS_DEBIASED,SPIRAL,ELLIPTICAL,UNCERTAIN
+587727178986356823,00:00:00.41,-10:22:25.7,59,0.61,0.034,0.0,0.153,0.153,0.051,0.186,0.61,0.186,0,0,1
+587727227300741210,00:00:00.74,-09:13:20.2,18,0.611,0.0,0.167,0.222,0.0,0.0,0.389,0.203,0.797,0,0,1
+587727225153257596,00:00:01.03,-10:56:48.0,68,0.735,0.029,0.0,0.147,0.074,0.015,0.176,0.432,0.428,0,0,1
+587730774962536596,00:00:01.38,+15:30:35.3,52,0.885,0.019,0.0,0.058,0.019,0.019,0.077,0.885,0.077,0,1,0
+587731186203885750,00:00:01.55,-00:05:33.3,59,0.712,0.0,0.0,0.22,0.068,0.0,0.22,0.64,0.29,1,0,0
+587727180060098638,00:00:01.85,-09:28:00.6,28,0.107,0.357,0.071,0.429,0.036,0.0,0.857,0.107,0.857,1,0,0
+";
+
+    #[test]
+    fn galaxy_zoo_release_labels_come_from_debiased_fractions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("GalaxyZoo1_DR_table2.csv");
+        std::fs::write(&p, GZ1).unwrap();
+        let opts = |t| CatalogOptions {
+            label_rule: LabelRule::Gz1Debiased { threshold: t },
+            image_path: Some("frames/{id}.fits".into()),
+        };
+        let c = read_catalog(&p, &opts(0.8)).unwrap();
+        // Row 4 (P_EL_DEBIASED 0.885) is elliptical, row 6 (P_CS_DEBIASED 0.857)
+        // spiral; row 5 is flagged SPIRAL in the release but has no fraction above 0.8.
+        let got: Vec<(&str, &str)> = c
+            .rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.label.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("587730774962536596", "elliptical"),
+                ("587727180060098638", "spiral")
+            ]
+        );
+        assert_eq!(c.left_out, 4);
+        assert_eq!(
+            c.rows[0].image,
+            dir.path().join("frames/587730774962536596.fits")
+        );
+        let r = &c.rows[0];
+        assert!((r.ra.unwrap() - 1.38 * 15.0 / 3600.0).abs() < 1e-12);
+        assert!((r.dec.unwrap() - (15.0 + 30.0 / 60.0 + 35.3 / 3600.0)).abs() < 1e-12);
+        let r = &c.rows[1];
+        assert!((r.dec.unwrap() + (9.0 + 28.0 / 60.0 + 0.6 / 3600.0)).abs() < 1e-12);
+
+        // A looser threshold takes row 2 (0.797) as spiral.
+        assert_eq!(read_catalog(&p, &opts(0.75)).unwrap().rows.len(), 3);
+        // A threshold that could give a galaxy both classes is refused.
+        assert!(read_catalog(&p, &opts(0.4)).is_err());
+
+        // A bad coordinate or fraction names the line.
+        std::fs::write(&p, GZ1.replace("00:00:01.03", "00:61:01.03")).unwrap();
+        let e = read_catalog(&p, &opts(0.4_f64.max(0.5)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4") && e.contains("RA"), "{e}");
+        std::fs::write(&p, GZ1.replace("0.885,0.077,0,1,0", "n/a,0.077,0,1,0")).unwrap();
+        let e = read_catalog(&p, &opts(0.8)).unwrap_err().to_string();
+        assert!(e.contains("line 5") && e.contains("P_EL_DEBIASED"), "{e}");
     }
 }

@@ -23,7 +23,7 @@ use polars::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{read_labels, LabelRow};
+use crate::catalog::{read_catalog, CatalogOptions, LabelRow, LabelRule};
 use crate::fits::{self, Hdu};
 use crate::preprocess::{normalise, Image, Normalisation};
 use crate::{raster, Error, Result};
@@ -48,9 +48,33 @@ pub struct GalaxyImagesConfig {
     /// first readable image has.
     #[serde(default)]
     pub channels: Option<NonZeroUsize>,
-    /// The FITS HDU that holds the image (index or EXTNAME).
+    /// The FITS HDU that holds the image (index or EXTNAME); unset takes the
+    /// first HDU with image data.
     #[serde(default)]
-    pub hdu: Hdu,
+    pub hdu: Option<Hdu>,
+    /// A FITS HDU of per-pixel weights (DES `WGT`): pixels of weight <= 0 are missing.
+    #[serde(default)]
+    pub weight_hdu: Option<Hdu>,
+    /// One file per band: `{band}` in the image path is replaced by each of
+    /// these in turn and the planes are stacked in this order.
+    #[serde(default)]
+    pub bands: Option<Vec<String>>,
+    /// Cut a stamp of this many pixels at the row's RA/Dec through the frame's
+    /// TAN WCS (for large survey frames) before cropping and resizing.
+    #[serde(default)]
+    pub cutout: Option<NonZeroUsize>,
+    /// How samples get their class.
+    #[serde(default)]
+    pub label_rule: LabelRule,
+    /// Image path template relative to the table's folder, `{id}` replaced by
+    /// the sample id (for tables without an `image` column).
+    #[serde(default)]
+    pub image_path: Option<String>,
+    /// Missing pixels (NaN, BLANK, zero weight): `fill` sets them to zero after
+    /// normalisation (the sample is rejected when more than half are missing);
+    /// `reject` rejects any sample with one.
+    #[serde(default)]
+    pub nan: NanPolicy,
     /// Pixel scaling.
     #[serde(default)]
     pub normalisation: Normalisation,
@@ -64,6 +88,29 @@ pub struct GalaxyImagesConfig {
     /// `fail` stops the stage with an error naming it.
     #[serde(default)]
     pub on_error: OnError,
+}
+
+impl GalaxyImagesConfig {
+    /// A configuration with every option at its default, reading `labels`.
+    pub fn new(labels: impl Into<PathBuf>) -> Self {
+        GalaxyImagesConfig {
+            labels: labels.into(),
+            size: default_size(),
+            crop: default_crop(),
+            channels: None,
+            hdu: None,
+            weight_hdu: None,
+            bands: None,
+            cutout: None,
+            label_rule: LabelRule::Column,
+            image_path: None,
+            nan: NanPolicy::Fill,
+            normalisation: Normalisation::default(),
+            split: SplitFractions::default(),
+            shard_size: default_shard_size(),
+            on_error: OnError::Skip,
+        }
+    }
 }
 
 fn default_size() -> NonZeroUsize {
@@ -93,6 +140,17 @@ impl Default for SplitFractions {
             test: 0.2,
         }
     }
+}
+
+/// Policy for missing pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NanPolicy {
+    /// Zero after normalisation, unless most of the image is missing.
+    #[default]
+    Fill,
+    /// Any missing pixel rejects the sample.
+    Reject,
 }
 
 /// Policy for inputs that cannot be read.
@@ -306,7 +364,48 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
             config.crop
         )));
     }
-    let rows = read_labels(&config.labels)?;
+    let catalog = read_catalog(&config.labels, &catalog_options(config))?;
+    if catalog.left_out > 0 {
+        tracing::info!(
+            "{}: {} row(s) left out by the label rule, {} kept",
+            config.labels.display(),
+            catalog.left_out,
+            catalog.rows.len()
+        );
+    }
+    if config.cutout.is_some() {
+        if let Some(r) = catalog
+            .rows
+            .iter()
+            .find(|r| r.ra.is_none() || r.dec.is_none())
+        {
+            return Err(Error::format(
+                &config.labels,
+                Some("header".into()),
+                format!(
+                    "`cutout` needs RA and DEC columns; sample {} has none",
+                    r.id
+                ),
+            ));
+        }
+    }
+    if let Some(bands) = &config.bands {
+        if bands.is_empty() {
+            return Err(Error::Config("`bands` is empty".into()));
+        }
+        if let Some(r) = catalog
+            .rows
+            .iter()
+            .find(|r| !r.image.to_string_lossy().contains("{band}"))
+        {
+            return Err(Error::Config(format!(
+                "`bands` is set but the image path of sample {} has no {{band}}: {}",
+                r.id,
+                r.image.display()
+            )));
+        }
+    }
+    let rows = catalog.rows;
     let mut classes: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
     classes.sort();
     classes.dedup();
@@ -372,7 +471,7 @@ fn detect_channels<'a>(
 ) -> Result<usize> {
     let mut last_err = None;
     for (row, _) in samples.by_ref().take(16) {
-        match read_any(&row.image, &config.hdu) {
+        match read_sample(row, config) {
             Ok((img, _)) => return Ok(img.channels),
             Err(e) => last_err = Some(e),
         }
@@ -380,37 +479,94 @@ fn detect_channels<'a>(
     Err(last_err.unwrap_or_else(|| Error::Config("no images to read".into())))
 }
 
-/// Reads a FITS, JPEG or PNG file by its extension; returns the image and the
-/// BLAKE3 of the file.
-fn read_any(path: &Path, hdu: &Hdu) -> Result<(Image, String)> {
+fn is_fits(path: &Path) -> bool {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let name = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".bz2"))
+        .unwrap_or(&name);
+    [".fits", ".fit", ".fts", ".fz"]
+        .iter()
+        .any(|e| name.ends_with(e))
+}
+
+/// Reads one file by its extension (a stamp of it when `cutout` is set);
+/// returns the image and the BLAKE3 of the file.
+fn read_file(path: &Path, row: &LabelRow, config: &GalaxyImagesConfig) -> Result<(Image, String)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("failed to read", path, e))?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    let is_fits = [
-        ".fits",
-        ".fit",
-        ".fts",
-        ".fits.gz",
-        ".fits.fz",
-        ".fz",
-        ".fits.bz2",
-    ]
-    .iter()
-    .any(|e| name.ends_with(e));
-    let img = if is_fits {
-        fits::read_image(path, hdu)?
+    drop(bytes);
+    let img = if is_fits(path) {
+        let frame = fits::read_frame(path, config.hdu.as_ref(), config.weight_hdu.as_ref())?;
+        match (config.cutout, row.ra, row.dec) {
+            (Some(size), Some(ra), Some(dec)) => {
+                frame.cutout(ra, dec, size.get()).map_err(|e| {
+                    Error::format(
+                        path,
+                        Some(format!("HDU {}", frame.hdu_index)),
+                        e.to_string(),
+                    )
+                })?
+            }
+            _ => frame.image,
+        }
+    } else if config.cutout.is_some() {
+        return Err(Error::format(
+            path,
+            None,
+            "`cutout` needs FITS frames with a WCS; JPEG/PNG images are used whole",
+        ));
     } else {
         raster::read_image(path)?
     };
     Ok((img, hash))
 }
 
+/// Reads a sample's image: one file, or one file per band stacked in order.
+/// The hash covers every file read.
+fn read_sample(row: &LabelRow, config: &GalaxyImagesConfig) -> Result<(Image, String)> {
+    let Some(bands) = &config.bands else {
+        return read_file(&row.image, row, config);
+    };
+    let template = row.image.to_string_lossy();
+    let mut planes: Option<Image> = None;
+    let mut hashes = blake3::Hasher::new();
+    for band in bands {
+        let path = PathBuf::from(template.replace("{band}", band));
+        let (img, hash) = read_file(&path, row, config)?;
+        hashes.update(hash.as_bytes());
+        planes = Some(match planes {
+            None => img,
+            Some(mut acc) => {
+                if (img.height, img.width) != (acc.height, acc.width) {
+                    return Err(Error::format(
+                        &path,
+                        None,
+                        format!(
+                            "band {band} is {}x{}, earlier bands {}x{}",
+                            img.height, img.width, acc.height, acc.width
+                        ),
+                    ));
+                }
+                acc.channels += img.channels;
+                acc.data.extend_from_slice(&img.data);
+                acc
+            }
+        });
+    }
+    Ok((
+        planes.expect("bands is not empty"),
+        hashes.finalize().to_hex().to_string(),
+    ))
+}
+
 fn load_sample(
-    path: &Path,
+    row: &LabelRow,
     config: &GalaxyImagesConfig,
     channels: usize,
 ) -> Result<(Vec<f32>, String)> {
-    let (img, hash) = read_any(path, &config.hdu)?;
+    let path = &row.image;
+    let (img, hash) = read_sample(row, config)?;
     let img = match (img.channels, channels) {
         (a, b) if a == b => img,
         (_, 1) => img.to_single_band(),
@@ -422,6 +578,16 @@ fn load_sample(
             ))
         }
     };
+    if config.nan == NanPolicy::Reject {
+        let missing = img.data.iter().filter(|v| !v.is_finite()).count();
+        if missing > 0 {
+            return Err(Error::format(
+                path,
+                None,
+                format!("{missing} pixel(s) are missing (NaN, BLANK or zero weight) and `nan: reject` is set"),
+            ));
+        }
+    }
     let size = config.size.get();
     let mut img = img.centre_crop(config.crop).resize(size, size);
     let bad = normalise(&mut img, config.normalisation);
@@ -517,7 +683,7 @@ fn write_shard(
     let mut y: Vec<u8> = Vec::new();
     let mut rows = Vec::new();
     for (row, label) in &shard.samples {
-        match load_sample(&row.image, config, plan.channels) {
+        match load_sample(row, config, plan.channels) {
             Ok((data, hash)) => {
                 x.extend(data.iter().flat_map(|v| v.to_le_bytes()));
                 y.extend(label.to_le_bytes());
@@ -702,7 +868,35 @@ pub fn write_dataset(
 
 /// Number of inputs the plan covers (for progress bars).
 pub fn input_count(config: &GalaxyImagesConfig) -> Result<usize> {
-    Ok(read_labels(&config.labels)?.len())
+    Ok(read_catalog(&config.labels, &catalog_options(config))?
+        .rows
+        .len())
+}
+
+/// Every file the dataset reads: the labels table and each sample's image(s)
+/// (one per band when `bands` is set). Frames shared by several samples appear once.
+pub fn input_files(config: &GalaxyImagesConfig) -> Result<Vec<PathBuf>> {
+    let rows = read_catalog(&config.labels, &catalog_options(config))?.rows;
+    let mut files = vec![config.labels.clone()];
+    for r in rows {
+        match &config.bands {
+            Some(bands) => {
+                let t = r.image.to_string_lossy().into_owned();
+                files.extend(bands.iter().map(|b| PathBuf::from(t.replace("{band}", b))));
+            }
+            None => files.push(r.image),
+        }
+    }
+    files[1..].sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn catalog_options(config: &GalaxyImagesConfig) -> CatalogOptions {
+    CatalogOptions {
+        label_rule: config.label_rule.clone(),
+        image_path: config.image_path.clone(),
+    }
 }
 
 /// Writes a table as Parquet under a temporary name and renames it into place.
@@ -737,7 +931,13 @@ mod tests {
             size: NonZeroUsize::new(24).unwrap(),
             crop: 0.5,
             channels: None,
-            hdu: Hdu::Index(0),
+            hdu: None,
+            weight_hdu: None,
+            bands: None,
+            cutout: None,
+            label_rule: LabelRule::Column,
+            image_path: None,
+            nan: NanPolicy::Fill,
             normalisation: Normalisation::Standardize,
             split: SplitFractions {
                 val: 0.25,
@@ -823,7 +1023,7 @@ mod tests {
         let mut csv = std::fs::read_to_string(src.join("labels.csv")).unwrap();
         csv.push_str("999,spiral,0,bad,images/999.jpeg\n");
         std::fs::create_dir(dir.path().join("images")).unwrap();
-        for row in read_labels(&src.join("labels.csv")).unwrap() {
+        for row in crate::catalog::read_labels(&src.join("labels.csv")).unwrap() {
             std::fs::copy(
                 &row.image,
                 dir.path()
@@ -857,5 +1057,161 @@ mod tests {
         cfg.on_error = OnError::Fail;
         let err = write_dataset(&cfg, 1, &dir.path().join("out2"), 1, &|_| {}).unwrap_err();
         assert!(err.to_string().contains("999.jpeg"), "{err}");
+    }
+
+    /// Formats degrees as sexagesimal (hours for RA), as the GZ1 table does.
+    fn sexagesimal(v: f64, hours: bool) -> String {
+        let (sign, v) = (
+            if v < 0.0 { "-" } else { "+" },
+            v.abs() / if hours { 15.0 } else { 1.0 },
+        );
+        let (d, m) = (v.trunc(), (v.fract() * 60.0));
+        let s = format!(
+            "{:02}:{:02}:{:09.6}",
+            d as u32,
+            m.trunc() as u32,
+            m.fract() * 60.0
+        );
+        if hours {
+            s
+        } else {
+            format!("{sign}{s}")
+        }
+    }
+
+    #[test]
+    fn gz1_table_with_stamps_cut_from_per_band_frames() {
+        use crate::fits::{write_image, CardValue};
+        use crate::wcs::TanWcs;
+        let dir = tempfile::tempdir().unwrap();
+        let (w, h) = (120usize, 90usize);
+        let scale = 0.396 / 3600.0;
+        let cards: Vec<(&str, CardValue, &str)> = vec![
+            ("CTYPE1", CardValue::Str("RA---TAN".into()), ""),
+            ("CTYPE2", CardValue::Str("DEC--TAN".into()), ""),
+            ("CRPIX1", CardValue::Float(60.0), ""),
+            ("CRPIX2", CardValue::Float(45.0), ""),
+            ("CRVAL1", CardValue::Float(180.5), ""),
+            ("CRVAL2", CardValue::Float(-1.25), ""),
+            ("CD1_1", CardValue::Float(-scale), ""),
+            ("CD1_2", CardValue::Float(0.0), ""),
+            ("CD2_1", CardValue::Float(0.0), ""),
+            ("CD2_2", CardValue::Float(scale), ""),
+            ("BUNIT", CardValue::Str("nanomaggy".into()), ""),
+        ];
+        // Galaxies at known pixels (0-based col, row); the last one is off the frame.
+        let at = [(20usize, 30usize), (80, 60), (100, 20), (50, 70), (60, 45)];
+        std::fs::create_dir(dir.path().join("frames")).unwrap();
+        for (b, band) in ["g", "r", "i"].iter().enumerate() {
+            let mut data = vec![0.01f32; w * h];
+            for (k, (cx, cy)) in at.iter().enumerate() {
+                for y in 0..h {
+                    for x in 0..w {
+                        let r2 = (x as f32 - *cx as f32).powi(2) + (y as f32 - *cy as f32).powi(2);
+                        data[y * w + x] += (1.0 + k as f32 + b as f32) * (-r2 / 8.0).exp();
+                    }
+                }
+            }
+            let img = Image::new(1, h, w, data).unwrap();
+            write_image(
+                &dir.path().join(format!("frames/field-{band}.fits")),
+                &img,
+                &cards,
+            )
+            .unwrap();
+        }
+        let keys = crate::fits::read_frame(&dir.path().join("frames/field-r.fits"), None, None)
+            .unwrap()
+            .wcs_keys;
+        let wcs = TanWcs::from_keys(&keys).unwrap();
+        let mut csv = String::from(
+            "OBJID,RA,DEC,NVOTE,P_EL,P_CS,P_EL_DEBIASED,P_CS_DEBIASED,SPIRAL,ELLIPTICAL,UNCERTAIN,image\n",
+        );
+        let fractions = [
+            (0.9, 0.1),
+            (0.05, 0.93),
+            (0.85, 0.1),
+            (0.5, 0.5),
+            (0.1, 0.88),
+        ];
+        for (k, ((cx, cy), (el, cs))) in at.iter().zip(fractions).enumerate() {
+            // FITS pixels are 1-based; the last galaxy is moved 400 px off the frame.
+            let dx = if k == 4 { 400.0 } else { 0.0 };
+            let (ra, dec) = wcs.pixel_to_world(*cx as f64 + 1.0 + dx, *cy as f64 + 1.0);
+            csv.push_str(&format!(
+                "{},{},{},30,{el},{cs},{el},{cs},0,0,1,frames/field-{{band}}.fits\n",
+                1000 + k,
+                sexagesimal(ra, true),
+                sexagesimal(dec, false)
+            ));
+        }
+        std::fs::write(dir.path().join("gz1.csv"), csv).unwrap();
+        let cfg = GalaxyImagesConfig {
+            bands: Some(vec!["g".into(), "r".into(), "i".into()]),
+            cutout: NonZeroUsize::new(16),
+            size: NonZeroUsize::new(16).unwrap(),
+            label_rule: LabelRule::Gz1Debiased { threshold: 0.8 },
+            normalisation: Normalisation::None,
+            split: SplitFractions {
+                val: 0.0,
+                test: 0.0,
+            },
+            ..GalaxyImagesConfig::new(dir.path().join("gz1.csv"))
+        };
+        let out = dir.path().join("ds");
+        let info = write_dataset(&cfg, 3, &out, 2, &|_| {}).unwrap();
+        // 1003 has no fraction above 0.8 (left out); 1004 is off the frame (rejected).
+        assert_eq!((info.counts.total, info.counts.rejected), (3, 1));
+        assert_eq!(info.x.sample_shape, vec![3, 16, 16]);
+        let rejects = ParquetReader::new(std::fs::File::open(out.join("rejects.parquet")).unwrap())
+            .finish()
+            .unwrap();
+        let reason = rejects
+            .column("reason")
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_string();
+        assert!(
+            reason.contains("off the frame") && reason.contains("field-g.fits"),
+            "{reason}"
+        );
+
+        // Each stamp is centred on its galaxy in every band, and the bands keep
+        // their order (band b of galaxy k peaks at 1 + k + b above the sky).
+        let shard = std::fs::read(out.join(&info.shards[0].file)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&shard).unwrap();
+        let x: Vec<f32> = st
+            .tensor("x")
+            .unwrap()
+            .data()
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let manifest =
+            ParquetReader::new(std::fs::File::open(out.join("manifest.parquet")).unwrap())
+                .finish()
+                .unwrap();
+        let ids = manifest.column("sample_id").unwrap().str().unwrap().clone();
+        for (i, id) in ids.iter().enumerate() {
+            let k: usize = id.unwrap().parse::<usize>().unwrap() - 1000;
+            for b in 0..3 {
+                let plane = &x[(i * 3 + b) * 256..(i * 3 + b + 1) * 256];
+                let (argmax, peak) = plane.iter().enumerate().fold((0, f32::MIN), |m, (j, v)| {
+                    if *v > m.1 {
+                        (j, *v)
+                    } else {
+                        m
+                    }
+                });
+                assert_eq!(argmax, 8 * 16 + 8, "galaxy {k} band {b}");
+                assert!(
+                    (peak - (1.01 + k as f32 + b as f32)).abs() < 0.02,
+                    "galaxy {k} band {b}: {peak}"
+                );
+            }
+        }
     }
 }

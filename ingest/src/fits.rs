@@ -1,16 +1,23 @@
 //! FITS images through cfitsio.
 //!
 //! cfitsio applies BSCALE/BZERO while reading (so unsigned 16-bit images come
-//! out right) and opens whole-file `.gz` compression transparently.
+//! out right), opens whole-file `.gz` and `.bz2` compression, and presents a
+//! tile-compressed (`.fz`, RICE_1 or GZIP) HDU as an ordinary image. Pixels
+//! are read with NaN as cfitsio's null value, so integer `BLANK` pixels and a
+//! compressed image's nulls arrive as NaN. This module adds zero-weight
+//! pixels as NaN too, an unnamed HDU meaning "the first one with
+//! data" (as astropy's `getdata` does, so a `.fz` file's empty primary is
+//! passed over), and the frame's TAN WCS is read for stamps at RA/Dec.
 
 use std::path::Path;
 
-use fitsio::hdu::HduInfo;
+use fitsio::hdu::{FitsHdu, HduInfo};
 use fitsio::images::{ImageDescription, ImageType};
 use fitsio::FitsFile;
 use serde::{Deserialize, Serialize};
 
 use crate::preprocess::Image;
+use crate::wcs::{TanWcs, WcsError, WcsKeys};
 use crate::{Error, Result};
 
 /// Which HDU holds the image: an index (0 is the primary) or an EXTNAME.
@@ -23,12 +30,6 @@ pub enum Hdu {
     Name(String),
 }
 
-impl Default for Hdu {
-    fn default() -> Self {
-        Hdu::Index(0)
-    }
-}
-
 impl std::fmt::Display for Hdu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -38,25 +39,193 @@ impl std::fmt::Display for Hdu {
     }
 }
 
-/// Reads a 2-D image or a 3-D cube (bands first) from one HDU as f32 in physical units.
-pub fn read_image(path: &Path, hdu: &Hdu) -> Result<Image> {
-    let fits_err = |source| Error::Fits {
-        path: path.to_path_buf(),
-        hdu: hdu.to_string(),
-        source,
-    };
-    let mut file = FitsFile::open(path).map_err(fits_err)?;
-    let h = match hdu {
-        Hdu::Index(i) => file.hdu(*i),
-        Hdu::Name(n) => file.hdu(n.as_str()),
+/// An image read from one HDU with the header values later steps need.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Pixels in physical units; missing ones (BLANK, NaN, zero weight) are NaN.
+    pub image: Image,
+    /// The zero-based index of the HDU read.
+    pub hdu_index: usize,
+    /// The WCS keywords found in that HDU.
+    pub wcs_keys: WcsKeys,
+}
+
+/// Why a stamp could not be cut.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CutoutError {
+    /// The frame has no usable TAN WCS.
+    #[error("cannot cut at RA/Dec: {0}")]
+    Wcs(#[from] WcsError),
+    /// The position is not on the frame.
+    #[error(
+        "RA {ra:.6} Dec {dec:.6} is off the frame: pixel ({x:.1}, {y:.1}) outside 1..{width} x 1..{height}"
+    )]
+    OffFrame {
+        /// Right ascension asked for (degrees).
+        ra: f64,
+        /// Declination asked for (degrees).
+        dec: f64,
+        /// Its FITS x (NaN when on the far side of the sky).
+        x: f64,
+        /// Its FITS y.
+        y: f64,
+        /// Frame width.
+        width: usize,
+        /// Frame height.
+        height: usize,
+    },
+}
+
+impl Frame {
+    /// The frame's TAN projection.
+    pub fn wcs(&self) -> std::result::Result<TanWcs, WcsError> {
+        TanWcs::from_keys(&self.wcs_keys)
     }
-    .map_err(fits_err)?;
+
+    /// A `size` x `size` stamp centred on (RA, Dec), every band. Pixels of a stamp
+    /// that overhangs the frame's edge are NaN; a centre off the frame is an error.
+    pub fn cutout(
+        &self,
+        ra: f64,
+        dec: f64,
+        size: usize,
+    ) -> std::result::Result<Image, CutoutError> {
+        let (w, h) = (self.image.width, self.image.height);
+        let off = |x: f64, y: f64| CutoutError::OffFrame {
+            ra,
+            dec,
+            x,
+            y,
+            width: w,
+            height: h,
+        };
+        let (x, y) = self
+            .wcs()?
+            .world_to_pixel(ra, dec)
+            .ok_or_else(|| off(f64::NAN, f64::NAN))?;
+        // FITS pixel n covers n - 0.5 .. n + 0.5.
+        if !(x >= 0.5 && x < w as f64 + 0.5 && y >= 0.5 && y < h as f64 + 0.5) {
+            return Err(off(x, y));
+        }
+        // Zero-based column of the stamp's first pixel, so the centre pixel is
+        // the one holding (x, y) (for an even size, the one right of centre).
+        let x0 = (x - 0.5).floor() as i64 - (size / 2) as i64;
+        let y0 = (y - 0.5).floor() as i64 - (size / 2) as i64;
+        let mut data = Vec::with_capacity(self.image.channels * size * size);
+        for c in 0..self.image.channels {
+            let plane = &self.image.data[c * w * h..(c + 1) * w * h];
+            for row in y0..y0 + size as i64 {
+                for col in x0..x0 + size as i64 {
+                    let inside = (0..w as i64).contains(&col) && (0..h as i64).contains(&row);
+                    data.push(if inside {
+                        plane[row as usize * w + col as usize]
+                    } else {
+                        f32::NAN
+                    });
+                }
+            }
+        }
+        Ok(Image::new(self.image.channels, size, size, data).expect("stamp dimensions match"))
+    }
+}
+
+/// Reads a 2-D image or a 3-D cube (bands first) as f32 in physical units;
+/// `None` picks the first HDU with image data.
+pub fn read_image(path: &Path, hdu: Option<&Hdu>) -> Result<Image> {
+    read_frame(path, hdu, None).map(|f| f.image)
+}
+
+/// Reads an image HDU with its WCS keywords. With `weight`, pixels whose weight
+/// (an image of the same size in that HDU, such as DES `WGT`) is zero,
+/// negative or NaN become NaN.
+pub fn read_frame(path: &Path, hdu: Option<&Hdu>, weight: Option<&Hdu>) -> Result<Frame> {
+    let label = hdu
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| "(first with data)".into());
+    let fits_err = |hdu: String| {
+        let path = path.to_path_buf();
+        move |source| Error::Fits { path, hdu, source }
+    };
+    let mut file = FitsFile::open(path).map_err(fits_err(label.clone()))?;
+    let (index, h) = match hdu {
+        Some(sel) => {
+            let h = match sel {
+                Hdu::Index(i) => file.hdu(*i),
+                Hdu::Name(n) => file.hdu(n.as_str()),
+            }
+            .map_err(fits_err(label.clone()))?;
+            (h.number, h)
+        }
+        None => first_image_hdu(path, &mut file)?,
+    };
+    let label = hdu
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| index.to_string());
+    let mut image = read_plane(path, &mut file, &h, &label)?;
+    if let Some(wsel) = weight {
+        let wlabel = format!("{wsel} (weight)");
+        let wh = match wsel {
+            Hdu::Index(i) => file.hdu(*i),
+            Hdu::Name(n) => file.hdu(n.as_str()),
+        }
+        .map_err(fits_err(wlabel.clone()))?;
+        let w = read_plane(path, &mut file, &wh, &wlabel)?;
+        let plane = image.height * image.width;
+        if (w.height, w.width) != (image.height, image.width)
+            || !(w.channels == 1 || w.channels == image.channels)
+        {
+            return Err(Error::format(
+                path,
+                Some(format!("HDU {wlabel}")),
+                format!(
+                    "weight is {}x{}x{}, the image {}x{}x{}",
+                    w.channels, w.height, w.width, image.channels, image.height, image.width
+                ),
+            ));
+        }
+        for (i, v) in image.data.iter_mut().enumerate() {
+            let wv = if w.channels == 1 {
+                w.data[i % plane]
+            } else {
+                w.data[i]
+            };
+            if wv.is_nan() || wv <= 0.0 {
+                *v = f32::NAN;
+            }
+        }
+    }
+    let wcs_keys = read_wcs_keys(&mut file, &h);
+    Ok(Frame {
+        image,
+        hdu_index: index,
+        wcs_keys,
+    })
+}
+
+/// The first HDU holding a non-empty image.
+fn first_image_hdu(path: &Path, file: &mut FitsFile) -> Result<(usize, FitsHdu)> {
+    let mut i = 0;
+    while let Ok(h) = file.hdu(i) {
+        if matches!(&h.info, HduInfo::ImageInfo { shape, .. } if !shape.is_empty()) {
+            return Ok((i, h));
+        }
+        i += 1;
+    }
+    Err(Error::format(
+        path,
+        None,
+        format!("none of its {i} HDU(s) holds image data"),
+    ))
+}
+
+fn read_plane(path: &Path, file: &mut FitsFile, h: &FitsHdu, label: &str) -> Result<Image> {
+    let at = || Some(format!("HDU {label}"));
     let shape = match &h.info {
         HduInfo::ImageInfo { shape, .. } => shape.clone(),
         _ => {
             return Err(Error::format(
                 path,
-                Some(format!("HDU {hdu}")),
+                at(),
                 "expected an image HDU, found a table",
             ))
         }
@@ -67,26 +236,73 @@ pub fn read_image(path: &Path, hdu: &Hdu) -> Result<Image> {
         [] => {
             return Err(Error::format(
                 path,
-                Some(format!("HDU {hdu}")),
+                at(),
                 "the HDU holds no image data (NAXIS = 0)",
             ))
         }
         other => {
             return Err(Error::format(
                 path,
-                Some(format!("HDU {hdu}")),
+                at(),
                 format!("expected a 2-D image or a 3-D cube, found shape {other:?}"),
             ))
         }
     };
-    let data: Vec<f32> = h.read_image(&mut file).map_err(fits_err)?;
-    Image::new(channels, height, width, data).ok_or_else(|| {
-        Error::format(
-            path,
-            Some(format!("HDU {hdu}")),
-            "image data size does not match NAXISn",
-        )
-    })
+    let fits_err = |source| Error::Fits {
+        path: path.to_path_buf(),
+        hdu: label.to_string(),
+        source,
+    };
+    // Reading a keyword makes this HDU cfitsio's current one for the raw read below.
+    h.read_key::<i64>(file, "NAXIS").map_err(fits_err)?;
+    let data = read_current_with_nan(file, channels * height * width).map_err(fits_err)?;
+    Image::new(channels, height, width, data)
+        .ok_or_else(|| Error::format(path, at(), "image data size does not match NAXISn"))
+}
+
+/// Reads the current HDU's pixels as f32 with cfitsio's null substitution:
+/// integer `BLANK` pixels and the nulls of tile-compressed images (`ZBLANK`,
+/// NaNs of quantised floats) come back as NaN. The safe `fitsio` reader
+/// passes no null value, which leaves them as ordinary numbers.
+#[allow(unsafe_code)]
+fn read_current_with_nan(file: &mut FitsFile, n: usize) -> fitsio::errors::Result<Vec<f32>> {
+    let mut data = vec![0f32; n];
+    let mut anynul = 0;
+    let mut status = 0;
+    // SAFETY: `data` holds exactly `n` elements, the number cfitsio writes; the
+    // file pointer is valid for the duration of the borrow of `file`, and the
+    // caller has made the image HDU current.
+    unsafe {
+        fitsio::sys::ffgpve(
+            file.as_raw(),
+            0,
+            1,
+            n as i64,
+            f32::NAN,
+            data.as_mut_ptr(),
+            &mut anynul,
+            &mut status,
+        );
+    }
+    fitsio::errors::check_status(status).map(|_| data)
+}
+
+fn read_wcs_keys(file: &mut FitsFile, h: &FitsHdu) -> WcsKeys {
+    let mut f = |k: &str| h.read_key::<f64>(file, k).ok();
+    let keys = WcsKeys {
+        ctype: [None, None],
+        crpix: [f("CRPIX1"), f("CRPIX2")],
+        crval: [f("CRVAL1"), f("CRVAL2")],
+        cd: [f("CD1_1"), f("CD1_2"), f("CD2_1"), f("CD2_2")],
+        pc: [f("PC1_1"), f("PC1_2"), f("PC2_1"), f("PC2_2")],
+        cdelt: [f("CDELT1"), f("CDELT2")],
+        crota2: f("CROTA2"),
+    };
+    let mut s = |k: &str| h.read_key::<String>(file, k).ok();
+    WcsKeys {
+        ctype: [s("CTYPE1"), s("CTYPE2")],
+        ..keys
+    }
 }
 
 /// Header cards written with an image, as (keyword, value, comment).
@@ -158,14 +374,16 @@ mod tests {
             &[("BUNIT", CardValue::Str("nanomaggy".into()), "")],
         )
         .unwrap();
-        let back = read_image(&p, &Hdu::Index(0)).unwrap();
+        let back = read_image(&p, Some(&Hdu::Index(0))).unwrap();
         assert_eq!((back.channels, back.height, back.width), (1, 3, 4));
         assert_eq!(back.data, img.data);
 
-        let err = read_image(&p, &Hdu::Name("SCI".into())).unwrap_err();
+        let err = read_image(&p, Some(&Hdu::Name("SCI".into()))).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("HDU 'SCI'") && msg.contains("x.fits"), "{msg}");
-        let err = read_image(&p, &Hdu::Index(3)).unwrap_err().to_string();
+        let err = read_image(&p, Some(&Hdu::Index(3)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("HDU 3"), "{err}");
     }
 
@@ -174,7 +392,7 @@ mod tests {
         // A CFHT MegaPrime cutout (BITPIX -32), committed under data/fits with its provenance.
         let p =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fits/cfht_megaprime_sa110.fits");
-        let img = read_image(&p, &Hdu::Index(0)).unwrap();
+        let img = read_image(&p, None).unwrap();
         assert_eq!((img.channels, img.height, img.width), (1, 101, 101));
         // Cross-check against the raw big-endian floats after the 2880-byte header
         // blocks, decoded here without cfitsio.

@@ -25,6 +25,7 @@ pub mod preprocess;
 pub mod raster;
 pub mod synth;
 pub mod waveform;
+pub mod wcs;
 
 mod error;
 

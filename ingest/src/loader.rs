@@ -358,18 +358,14 @@ mod tests {
         };
         generate(&synth, 3, &dir.path().join("src"), 2, &|_| {}).unwrap();
         let cfg = GalaxyImagesConfig {
-            labels: dir.path().join("src/labels.csv"),
             size: NonZeroUsize::new(8).unwrap(),
-            crop: 1.0,
-            channels: None,
-            hdu: Default::default(),
-            normalisation: Default::default(),
             split: SplitFractions {
                 val: 0.0,
                 test: 0.2,
             },
             shard_size: NonZeroUsize::new(3).unwrap(),
             on_error: OnError::Fail,
+            ..GalaxyImagesConfig::new(dir.path().join("src/labels.csv"))
         };
         write_dataset(&cfg, 3, &dir.path().join("ds"), 2, &|_| {}).unwrap();
         dir

@@ -235,7 +235,7 @@ fn gaussian_blur(data: &mut [f32], n: usize, sigma: f64) {
 mod tests {
     use super::*;
     use crate::catalog::read_labels;
-    use crate::fits::{read_image, Hdu};
+    use crate::fits::read_image;
 
     fn cfg() -> SynthConfig {
         SynthConfig {
@@ -255,8 +255,8 @@ mod tests {
         assert_eq!(rows.len(), 6);
         for r in &rows {
             let other = b.path().join(r.image.strip_prefix(a.path()).unwrap());
-            let x = read_image(&r.image, &Hdu::Index(0)).unwrap();
-            let y = read_image(&other, &Hdu::Index(0)).unwrap();
+            let x = read_image(&r.image, None).unwrap();
+            let y = read_image(&other, None).unwrap();
             assert_eq!(x, y);
         }
     }

@@ -226,12 +226,8 @@ fn galaxy_inputs(config: &Value, workdir: &Path) -> Vec<PathBuf> {
     let mut paths = external_paths(config, workdir);
     if let Ok(cfg) = serde_json::from_value::<GalaxyImagesConfig>(config.clone()) {
         if !cfg.labels.starts_with(workdir) {
-            if let Ok(rows) = sciflow_ingest::catalog::read_labels(&cfg.labels) {
-                paths.extend(
-                    rows.into_iter()
-                        .map(|r| r.image)
-                        .filter(|p| !p.starts_with(workdir)),
-                );
+            if let Ok(files) = sciflow_ingest::dataset::input_files(&cfg) {
+                paths.extend(files.into_iter().filter(|p| !p.starts_with(workdir)));
             }
         }
     }
