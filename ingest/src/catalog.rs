@@ -324,11 +324,9 @@ mod tests {
         assert!(read_catalog(&p, &opts(0.4)).is_err());
 
         // A bad coordinate or fraction names the line.
-        std::fs::write(&p, GZ1.replace("00:00:01.03", "00:61:01.03")).unwrap();
-        let e = read_catalog(&p, &opts(0.4_f64.max(0.5)))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("line 4") && e.contains("RA"), "{e}");
+        std::fs::write(&p, GZ1.replace("00:00:01.38", "00:61:01.38")).unwrap();
+        let e = read_catalog(&p, &opts(0.8)).unwrap_err().to_string();
+        assert!(e.contains("line 5") && e.contains("RA"), "{e}");
         std::fs::write(&p, GZ1.replace("0.885,0.077,0,1,0", "n/a,0.077,0,1,0")).unwrap();
         let e = read_catalog(&p, &opts(0.8)).unwrap_err().to_string();
         assert!(e.contains("line 5") && e.contains("P_EL_DEBIASED"), "{e}");
