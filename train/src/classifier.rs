@@ -57,6 +57,10 @@ pub struct ClassifierConfig {
     /// Loader threads reading shards.
     #[serde(default = "default_workers")]
     pub workers: NonZeroUsize,
+    /// A safetensors file of initial weights (fine-tuning): variables found in
+    /// it by name and shape are set from it, the rest (e.g. a new head) start fresh.
+    #[serde(default)]
+    pub init_weights: Option<PathBuf>,
 }
 
 fn default_batch() -> NonZeroUsize {
@@ -153,7 +157,7 @@ pub fn train_classifier(
     }
 
     tch::manual_seed(seed as i64);
-    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut vs = nn::VarStore::new(tch::Device::Cpu);
     let model_info = ModelInfo {
         model: config.model.clone(),
         in_channels: info.x.sample_shape[0],
@@ -166,6 +170,20 @@ pub fn train_classifier(
         created_by: concat!("sciflow-train ", env!("CARGO_PKG_VERSION")).into(),
     };
     let net = build(&vs, &model_info);
+    if let Some(path) = &config.init_weights {
+        let report = crate::model::load_initial_weights(&mut vs, path)?;
+        tracing::info!(
+            "initial weights from {}: {} variable(s) loaded, {} kept fresh{}",
+            path.display(),
+            report.loaded,
+            report.kept.len(),
+            report
+                .kept
+                .first()
+                .map(|k| format!(" (e.g. {k})"))
+                .unwrap_or_default()
+        );
+    }
     let mut opt = Optimizer::new(
         config.optimizer,
         config.weight_decay,

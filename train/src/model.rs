@@ -71,6 +71,12 @@ pub enum Arch {
     /// separable convolution; global average pooling; a linear head. Batch
     /// normalisation after every convolution.
     XceptionMini,
+    /// ResNet-18 (basic blocks, [2, 2, 2, 2]) with torchvision's layout and
+    /// parameter names; `width` is the first stage's channels (torchvision: 64),
+    /// so at width 64 ImageNet weights saved from torchvision load as they are.
+    Resnet18,
+    /// ResNet-50 (bottleneck blocks, [3, 4, 6, 3], expansion 4), likewise.
+    Resnet50,
 }
 
 /// The contents of `model.json`.
@@ -285,6 +291,142 @@ impl ModuleT for XceptionMini {
     }
 }
 
+/// A residual block of ResNet: basic (two 3x3) or bottleneck (1x1, 3x3, 1x1),
+/// with a 1x1 strided projection (`downsample.0` conv, `downsample.1` norm)
+/// when the shape changes.
+#[derive(Debug)]
+struct ResBlock {
+    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+}
+
+impl ResBlock {
+    fn new(p: &nn::Path, c_in: i64, planes: i64, stride: i64, bottleneck: bool) -> Self {
+        let conv = |name: &str, i: i64, o: i64, k: i64, stride: i64| {
+            let cfg = nn::ConvConfig {
+                stride,
+                padding: k / 2,
+                bias: false,
+                ..Default::default()
+            };
+            nn::conv2d(p / name, i, o, k, cfg)
+        };
+        let bn = |name: &str, c: i64| nn::batch_norm2d(p / name, c, Default::default());
+        let (convs, c_out) = if bottleneck {
+            let out = planes * 4;
+            (
+                vec![
+                    (conv("conv1", c_in, planes, 1, 1), bn("bn1", planes)),
+                    (conv("conv2", planes, planes, 3, stride), bn("bn2", planes)),
+                    (conv("conv3", planes, out, 1, 1), bn("bn3", out)),
+                ],
+                out,
+            )
+        } else {
+            (
+                vec![
+                    (conv("conv1", c_in, planes, 3, stride), bn("bn1", planes)),
+                    (conv("conv2", planes, planes, 3, 1), bn("bn2", planes)),
+                ],
+                planes,
+            )
+        };
+        let downsample = (stride != 1 || c_in != c_out).then(|| {
+            let d = p / "downsample";
+            let cfg = nn::ConvConfig {
+                stride,
+                bias: false,
+                ..Default::default()
+            };
+            (
+                nn::conv2d(&d / "0", c_in, c_out, 1, cfg),
+                nn::batch_norm2d(&d / "1", c_out, Default::default()),
+            )
+        });
+        ResBlock { convs, downsample }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut y = x.shallow_clone();
+        let last = self.convs.len() - 1;
+        for (i, (c, b)) in self.convs.iter().enumerate() {
+            y = y.apply(c).apply_t(b, train);
+            if i < last {
+                y = y.relu();
+            }
+        }
+        let shortcut = match &self.downsample {
+            Some((c, b)) => x.apply(c).apply_t(b, train),
+            None => x.shallow_clone(),
+        };
+        (y + shortcut).relu()
+    }
+}
+
+/// ResNet-18/50 of [`Arch::Resnet18`] and [`Arch::Resnet50`].
+#[derive(Debug)]
+pub struct ResNet {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    layers: Vec<ResBlock>,
+    fc: nn::Linear,
+}
+
+impl ResNet {
+    /// Builds the network's variables under `root`; `depth` is 18 or 50.
+    pub fn new(
+        root: &nn::Path,
+        in_channels: usize,
+        classes: usize,
+        width: usize,
+        depth: usize,
+    ) -> Self {
+        let (blocks, bottleneck) = match depth {
+            50 => ([3, 4, 6, 3], true),
+            _ => ([2, 2, 2, 2], false),
+        };
+        let w = width as i64;
+        let stem = nn::ConvConfig {
+            stride: 2,
+            padding: 3,
+            bias: false,
+            ..Default::default()
+        };
+        let mut layers = Vec::new();
+        let mut c_in = w;
+        for (stage, n) in blocks.into_iter().enumerate() {
+            let planes = w << stage;
+            for b in 0..n {
+                let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+                let p = root / format!("layer{}", stage + 1) / b;
+                let block = ResBlock::new(&p, c_in, planes, stride, bottleneck);
+                c_in = if bottleneck { planes * 4 } else { planes };
+                layers.push(block);
+            }
+        }
+        ResNet {
+            conv1: nn::conv2d(root / "conv1", in_channels as i64, w, 7, stem),
+            bn1: nn::batch_norm2d(root / "bn1", w, Default::default()),
+            layers,
+            fc: nn::linear(root / "fc", c_in, classes as i64, Default::default()),
+        }
+    }
+}
+
+impl ModuleT for ResNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut x = x
+            .apply(&self.conv1)
+            .apply_t(&self.bn1, train)
+            .relu()
+            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for b in &self.layers {
+            x = b.forward_t(&x, train);
+        }
+        x.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+    }
+}
+
 /// Builds the network `info` describes in `vs`.
 pub fn build(vs: &nn::VarStore, info: &ModelInfo) -> Box<dyn ModuleT> {
     let (c, k, w) = (
@@ -301,7 +443,69 @@ pub fn build(vs: &nn::VarStore, info: &ModelInfo) -> Box<dyn ModuleT> {
             w,
             info.model.middle_blocks,
         )),
+        Arch::Resnet18 => Box::new(ResNet::new(&vs.root(), c, k, w, 18)),
+        Arch::Resnet50 => Box::new(ResNet::new(&vs.root(), c, k, w, 50)),
     }
+}
+
+/// What [`load_initial_weights`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Variables set from the file.
+    pub loaded: usize,
+    /// Variables left at their fresh initialisation, with the reason (absent
+    /// from the file, or a different shape such as a new classification head).
+    pub kept: Vec<String>,
+}
+
+/// Sets every variable of `vs` that a safetensors file holds under the same
+/// name and shape (fine-tuning from weights the user brings, such as a
+/// torchvision ResNet's `state_dict` saved with `safetensors.torch.save_file`).
+/// Tensors of another float type are converted. A file that matches nothing is
+/// an error, since it is almost surely the wrong file.
+pub fn load_initial_weights(vs: &mut nn::VarStore, path: &Path) -> Result<InitReport> {
+    let named = Tensor::read_safetensors(path).map_err(Error::torch(format!(
+        "failed to read initial weights {}",
+        path.display()
+    )))?;
+    let file: std::collections::HashMap<String, Tensor> = named.into_iter().collect();
+    let mut report = InitReport {
+        loaded: 0,
+        kept: Vec::new(),
+    };
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut var) in vars {
+            match file.get(&name) {
+                Some(t) if t.size() == var.size() => {
+                    let t = t
+                        .f_to_kind(var.kind())
+                        .map_err(Error::torch(format!("initial weight {name}")))?;
+                    var.f_copy_(&t)
+                        .map_err(Error::torch(format!("initial weight {name}")))?;
+                    report.loaded += 1;
+                }
+                Some(t) => report.kept.push(format!(
+                    "{name}: shape {:?} in the file, {:?} in the model",
+                    t.size(),
+                    var.size()
+                )),
+                None => report.kept.push(format!("{name}: not in the file")),
+            }
+        }
+        Ok(())
+    })?;
+    if report.loaded == 0 {
+        return Err(Error::Model {
+            path: path.to_path_buf(),
+            message: format!(
+                "no tensor matches a model variable by name and shape (the model has e.g. {})",
+                report.kept.first().map(String::as_str).unwrap_or("nothing")
+            ),
+        });
+    }
+    Ok(report)
 }
 
 /// Writes `weights.safetensors` and `model.json` into `dir`.
@@ -374,7 +578,12 @@ mod tests {
 
     #[test]
     fn every_architecture_classifies_and_learns_a_toy_problem() {
-        for arch in [Arch::SmallCnn, Arch::XceptionMini] {
+        for arch in [
+            Arch::SmallCnn,
+            Arch::XceptionMini,
+            Arch::Resnet18,
+            Arch::Resnet50,
+        ] {
             tch::manual_seed(0);
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let net = build(&vs, &info(arch));
@@ -423,5 +632,63 @@ mod tests {
                 names.keys().collect::<Vec<_>>()
             );
         }
+    }
+
+    #[test]
+    fn resnets_have_torchvision_names_and_parameter_counts() {
+        // torchvision's resnet18 / resnet50 at width 64, 3 bands, 1000 classes
+        // have 11,689,512 and 25,557,032 parameters.
+        for (arch, params) in [(Arch::Resnet18, 11_689_512), (Arch::Resnet50, 25_557_032)] {
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let mut i = info(arch);
+            i.model.width = NonZeroUsize::new(64).unwrap();
+            i.class_names = (0..1000).map(|c| c.to_string()).collect();
+            let _net = build(&vs, &i);
+            let n: i64 = vs
+                .trainable_variables()
+                .iter()
+                .map(|t| t.numel() as i64)
+                .sum();
+            assert_eq!(n, params, "{arch:?}");
+            let names = vs.variables();
+            for k in [
+                "conv1.weight",
+                "bn1.running_var",
+                "layer2.0.downsample.0.weight",
+                "layer4.1.bn2.weight",
+                "fc.weight",
+            ] {
+                assert!(names.contains_key(k), "{arch:?}: no {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn initial_weights_load_by_name_and_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = nn::VarStore::new(tch::Device::Cpu);
+        let mut i = info(Arch::Resnet18);
+        let _ = build(&src, &i);
+        let file = dir.path().join("pretrained.safetensors");
+        src.save(&file).unwrap();
+        // A fine-tuning target with a different head (3 classes).
+        i.class_names.push("c".into());
+        let mut dst = nn::VarStore::new(tch::Device::Cpu);
+        let _ = build(&dst, &i);
+        let report = load_initial_weights(&mut dst, &file).unwrap();
+        let (sv, dv) = (src.variables(), dst.variables());
+        assert!(sv["layer3.1.conv2.weight"].equal(&dv["layer3.1.conv2.weight"]));
+        assert!(!dv["fc.weight"].size().is_empty());
+        assert_eq!(report.kept.len(), 2, "{:?}", report.kept); // fc.weight, fc.bias
+        assert!(report.kept.iter().all(|k| k.starts_with("fc.")));
+        assert_eq!(report.loaded, dv.len() - 2);
+
+        // Weights of another network match nothing: an error naming the file.
+        let mut other = nn::VarStore::new(tch::Device::Cpu);
+        let _ = build(&other, &info(Arch::XceptionMini));
+        let e = load_initial_weights(&mut other, &file)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pretrained.safetensors"), "{e}");
     }
 }
