@@ -7,7 +7,8 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::Kind;
 
-use sciflow_ingest::dataset::{write_atomic, write_parquet, Split};
+use sciflow_ingest::dataset::{write_atomic, write_dataset, write_parquet, Split, SplitFractions};
+use sciflow_ingest::{DatasetInfo, GalaxyImagesConfig};
 use sciflow_ingest::{Loader, LoaderConfig};
 use sciflow_train::classifier::{to_tensors, TrainReport};
 use sciflow_train::load_model;
@@ -30,6 +31,23 @@ pub struct EvalClassifierConfig {
     /// Samples per forward pass.
     #[serde(default = "default_batch")]
     pub batch_size: NonZeroUsize,
+    /// Score another labelled folder (its `labels.csv`) or labels table instead
+    /// of `data`'s split: its images are prepared exactly as `data` was (the
+    /// ingest settings recorded in its `dataset.json`), into `<out>/data`.
+    #[serde(default)]
+    pub images: Option<PathBuf>,
+    /// Test-time augmentation: average the class probabilities over the eight
+    /// rotations and flips of each image (for data with no preferred
+    /// orientation, such as galaxies).
+    #[serde(default)]
+    pub tta: bool,
+    /// Threads preparing `images`.
+    #[serde(default = "default_threads")]
+    pub threads: NonZeroUsize,
+}
+
+fn default_threads() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 
 fn default_split() -> Split {
@@ -62,6 +80,19 @@ pub struct EvalReport {
 /// Scores the model on the split and writes `metrics.json`,
 /// `predictions.parquet` and `summary.png`/`.svg` into `out`.
 pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<EvalReport> {
+    let prepared;
+    let config = match &config.images {
+        Some(images) => {
+            prepared = EvalClassifierConfig {
+                data: prepare_images(&config.data, images, out, config.threads.get())?,
+                split: Split::Test,
+                images: None,
+                ..config.clone()
+            };
+            &prepared
+        }
+        None => config,
+    };
     let (_vs, net, info) = load_model(&config.model)?;
     let cfg = LoaderConfig {
         shuffle: false,
@@ -96,10 +127,19 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         for batch in loader.epoch(0) {
             let batch = batch?;
             let (x, _) = to_tensors(&batch).map_err(Error::Model)?;
-            let p = net
-                .forward_t(&x, false)
-                .softmax(-1, Kind::Float)
-                .contiguous();
+            let p = if config.tta {
+                let mut sum = net.forward_t(&x, false).softmax(-1, Kind::Float);
+                for k in 1..8 {
+                    let r = x.rot90(k % 4, [2, 3]);
+                    let v = if k >= 4 { r.flip([3]) } else { r };
+                    sum += net.forward_t(&v, false).softmax(-1, Kind::Float);
+                }
+                (sum / 8.0).contiguous()
+            } else {
+                net.forward_t(&x, false)
+                    .softmax(-1, Kind::Float)
+                    .contiguous()
+            };
             let k = info.class_names.len();
             let n = batch.y.len() * k;
             let mut flat = vec![0.0f32; n];
@@ -144,6 +184,7 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
             confusion: &metrics.confusion,
             class_names: &info.class_names,
             split: config.split.as_str(),
+            calibration: &metrics.calibration,
         },
     )?;
     let report = EvalReport {
@@ -160,6 +201,47 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         &serde_json::to_vec_pretty(&report).expect("report serialises"),
     )?;
     Ok(report)
+}
+
+/// Ingests a labelled folder or table with the settings `reference` was
+/// ingested with, every sample in the test split; returns the dataset's path.
+fn prepare_images(reference: &Path, images: &Path, out: &Path, threads: usize) -> Result<PathBuf> {
+    let info = DatasetInfo::load(reference)?;
+    let mut cfg: GalaxyImagesConfig = serde_json::from_value(info.provenance.config.clone())
+        .map_err(|e| {
+            Error::Mismatch(format!(
+                "{} records ingest settings this version cannot read: {e}",
+                reference.join("dataset.json").display()
+            ))
+        })?;
+    cfg.labels = if images.is_dir() {
+        images.join("labels.csv")
+    } else {
+        images.to_path_buf()
+    };
+    cfg.split = SplitFractions {
+        val: 0.0,
+        test: 1.0,
+    };
+    let dir = out.join("data");
+    tracing::info!(
+        "preparing {} as {} was prepared ({}x{} px, {:?})",
+        cfg.labels.display(),
+        reference.display(),
+        cfg.size,
+        cfg.size,
+        cfg.normalisation
+    );
+    let ds = write_dataset(&cfg, info.provenance.seed, &dir, threads, &|_| {})?;
+    if ds.counts.rejected > 0 {
+        tracing::warn!(
+            "{} of {} image(s) could not be read; see {}",
+            ds.counts.rejected,
+            ds.counts.rejected + ds.counts.total,
+            dir.join("rejects.parquet").display()
+        );
+    }
+    Ok(dir)
 }
 
 /// Sample ids of `split` in shard order, as the unshuffled loader delivers them.
@@ -235,6 +317,14 @@ fn write_predictions(
                 .collect::<Vec<_>>(),
         ),
         Column::new("predicted".into(), &predicted),
+        Column::new(
+            "probability".into(),
+            probs
+                .iter()
+                .zip(&predicted)
+                .map(|(p, &c)| p[c as usize])
+                .collect::<Vec<f32>>(),
+        ),
         Column::new(
             "predicted_name".into(),
             predicted

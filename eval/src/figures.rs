@@ -38,12 +38,14 @@ pub struct Summary<'a> {
     pub class_names: &'a [String],
     /// The split the confusion matrix was measured on.
     pub split: &'a str,
+    /// Reliability diagrams, one per class.
+    pub calibration: &'a [crate::metrics::ClassCalibration],
 }
 
 /// Writes the summary as `<stem>.png` and `<stem>.svg` in `dir`.
 pub fn write_summary(dir: &Path, stem: &str, summary: &Summary<'_>) -> Result<()> {
     register_font();
-    let (w, h) = (1100u32, 480u32);
+    let (w, h) = (1500u32, 480u32);
     let png = dir.join(format!("{stem}.png"));
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
@@ -88,11 +90,66 @@ fn draw_summary<DB: DrawingBackend>(
     root.fill(&WHITE).map_err(e)?;
     let root = root.titled(s.title, (FONT, 24)).map_err(e)?;
     let (w, _) = root.dim_in_pixel();
-    let (left, right) = root.split_horizontally(w * 56 / 100);
+    let (left, rest) = root.split_horizontally(w * 42 / 100);
+    let (middle, right) = rest.split_horizontally(w * 28 / 100);
     if let Some(history) = s.history.filter(|h| !h.is_empty()) {
         draw_history(&left, history)?;
     }
-    draw_confusion(&right, s.confusion, s.class_names, s.split)
+    draw_confusion(&middle, s.confusion, s.class_names, s.split)?;
+    draw_reliability(&right, s.calibration, s.split)
+}
+
+/// Observed frequency against mean predicted probability per bin, per class;
+/// the diagonal is perfect calibration.
+fn draw_reliability<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    calibration: &[crate::metrics::ClassCalibration],
+    split: &str,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("Reliability ({split} split)"), (FONT, 18))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("predicted probability")
+        .y_desc("observed frequency")
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(e)?;
+    chart
+        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))
+        .map_err(e)?;
+    for (i, c) in calibration.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = c
+            .bins
+            .iter()
+            .filter(|b| b.count > 0)
+            .map(|b| (b.mean_predicted, b.observed))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
+            .map_err(e)?
+            .label(format!("{} (ECE {:.3})", c.name, c.ece))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, colour.filled())))
+            .map_err(e)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
+    Ok(())
 }
 
 fn draw_history<DB: DrawingBackend>(

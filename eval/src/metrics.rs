@@ -33,6 +33,92 @@ pub struct Metrics {
     /// Area under the ROC curve of the last class's probability (two classes
     /// only; `None` when a class is absent).
     pub auc: Option<f64>,
+    /// Per-class calibration of the predicted probabilities.
+    pub calibration: Vec<ClassCalibration>,
+}
+
+/// Samples whose predicted probability of a class fell in `[lo, hi)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    /// Lower edge.
+    pub lo: f64,
+    /// Upper edge (the last bin includes 1).
+    pub hi: f64,
+    /// Samples in the bin.
+    pub count: usize,
+    /// Their mean predicted probability of the class.
+    pub mean_predicted: f64,
+    /// The fraction of them that are of the class.
+    pub observed: f64,
+}
+
+/// How well one class's predicted probabilities match observed frequencies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassCalibration {
+    /// Class name.
+    pub name: String,
+    /// Expected calibration error: the count-weighted mean of
+    /// |observed - mean predicted| over the bins.
+    pub ece: f64,
+    /// Brier score of the one-vs-rest probability: mean (p - [y == class])^2.
+    pub brier: f64,
+    /// The reliability diagram, equal-width bins over [0, 1]; empty bins are kept
+    /// with count 0.
+    pub bins: Vec<CalibrationBin>,
+}
+
+/// Number of bins of the reliability diagrams.
+pub const CALIBRATION_BINS: usize = 10;
+
+/// One-vs-rest calibration of every class's probability.
+pub fn calibration(
+    labels: &[i64],
+    probs: &[Vec<f32>],
+    class_names: &[String],
+) -> Vec<ClassCalibration> {
+    let n = labels.len();
+    class_names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let mut sum_p = [0.0f64; CALIBRATION_BINS];
+            let mut hits = [0usize; CALIBRATION_BINS];
+            let mut count = [0usize; CALIBRATION_BINS];
+            let mut brier = 0.0;
+            for (y, p) in labels.iter().zip(probs) {
+                let p = p[c] as f64;
+                let is = (*y as usize == c) as usize;
+                let b = ((p * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+                sum_p[b] += p;
+                hits[b] += is;
+                count[b] += 1;
+                brier += (p - is as f64).powi(2);
+            }
+            let bins: Vec<CalibrationBin> = (0..CALIBRATION_BINS)
+                .map(|b| {
+                    let k = count[b].max(1) as f64;
+                    CalibrationBin {
+                        lo: b as f64 / CALIBRATION_BINS as f64,
+                        hi: (b + 1) as f64 / CALIBRATION_BINS as f64,
+                        count: count[b],
+                        mean_predicted: sum_p[b] / k,
+                        observed: hits[b] as f64 / k,
+                    }
+                })
+                .collect();
+            let ece = bins
+                .iter()
+                .map(|b| b.count as f64 * (b.observed - b.mean_predicted).abs())
+                .sum::<f64>()
+                / n.max(1) as f64;
+            ClassCalibration {
+                name: name.clone(),
+                ece,
+                brier: brier / n.max(1) as f64,
+                bins,
+            }
+        })
+        .collect()
 }
 
 /// Computes the metrics from true labels and per-sample class probabilities.
@@ -84,6 +170,7 @@ pub fn classification_metrics(
         classes,
         macro_f1,
         auc: auc.flatten(),
+        calibration: calibration(labels, probs, class_names),
     }
 }
 
@@ -140,6 +227,33 @@ mod tests {
         assert!((m.classes[1].recall - 0.5).abs() < 1e-12);
         // Pairs (pos, neg): 0.9 beats all 3; 0.4 beats 0.1 and 0.2 -> 5 of 6.
         assert!((m.auc.unwrap() - 5.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn calibration_by_hand() {
+        let names = vec!["e".to_string(), "s".to_string()];
+        // p(s) = 0.05, 0.05 (bin 0, both e), 0.72, 0.78 (bin 7: one s), 1.0 (bin 9, s).
+        let labels = [0, 0, 0, 1, 1];
+        let probs: Vec<Vec<f32>> = [0.05f32, 0.05, 0.72, 0.78, 1.0]
+            .iter()
+            .map(|&p| vec![1.0 - p, p])
+            .collect();
+        let cal = calibration(&labels, &probs, &names);
+        let s = &cal[1];
+        assert_eq!(s.bins.len(), 10);
+        assert_eq!(
+            s.bins.iter().map(|b| b.count).collect::<Vec<_>>(),
+            [2, 0, 0, 0, 0, 0, 0, 2, 0, 1]
+        );
+        assert!((s.bins[7].mean_predicted - 0.75).abs() < 1e-6);
+        assert!((s.bins[7].observed - 0.5).abs() < 1e-12);
+        // ECE = (2 * 0.05 + 2 * 0.25 + 1 * 0) / 5 = 0.12.
+        assert!((s.ece - 0.12).abs() < 1e-6, "{}", s.ece);
+        // Brier = (0.05^2 * 2 + 0.72^2 + 0.22^2 + 0) / 5.
+        let brier = (2.0 * 0.0025 + 0.5184 + 0.0484) / 5.0;
+        assert!((s.brier - brier).abs() < 1e-6);
+        // With two classes, the other class's probabilities mirror these.
+        assert!((cal[0].brier - brier).abs() < 1e-6);
     }
 
     #[test]

@@ -353,9 +353,10 @@ struct Plan {
 
 fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
     let SplitFractions { val, test } = config.split;
-    if !(0.0..1.0).contains(&val) || !(0.0..1.0).contains(&test) || val + test >= 1.0 {
+    // All-test (val 0, test 1) is allowed: a set prepared only for evaluation.
+    if !(0.0..=1.0).contains(&val) || !(0.0..=1.0).contains(&test) || val + test > 1.0 {
         return Err(Error::Config(format!(
-            "split fractions must be in [0, 1) and leave training data: val {val}, test {test}"
+            "split fractions must be in [0, 1] and sum to at most 1: val {val}, test {test}"
         )));
     }
     if !(config.crop > 0.0 && config.crop <= 1.0) {

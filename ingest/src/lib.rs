@@ -23,6 +23,7 @@ pub mod fits;
 pub mod loader;
 pub mod preprocess;
 pub mod raster;
+pub mod resurvey;
 pub mod synth;
 pub mod waveform;
 pub mod wcs;

@@ -194,14 +194,14 @@ fn sersic(r: f64, re: f64, n: f64) -> f64 {
     (-b * ((r / re).powf(1.0 / n) - 1.0)).exp()
 }
 
-fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
     // Box-Muller; 1 - u keeps the logarithm finite.
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (2.0 * PI * u2).cos()
 }
 
-fn gaussian_blur(data: &mut [f32], n: usize, sigma: f64) {
+pub(crate) fn gaussian_blur(data: &mut [f32], n: usize, sigma: f64) {
     let radius = (3.0 * sigma).ceil() as isize;
     let kernel: Vec<f64> = (-radius..=radius)
         .map(|k| (-(k * k) as f64 / (2.0 * sigma * sigma)).exp())

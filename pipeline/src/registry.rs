@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use sciflow_eval::EvalClassifierConfig;
 use sciflow_ingest::dataset::{self, GalaxyImagesConfig, Partition};
+use sciflow_ingest::resurvey::{self, ResurveyConfig};
 use sciflow_ingest::synth::{self, SynthConfig};
 use sciflow_train::{ClassifierConfig, Comm};
 
@@ -152,6 +153,21 @@ pub static REGISTRY: &[StageKind] = &[
         inputs: galaxy_inputs,
         check: check::<GalaxyImagesConfig>,
         run: run_galaxy_images,
+    },
+    StageKind {
+        name: "ingest.resurvey",
+        version: 1,
+        summary: "Re-image a dataset split as a second survey would (pixel scale, band mixing, PSF, sky, noise) into per-band FITS",
+        example: "dataset: ${sdss.dataset}\nsplit: test\nsize: 128\nbands: [i, r, g]\npsf_fwhm: 2.0\nnoise: 3.0\n",
+        outputs: &[
+            Output { name: "images", path: "", doc: "folder with labels.csv and images/<id>_<band>.fits" },
+            Output { name: "labels", path: "labels.csv", doc: "objid,label,image table (image holds {band})" },
+        ],
+        dynamic_outputs: false,
+        collective: false,
+        inputs: external_paths,
+        check: check::<ResurveyConfig>,
+        run: run_resurvey,
     },
     StageKind {
         name: "train.classifier",
@@ -368,6 +384,18 @@ fn run_synthetic_galaxies(ctx: &StageContext<'_>) -> Result<(), Error> {
     })?;
     bar.finish_and_clear();
     tracing::info!("{}: wrote {n} synthetic galaxies", ctx.name);
+    Ok(())
+}
+
+fn run_resurvey(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: ResurveyConfig = config(ctx)?;
+    let total = resurvey::source_count(&cfg)?;
+    let bar = ctx.progress.bar(total as u64, ctx.name, "galaxies");
+    let n = resurvey::resurvey(&cfg, ctx.seed, ctx.out, ctx.threads, &|i| {
+        bar.set_position(i as u64)
+    })?;
+    bar.finish_and_clear();
+    tracing::info!("{}: re-imaged {n} galaxies", ctx.name);
     Ok(())
 }
 
