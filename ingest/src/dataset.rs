@@ -491,12 +491,11 @@ fn is_fits(path: &Path) -> bool {
         .any(|e| name.ends_with(e))
 }
 
-/// Reads one file by its extension (a stamp of it when `cutout` is set);
-/// returns the image and the BLAKE3 of the file.
+/// Reads one file by its extension (a stamp of it when `cutout` is set),
+/// centre-cropped by `crop`; returns the image and the BLAKE3 of the file.
 fn read_file(path: &Path, row: &LabelRow, config: &GalaxyImagesConfig) -> Result<(Image, String)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("failed to read", path, e))?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
-    drop(bytes);
     let img = if is_fits(path) {
         let frame = fits::read_frame(path, config.hdu.as_ref(), config.weight_hdu.as_ref())?;
         match (config.cutout, row.ra, row.dec) {
@@ -511,6 +510,7 @@ fn read_file(path: &Path, row: &LabelRow, config: &GalaxyImagesConfig) -> Result
             }
             _ => frame.image,
         }
+        .centre_crop(config.crop)
     } else if config.cutout.is_some() {
         return Err(Error::format(
             path,
@@ -518,7 +518,7 @@ fn read_file(path: &Path, row: &LabelRow, config: &GalaxyImagesConfig) -> Result
             "`cutout` needs FITS frames with a WCS; JPEG/PNG images are used whole",
         ));
     } else {
-        raster::read_image(path)?
+        raster::decode_cropped(path, &bytes, config.crop)?
     };
     Ok((img, hash))
 }
@@ -590,7 +590,8 @@ fn load_sample(
         }
     }
     let size = config.size.get();
-    let mut img = img.centre_crop(config.crop).resize(size, size);
+    // Already centre-cropped by `read_file`.
+    let mut img = img.resize(size, size);
     let bad = normalise(&mut img, config.normalisation);
     if bad * 2 > img.data.len() {
         return Err(Error::format(

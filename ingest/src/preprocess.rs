@@ -51,9 +51,7 @@ impl Image {
 
     /// The central `fraction` of the image in each direction (1.0 keeps it whole).
     pub fn centre_crop(&self, fraction: f32) -> Image {
-        let h = ((self.height as f32 * fraction).round() as usize).clamp(1, self.height);
-        let w = ((self.width as f32 * fraction).round() as usize).clamp(1, self.width);
-        let (y0, x0) = ((self.height - h) / 2, (self.width - w) / 2);
+        let (y0, x0, h, w) = crop_box(self.height, self.width, fraction);
         let mut data = Vec::with_capacity(self.channels * h * w);
         for c in 0..self.channels {
             let p = self.plane(c);
@@ -109,6 +107,14 @@ impl Image {
             data,
         }
     }
+}
+
+/// The central `fraction` of a `height` x `width` image: (first row, first
+/// column, rows, columns).
+pub fn crop_box(height: usize, width: usize, fraction: f32) -> (usize, usize, usize, usize) {
+    let h = ((height as f32 * fraction).round() as usize).clamp(1, height);
+    let w = ((width as f32 * fraction).round() as usize).clamp(1, width);
+    ((height - h) / 2, (width - w) / 2, h, w)
 }
 
 /// For each output index, the (input index, weight) taps of a triangle filter.

@@ -3,14 +3,27 @@
 
 use std::path::Path;
 
-use crate::preprocess::Image;
+use crate::preprocess::{crop_box, Image};
 use crate::{Error, Result};
 
 /// Decodes a JPEG or PNG into a planar f32 image in [0, 1]: one band for
 /// greyscale, three for colour (alpha is dropped).
 pub fn read_image(path: &Path) -> Result<Image> {
-    let decoded = image::ImageReader::open(path)
-        .map_err(|e| Error::io("failed to open", path, e))?
+    read_image_cropped(path, 1.0)
+}
+
+/// Like [`read_image`], keeping only the central `fraction` of each axis
+/// (as [`Image::centre_crop`] would). The crop is taken from the 8-bit pixels
+/// before they are widened to f32, so a small crop of a large cutout costs
+/// little beyond the decode.
+pub fn read_image_cropped(path: &Path, fraction: f32) -> Result<Image> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("failed to read", path, e))?;
+    decode_cropped(path, &bytes, fraction)
+}
+
+/// [`read_image_cropped`] of a file already in memory (`path` names it in errors).
+pub fn decode_cropped(path: &Path, bytes: &[u8], fraction: f32) -> Result<Image> {
+    let decoded = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io("failed to read", path, e))?
         .decode()
@@ -18,21 +31,45 @@ pub fn read_image(path: &Path) -> Result<Image> {
             path: path.to_path_buf(),
             source,
         })?;
-    let colour = decoded.color().has_color();
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
-    let (channels, interleaved) = if colour {
-        (3, decoded.to_rgb32f().into_raw())
-    } else {
-        (1, decoded.to_luma32f().into_raw())
-    };
-    let n = w * h;
-    let mut data = vec![0.0f32; channels * n];
-    for (i, px) in interleaved.chunks_exact(channels).enumerate() {
-        for (c, v) in px.iter().enumerate() {
-            data[c * n + i] = *v;
-        }
+    if w == 0 || h == 0 {
+        return Err(Error::format(path, None, "image has a zero dimension"));
     }
-    Image::new(channels, h, w, data)
+    let (y0, x0, ch, cw) = crop_box(h, w, fraction);
+    // 16-bit PNGs keep their precision; 8-bit images (JPEG) stay 8-bit until cropped.
+    let sixteen = matches!(
+        decoded.color(),
+        image::ColorType::L16
+            | image::ColorType::La16
+            | image::ColorType::Rgb16
+            | image::ColorType::Rgba16
+    );
+    let colour = decoded.color().has_color();
+    let channels = if colour { 3 } else { 1 };
+    let mut data = vec![0.0f32; channels * ch * cw];
+    let plane = ch * cw;
+    macro_rules! fill {
+        ($buf:expr, $max:expr) => {{
+            let buf = $buf;
+            let scale = 1.0 / $max;
+            for y in 0..ch {
+                let row = &buf[((y0 + y) * w + x0) * channels..((y0 + y) * w + x0 + cw) * channels];
+                for c in 0..channels {
+                    let out = &mut data[c * plane + y * cw..c * plane + (y + 1) * cw];
+                    for (o, px) in out.iter_mut().zip(row.chunks_exact(channels)) {
+                        *o = px[c] as f32 * scale;
+                    }
+                }
+            }
+        }};
+    }
+    match (colour, sixteen) {
+        (true, false) => fill!(decoded.into_rgb8().into_raw(), 255.0),
+        (false, false) => fill!(decoded.into_luma8().into_raw(), 255.0),
+        (true, true) => fill!(decoded.into_rgb16().into_raw(), 65535.0),
+        (false, true) => fill!(decoded.into_luma16().into_raw(), 65535.0),
+    }
+    Image::new(channels, ch, cw, data)
         .ok_or_else(|| Error::format(path, None, "image has a zero dimension"))
 }
 
@@ -61,5 +98,19 @@ mod tests {
         std::fs::write(&p, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
         let err = read_image(&p).unwrap_err().to_string();
         assert!(err.contains("broken.jpeg"), "{err}");
+    }
+
+    #[test]
+    fn cropping_while_decoding_equals_cropping_after() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/gz1/images/587722952767439450.jpeg");
+        let whole = read_image(&p).unwrap();
+        for f in [0.5f32, 0.33, 1.0] {
+            assert_eq!(
+                read_image_cropped(&p, f).unwrap(),
+                whole.centre_crop(f),
+                "fraction {f}"
+            );
+        }
     }
 }
