@@ -24,6 +24,7 @@ pub mod loader;
 pub mod preprocess;
 pub mod raster;
 pub mod resurvey;
+pub mod spline;
 pub mod synth;
 pub mod waveform;
 pub mod wcs;
