@@ -22,8 +22,9 @@ TORCH_VERSION="2.13.0"
 CUDA_RUNTIME_WHEELS=("nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85")
 # Python side of tests and benchmarks, as module[:pip package]: interop checks
 # read our outputs, astropy writes the FITS test files, PIL + numpy are the
-# ingest benchmark's other side, h5py and scipy write and check waveform test files.
-PY_TEST_PACKAGES=("numpy" "safetensors" "pyarrow" "astropy" "PIL:pillow" "h5py" "scipy")
+# ingest benchmark's other side, h5py and scipy write and check waveform test
+# files, lalsuite generates waveforms and pycbc checks the overlap.
+PY_TEST_PACKAGES=("numpy" "safetensors" "pyarrow" "astropy" "PIL:pillow" "h5py" "scipy" "lalsimulation:lalsuite" "pycbc")
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

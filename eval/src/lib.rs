@@ -7,6 +7,7 @@
 pub mod classifier;
 pub mod figures;
 pub mod metrics;
+pub mod overlap;
 
 mod error;
 
