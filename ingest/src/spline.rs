@@ -54,7 +54,10 @@ impl Spline {
                 degree: k,
             });
         }
-        if let Some(i) = (1..m).find(|&i| !(x[i] > x[i - 1])) {
+        // Written so NaN fails too.
+        if let Some(i) =
+            (1..m).find(|&i| x[i].partial_cmp(&x[i - 1]) != Some(std::cmp::Ordering::Greater))
+        {
             return Err(SplineError::NotIncreasing(i));
         }
         // Knots: k + 1 copies of each end, m - k - 1 interior knots.

@@ -199,7 +199,7 @@ pub fn read_lvcnr(path: &Path, dt: f64) -> Result<Waveform> {
     let (a0, a1) = amp_s.domain();
     let (p0, p1) = phase_s.domain();
     let (t0, t1) = (a0.max(p0), a1.min(p1));
-    if !(dt > 0.0) || t1 - t0 < 2.0 * dt {
+    if dt.is_nan() || dt <= 0.0 || t1 - t0 < 2.0 * dt {
         return Err(Error::format(
             path,
             None,
@@ -286,7 +286,9 @@ pub fn read_sxs(path: &Path, order: u32, metadata: &Path) -> Result<Waveform> {
         Ok(cols)
     };
     let (time, re, im) = read_mode("Y_l2_m2.dat")?;
-    if let Some(i) = (1..time.len()).find(|&i| !(time[i] > time[i - 1])) {
+    if let Some(i) = (1..time.len())
+        .find(|&i| time[i].partial_cmp(&time[i - 1]) != Some(std::cmp::Ordering::Greater))
+    {
         return Err(Error::format(
             path,
             Some(format!("dataset /{dir}/Y_l2_m2.dat")),
