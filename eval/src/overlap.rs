@@ -126,7 +126,7 @@ fn read_psd_file(path: &Path) -> Result<Vec<(f64, f64)>> {
                 format!("expected two columns, found {}", cols.len()),
             ));
         };
-        if !(s > 0.0) || out.last().is_some_and(|p| f <= p.0) {
+        if s.is_nan() || s <= 0.0 || out.last().is_some_and(|p| f <= p.0) {
             return Err(bad(
                 i + 1,
                 "frequencies must increase and PSD values be positive".into(),
