@@ -51,6 +51,11 @@ pub struct ClassifierConfig {
     /// Random right-angle rotations and flips of each training image (galaxies have no up).
     #[serde(default = "default_true")]
     pub augment: bool,
+    /// With `augment`, also shift each training image by up to this many pixels
+    /// in x and y (edges repeated), so the network does not rely on the
+    /// object being exactly centred.
+    #[serde(default)]
+    pub augment_shift: usize,
     /// Batches the loader prepares ahead.
     #[serde(default = "default_prefetch")]
     pub prefetch: NonZeroUsize,
@@ -213,7 +218,14 @@ pub fn train_classifier(
         for (step, batch) in train.epoch(epoch as u64).enumerate() {
             let mut batch = batch?;
             if config.augment {
-                augment(&mut batch, seed, epoch, comm.rank(), step);
+                augment(
+                    &mut batch,
+                    seed,
+                    epoch,
+                    comm.rank(),
+                    step,
+                    config.augment_shift,
+                );
             }
             let (x, y) = to_tensors(&batch)?;
             let logits = net.forward_t(&x, true);
@@ -354,7 +366,7 @@ fn unflatten(flat: &[f32], mut targets: Vec<Tensor>) {
 
 /// Per-sample rotation by a multiple of 90 degrees and an optional flip,
 /// chosen by a hash of (seed, epoch, rank, step, sample) so runs repeat.
-fn augment(batch: &mut Batch, seed: u64, epoch: usize, rank: usize, step: usize) {
+fn augment(batch: &mut Batch, seed: u64, epoch: usize, rank: usize, step: usize, shift: usize) {
     let (c, h, w) = (batch.shape[1], batch.shape[2], batch.shape[3]);
     if h != w {
         return;
@@ -368,13 +380,19 @@ fn augment(batch: &mut Batch, seed: u64, epoch: usize, rank: usize, step: usize)
             ),
         );
         let (k, flip) = (r & 3, r & 4 != 0);
-        if k == 0 && !flip {
+        let span = 2 * shift as u64 + 1;
+        let (dy, dx) = (
+            ((r >> 8) % span) as isize - shift as isize,
+            ((r >> 24) % span) as isize - shift as isize,
+        );
+        if k == 0 && !flip && dy == 0 && dx == 0 {
             continue;
         }
+        let clamp = |v: isize| v.clamp(0, h as isize - 1) as usize;
         for plane in sample.chunks_exact_mut(h * w) {
             for y in 0..h {
                 for x in 0..w {
-                    let (mut sy, mut sx) = (y, x);
+                    let (mut sy, mut sx) = (clamp(y as isize - dy), clamp(x as isize - dx));
                     if flip {
                         sx = w - 1 - sx;
                     }
@@ -409,8 +427,8 @@ mod tests {
             y: vec![0, 1],
         };
         let (mut a, mut b) = (make(), make());
-        augment(&mut a, 1, 0, 0, 0);
-        augment(&mut b, 1, 0, 0, 0);
+        augment(&mut a, 1, 0, 0, 0, 0);
+        augment(&mut b, 1, 0, 0, 0, 0);
         assert_eq!(a, b);
         for (orig, new) in x.chunks(16).zip(a.x.chunks(16)) {
             let mut s1 = orig.to_vec();
@@ -421,10 +439,26 @@ mod tests {
         }
         let moved = (0..20).any(|step| {
             let mut c = make();
-            augment(&mut c, 1, 0, 0, step);
+            augment(&mut c, 1, 0, 0, step, 0);
             c.x != x
         });
         assert!(moved);
+
+        // With a shift, pixels move by up to that many places, edges repeat.
+        let x: Vec<f32> = (0..64).map(|v| v as f32).collect();
+        let shifted = (0..40).any(|step| {
+            let mut d = Batch {
+                x: x.clone(),
+                shape: vec![1, 1, 8, 8],
+                y: vec![0],
+            };
+            augment(&mut d, 3, 0, 0, step, 2);
+            let mut sorted = d.x.clone();
+            sorted.sort_by(f32::total_cmp);
+            sorted.dedup();
+            sorted.len() < 64
+        });
+        assert!(shifted, "some step shifts the image (repeating an edge)");
     }
 
     #[test]
