@@ -109,3 +109,55 @@ fn readers_agree_with_h5py_and_scipy() {
     }
     assert!(checked >= 120, "{checked} samples checked");
 }
+
+#[test]
+fn the_generation_script_writes_a_bank_the_reader_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var("PIPELINE_PYTHON")
+        .expect("PIPELINE_PYTHON is unset: run scripts/setup.sh first");
+    let gen = |seed: &str, out: &Path| {
+        let run = Command::new(&python)
+            .arg(root.join("data/make_bank.py"))
+            .args(["--n", "6", "--seed", seed, "--workers", "2", "--out"])
+            .arg(out)
+            .output()
+            .expect("python runs");
+        assert!(
+            run.status.success(),
+            "make_bank.py failed (lalsuite installed? run scripts/setup.sh):\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        sciflow_ingest::waveform::read_bank(out).unwrap()
+    };
+    let a = gen("7", &dir.path().join("a.h5"));
+    let b = gen("7", &dir.path().join("b.h5"));
+    assert_eq!(a, b, "same seed, same bank");
+    assert_eq!(a.len(), 6);
+    assert_eq!(
+        (a.time[0], *a.time.last().unwrap(), a.time.len()),
+        (-4000.0, 100.0, 4101)
+    );
+    for p in &a.params {
+        assert!(
+            (1.0..=8.0).contains(&p[0]) && p[1].abs() <= 0.8 && p[2].abs() <= 0.8,
+            "{p:?}"
+        );
+    }
+    // Every waveform peaks at t = 0 (index 4000).
+    for i in 0..a.len() {
+        let amp = &a.amp[i * 4101..(i + 1) * 4101];
+        let peak = amp
+            .iter()
+            .enumerate()
+            .max_by(|x, y| x.1.total_cmp(y.1))
+            .unwrap()
+            .0;
+        assert!(
+            (peak as i64 - 4000).abs() <= 1,
+            "waveform {i} peaks at index {peak}"
+        );
+    }
+    let c = gen("8", &dir.path().join("c.h5"));
+    assert_ne!(a.params, c.params);
+}
