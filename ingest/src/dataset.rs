@@ -279,8 +279,14 @@ pub struct DatasetInfo {
     pub x: TensorSchema,
     /// Targets (class indices into `class_names`).
     pub y: TensorSchema,
-    /// Class names, by label index.
+    /// Class names, by label index (classification; empty otherwise).
     pub class_names: Vec<String>,
+    /// Names of the F32 target values, in order (regression; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_names: Vec<String>,
+    /// The time axis of waveform samples: first time (M), spacing (M), samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_grid: Option<[f64; 3]>,
     /// The shards, in order.
     pub shards: Vec<ShardRecord>,
     /// Sample counts.
@@ -603,11 +609,11 @@ fn load_sample(
     Ok((img.data, hash))
 }
 
-fn shard_name(index: usize) -> String {
+pub(crate) fn shard_name(index: usize) -> String {
     format!("shards/shard-{index:05}.safetensors")
 }
 
-fn part_path(dir: &Path, rank: usize) -> PathBuf {
+pub(crate) fn part_path(dir: &Path, rank: usize) -> PathBuf {
     dir.join("parts").join(format!("part-{rank:05}.json"))
 }
 
@@ -835,6 +841,8 @@ pub fn finalize(
             sample_shape: vec![],
         },
         class_names: all.classes,
+        target_names: Vec::new(),
+        time_grid: None,
         shards: all.shards,
         counts,
         provenance: Provenance {

@@ -27,6 +27,7 @@ pub mod resurvey;
 pub mod spline;
 pub mod synth;
 pub mod waveform;
+pub mod waveset;
 pub mod wcs;
 
 mod error;

@@ -80,8 +80,11 @@ pub struct Batch {
     pub x: Vec<f32>,
     /// Shape of `x`, batch axis first.
     pub shape: Vec<usize>,
-    /// Class indices.
+    /// Class indices (classification datasets; empty otherwise).
     pub y: Vec<i64>,
+    /// Regression targets, sample-major, `target_len` per sample (datasets
+    /// whose `y` is F32; empty otherwise).
+    pub targets: Vec<f32>,
 }
 
 /// A memory-mapped shard with the byte ranges of its tensors.
@@ -93,7 +96,13 @@ struct ShardData {
 }
 
 impl ShardData {
-    fn open(path: &Path, record: &ShardRecord, sample_len: usize) -> Result<Self> {
+    /// `target_len`: `None` for class labels (I64), `Some(values per sample)` for F32 targets.
+    fn open(
+        path: &Path,
+        record: &ShardRecord,
+        sample_len: usize,
+        target_len: Option<usize>,
+    ) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io("failed to open", path, e))?;
         // SAFETY: shards are written once under a temporary name and renamed into
         // place, never modified afterwards, so the mapping cannot change under us.
@@ -121,7 +130,10 @@ impl ShardData {
         };
         let n = record.samples;
         let x = range("x", Dtype::F32, n * sample_len)?;
-        let y = range("y", Dtype::I64, n)?;
+        let y = match target_len {
+            None => range("y", Dtype::I64, n)?,
+            Some(len) => range("y", Dtype::F32, n * len)?,
+        };
         Ok(ShardData {
             map,
             x,
@@ -138,6 +150,13 @@ impl ShardData {
     fn label(&self, i: usize) -> i64 {
         let s = self.y.start + i * 8;
         i64::from_le_bytes(self.map[s..s + 8].try_into().expect("8 bytes"))
+    }
+
+    fn target(&self, i: usize, len: usize) -> impl Iterator<Item = f32> + '_ {
+        let s = self.y.start + i * len * 4;
+        self.map[s..s + len * 4]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
 
@@ -225,6 +244,7 @@ impl Loader {
         let shards = self.rank_shards(epoch, self.config.rank);
         let steps = self.steps_per_epoch(epoch);
         let sample_len = self.info.sample_len();
+        let targets = target_len(&self.info);
         let workers = self.config.workers.max(1);
         // One bounded channel per reader; the assembler takes shard i from reader
         // i % workers, which fixes the order whatever the threads' timing.
@@ -237,8 +257,8 @@ impl Loader {
             let dir = self.dir.clone();
             handles.push(std::thread::spawn(move || {
                 for rec in mine {
-                    let data =
-                        ShardData::open(&dir.join(&rec.file), &rec, sample_len).map(Arc::new);
+                    let data = ShardData::open(&dir.join(&rec.file), &rec, sample_len, targets)
+                        .map(Arc::new);
                     let failed = data.is_err();
                     if tx.send(data).is_err() || failed {
                         return;
@@ -286,7 +306,7 @@ impl Loader {
                 pending.push(item);
                 let last = buffer.is_empty() && next_shard >= n_shards;
                 if pending.len() == cfg.batch_size || last {
-                    let batch = assemble(&pending, &sample_shape, sample_len);
+                    let batch = assemble(&pending, &sample_shape, sample_len, targets);
                     pending.clear();
                     if batch_tx.send(Ok(batch)).is_err() {
                         return;
@@ -308,9 +328,15 @@ fn epoch_rng(seed: u64, epoch: u64, stream: u64) -> ChaCha8Rng {
     rng
 }
 
-fn assemble(items: &[(Arc<ShardData>, usize)], sample_shape: &[usize], sample_len: usize) -> Batch {
+fn assemble(
+    items: &[(Arc<ShardData>, usize)],
+    sample_shape: &[usize],
+    sample_len: usize,
+    target_len: Option<usize>,
+) -> Batch {
     let mut x = Vec::with_capacity(items.len() * sample_len);
-    let mut y = Vec::with_capacity(items.len());
+    let mut y = Vec::new();
+    let mut targets = Vec::new();
     for (shard, i) in items {
         x.extend(
             shard
@@ -318,11 +344,24 @@ fn assemble(items: &[(Arc<ShardData>, usize)], sample_shape: &[usize], sample_le
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         );
-        y.push(shard.label(*i));
+        match target_len {
+            None => y.push(shard.label(*i)),
+            Some(len) => targets.extend(shard.target(*i, len)),
+        }
     }
     let mut shape = vec![items.len()];
     shape.extend_from_slice(sample_shape);
-    Batch { x, shape, y }
+    Batch {
+        x,
+        shape,
+        y,
+        targets,
+    }
+}
+
+/// Values per sample of a dataset's F32 targets, or `None` for I64 class labels.
+pub fn target_len(info: &DatasetInfo) -> Option<usize> {
+    (info.y.dtype == "F32").then(|| info.y.sample_shape.iter().product::<usize>().max(1))
 }
 
 /// The batches of one epoch on one rank.

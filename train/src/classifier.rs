@@ -425,6 +425,7 @@ mod tests {
             x: x.clone(),
             shape: vec![2, 1, 4, 4],
             y: vec![0, 1],
+            targets: Vec::new(),
         };
         let (mut a, mut b) = (make(), make());
         augment(&mut a, 1, 0, 0, 0, 0);
@@ -451,6 +452,7 @@ mod tests {
                 x: x.clone(),
                 shape: vec![1, 1, 8, 8],
                 y: vec![0],
+                targets: Vec::new(),
             };
             augment(&mut d, 3, 0, 0, step, 2);
             let mut sorted = d.x.clone();

@@ -1,0 +1,762 @@
+//! Waveforms into a dataset: generated banks, LVC NR injection files and SXS
+//! files in, the DESIGN.md contract out (`x` [n, 2, T] f32: h+ and hx of the
+//! (2,2) mode; `y` [n, 3] f32: q, chi1z, chi2z).
+//!
+//! Every waveform is aligned so the peak of its amplitude is t = 0, resampled
+//! onto one uniform grid (`dt` M over `window`), turned into h+ = A cos(phi)
+//! and hx = -A sin(phi), and divided by its largest amplitude in the window
+//! (the shape carries the parameters; the overall scale depends on distance).
+//! As with images, the split depends only on sample ids and the seed, and
+//! processes cooperate through [`write_partition`] + [`finalize`].
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use polars::prelude::*;
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{
+    part_path, shard_name, write_atomic, write_parquet, Counts, DatasetInfo, OnError, Partition,
+    Provenance, ShardRecord, Split, SplitFractions, TensorSchema, FORMAT_VERSION,
+};
+use crate::waveform::{read_bank, read_lvcnr, read_sxs, Waveform};
+use crate::{Error, Result};
+
+/// Configuration of `ingest.waveforms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveformsConfig {
+    /// Bank files, LVC NR files, SXS files (with `metadata.json` beside them),
+    /// or folders holding any of these (`*.h5`, not descending).
+    pub inputs: Vec<PathBuf>,
+    /// Sample spacing of the grid, in M.
+    #[serde(default = "default_dt")]
+    pub dt: f64,
+    /// The grid's [start, end] in M relative to the peak; unset: the span
+    /// every input covers.
+    #[serde(default)]
+    pub window: Option<[f64; 2]>,
+    /// Extrapolation order read from SXS files.
+    #[serde(default = "default_order")]
+    pub sxs_order: u32,
+    /// Validation and test fractions (a random split by sample id).
+    #[serde(default)]
+    pub split: SplitFractions,
+    /// Samples per shard.
+    #[serde(default = "default_shard")]
+    pub shard_size: NonZeroUsize,
+    /// What a file that cannot be read does: `skip` records it in `rejects.parquet`.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_dt() -> f64 {
+    1.0
+}
+fn default_order() -> u32 {
+    2
+}
+fn default_shard() -> NonZeroUsize {
+    NonZeroUsize::new(512).unwrap()
+}
+
+/// The names of the target values, in `y` order.
+pub const TARGETS: [&str; 3] = ["q", "chi1z", "chi2z"];
+
+/// Where one sample comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Item {
+    Bank { path: PathBuf, index: usize },
+    Lvc { path: PathBuf },
+    Sxs { path: PathBuf },
+}
+
+impl Item {
+    fn id(&self) -> String {
+        let stem = |p: &Path| {
+            p.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        match self {
+            Item::Bank { path, index } => format!("{}#{index}", stem(path)),
+            Item::Lvc { path } => stem(path),
+            // SXS files share a name; the simulation is the folder.
+            Item::Sxs { path } => path
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| stem(path)),
+        }
+    }
+
+    fn source(&self) -> String {
+        match self {
+            Item::Bank { path, index } => format!("{}#{index}", path.display()),
+            Item::Lvc { path } | Item::Sxs { path } => path.display().to_string(),
+        }
+    }
+}
+
+/// A rejected input: sample id, source, reason.
+type Reject = (String, String, String);
+
+/// Lists the samples of the inputs, classifying each HDF5 file by its layout.
+fn list_items(config: &WaveformsConfig) -> Result<(Vec<Item>, Vec<Reject>)> {
+    let mut files = Vec::new();
+    for input in &config.inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .map_err(|e| Error::io("failed to list", input, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "h5" || e == "hdf5"))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(Error::format(input, None, "the folder holds no .h5 files"));
+            }
+            files.extend(found);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    let mut items = Vec::new();
+    let mut rejects = Vec::new();
+    for path in files {
+        let kind = (|| -> std::result::Result<Vec<Item>, String> {
+            let f = hdf5::File::open(&path).map_err(|e| e.to_string())?;
+            if f.link_exists("params") {
+                let n = f
+                    .dataset("params")
+                    .map_err(|e| e.to_string())?
+                    .shape()
+                    .first()
+                    .copied()
+                    .unwrap_or(0);
+                Ok((0..n)
+                    .map(|index| Item::Bank {
+                        path: path.clone(),
+                        index,
+                    })
+                    .collect())
+            } else if f.link_exists("amp_l2_m2") {
+                Ok(vec![Item::Lvc { path: path.clone() }])
+            } else if f
+                .member_names()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .any(|n| n.starts_with("Extrapolated_N"))
+            {
+                Ok(vec![Item::Sxs { path: path.clone() }])
+            } else {
+                Err("not a waveform file: expected a bank (/params), an LVC NR file (/amp_l2_m2) or an SXS file (/Extrapolated_N*.dir)".into())
+            }
+        })();
+        match kind {
+            Ok(v) => items.extend(v),
+            Err(e) if config.on_error == OnError::Skip => {
+                tracing::warn!("skipping {}: {e}", path.display());
+                rejects.push((path.display().to_string(), path.display().to_string(), e));
+            }
+            Err(e) => return Err(Error::format(&path, None, e)),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for it in &items {
+        if !seen.insert(it.id()) {
+            return Err(Error::Config(format!(
+                "two inputs give the sample id {}: {}",
+                it.id(),
+                it.source()
+            )));
+        }
+    }
+    Ok((items, rejects))
+}
+
+/// A bank read once and shared by the samples it holds.
+struct Banks(std::collections::HashMap<PathBuf, crate::waveform::Bank>);
+
+impl Banks {
+    fn load(items: &[Item]) -> Result<Banks> {
+        let mut map = std::collections::HashMap::new();
+        for it in items {
+            if let Item::Bank { path, .. } = it {
+                if !map.contains_key(path) {
+                    map.insert(path.clone(), read_bank(path)?);
+                }
+            }
+        }
+        Ok(Banks(map))
+    }
+
+    fn waveform(&self, it: &Item, config: &WaveformsConfig) -> Result<Waveform> {
+        match it {
+            Item::Bank { path, index } => {
+                let b = &self.0[path];
+                let t = b.time.len();
+                let amp: Vec<f64> = b.amp[index * t..(index + 1) * t]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect();
+                let phase: Vec<f64> = b.phase[index * t..(index + 1) * t]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect();
+                // The bank's convention already puts the peak at t = 0.
+                Ok(Waveform {
+                    source: it.source(),
+                    params: b.params[*index],
+                    time: b.time.clone(),
+                    amp,
+                    phase,
+                })
+            }
+            Item::Lvc { path } => read_lvcnr(path, config.dt.min(1.0)),
+            Item::Sxs { path } => {
+                let meta = path.with_file_name("metadata.json");
+                read_sxs(path, config.sxs_order, &meta)
+            }
+        }
+    }
+}
+
+/// The grid: start, spacing, samples.
+fn grid(config: &WaveformsConfig, spans: impl Iterator<Item = (f64, f64)>) -> Result<(f64, usize)> {
+    let dt = config.dt;
+    if dt.is_nan() || dt <= 0.0 {
+        return Err(Error::Config(format!("dt must be positive, got {dt}")));
+    }
+    let [start, end] = match config.window {
+        Some(w) => w,
+        None => {
+            let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
+            for (a, b) in spans {
+                lo = lo.max(a);
+                hi = hi.min(b);
+            }
+            [lo, hi]
+        }
+    };
+    if !(start.is_finite() && end.is_finite()) || end - start < dt {
+        return Err(Error::Config(format!(
+            "the window {start}..{end} M holds no samples every {dt} M (the inputs share no common span?)"
+        )));
+    }
+    Ok((start, ((end - start) / dt + 1e-9).floor() as usize + 1))
+}
+
+/// Linear interpolation of (t, v) at `x`, or `None` outside the samples.
+fn interp(t: &[f64], v: &[f64], x: f64) -> Option<f64> {
+    if x < t[0] || x > t[t.len() - 1] {
+        return None;
+    }
+    let i = t.partition_point(|&s| s <= x).clamp(1, t.len() - 1);
+    let (t0, t1) = (t[i - 1], t[i]);
+    let f = if t1 > t0 { (x - t0) / (t1 - t0) } else { 0.0 };
+    Some(v[i - 1] + f * (v[i] - v[i - 1]))
+}
+
+/// The sample's two channels on the grid, normalised by the peak amplitude.
+fn channels(w: &Waveform, start: f64, dt: f64, n: usize) -> std::result::Result<Vec<f32>, String> {
+    let mut hp = Vec::with_capacity(n);
+    let mut hc = Vec::with_capacity(n);
+    for k in 0..n {
+        let t = start + k as f64 * dt;
+        let (Some(a), Some(p)) = (interp(&w.time, &w.amp, t), interp(&w.time, &w.phase, t)) else {
+            return Err(format!(
+                "covers {:.1}..{:.1} M after alignment, not the grid {start}..{} M",
+                w.time[0],
+                w.time[w.time.len() - 1],
+                start + (n - 1) as f64 * dt
+            ));
+        };
+        hp.push(a * p.cos());
+        hc.push(-a * p.sin());
+    }
+    let peak = hp
+        .iter()
+        .zip(&hc)
+        .map(|(a, b)| a.hypot(*b))
+        .fold(0.0, f64::max);
+    if !(peak > 0.0 && peak.is_finite()) {
+        return Err("the amplitude is zero or not finite on the grid".into());
+    }
+    Ok(hp.iter().chain(&hc).map(|v| (v / peak) as f32).collect())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    sample_id: String,
+    shard: u32,
+    index: u32,
+    split: Split,
+    params: [f64; 3],
+    source: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Part {
+    grid: Option<(f64, usize)>,
+    shards: Vec<ShardRecord>,
+    rows: Vec<Row>,
+    rejects: Vec<Reject>,
+}
+
+struct Plan {
+    items: Vec<Item>,
+    shards: Vec<(usize, Split, Vec<usize>)>,
+    rejects: Vec<Reject>,
+    start: f64,
+    samples: usize,
+    banks: Banks,
+}
+
+fn plan(config: &WaveformsConfig, seed: u64) -> Result<Plan> {
+    let SplitFractions { val, test } = config.split;
+    if !(0.0..=1.0).contains(&val) || !(0.0..=1.0).contains(&test) || val + test > 1.0 {
+        return Err(Error::Config(format!(
+            "split fractions must be in [0, 1] and sum to at most 1: val {val}, test {test}"
+        )));
+    }
+    let (items, rejects) = list_items(config)?;
+    if items.is_empty() {
+        return Err(Error::Config("the inputs hold no waveforms".into()));
+    }
+    let banks = Banks::load(&items)?;
+    // The common span: banks share their grid; other files are read for theirs.
+    let (start, samples) = if config.window.is_some() {
+        grid(config, std::iter::empty())?
+    } else {
+        let mut spans = Vec::new();
+        for b in banks.0.values() {
+            spans.push((b.time[0], b.time[b.time.len() - 1]));
+        }
+        for it in items.iter().filter(|i| !matches!(i, Item::Bank { .. })) {
+            if let Ok(w) = banks.waveform(it, config) {
+                spans.push((w.time[0], w.time[w.time.len() - 1]));
+            }
+        }
+        grid(config, spans.into_iter())?
+    };
+    let key = |id: &str| {
+        let mut h = blake3::Hasher::new();
+        h.update(&seed.to_le_bytes());
+        h.update(id.as_bytes());
+        *h.finalize().as_bytes()
+    };
+    let mut order: Vec<([u8; 32], usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (key(&it.id()), i))
+        .collect();
+    order.sort();
+    let n = order.len();
+    let n_test = (n as f64 * test).round() as usize;
+    let n_val = ((n as f64 * val).round() as usize).min(n - n_test);
+    let mut shards = Vec::new();
+    let parts = [
+        (Split::Train, &order[n_test + n_val..]),
+        (Split::Val, &order[n_test..n_test + n_val]),
+        (Split::Test, &order[..n_test]),
+    ];
+    for (split, members) in parts {
+        for chunk in members.chunks(config.shard_size.get()) {
+            shards.push((shards.len(), split, chunk.iter().map(|m| m.1).collect()));
+        }
+    }
+    Ok(Plan {
+        items,
+        shards,
+        rejects,
+        start,
+        samples,
+        banks,
+    })
+}
+
+/// Number of waveforms the inputs hold (for progress bars).
+pub fn input_count(config: &WaveformsConfig) -> Result<usize> {
+    Ok(list_items(config)?.0.len())
+}
+
+/// Writes this process's shards into `dir` with up to `threads` threads.
+pub fn write_partition(
+    config: &WaveformsConfig,
+    seed: u64,
+    dir: &Path,
+    part: Partition,
+    threads: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<()> {
+    let plan = plan(config, seed)?;
+    for sub in ["shards", "parts"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| Error::io("failed to create", &d, e))?;
+    }
+    let mine: Vec<&(usize, Split, Vec<usize>)> = plan
+        .shards
+        .iter()
+        .filter(|s| s.0 % part.size == part.rank)
+        .collect();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Vec<Result<Part>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<Part> {
+                    let mut out = Part::default();
+                    while let Some((index, split, members)) =
+                        mine.get(next.fetch_add(1, Ordering::Relaxed))
+                    {
+                        write_shard(
+                            config,
+                            &plan,
+                            *index,
+                            *split,
+                            members,
+                            dir,
+                            &mut out,
+                            &|| progress(done.fetch_add(1, Ordering::Relaxed) + 1),
+                        )?;
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("ingest thread panicked"))
+            .collect()
+    });
+    let mut merged = Part {
+        grid: Some((plan.start, plan.samples)),
+        rejects: if part.rank == 0 {
+            plan.rejects.clone()
+        } else {
+            Vec::new()
+        },
+        ..Part::default()
+    };
+    for r in results {
+        let p = r?;
+        merged.shards.extend(p.shards);
+        merged.rows.extend(p.rows);
+        merged.rejects.extend(p.rejects);
+    }
+    write_atomic(
+        &part_path(dir, part.rank),
+        &serde_json::to_vec(&merged).expect("part serialises"),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_shard(
+    config: &WaveformsConfig,
+    plan: &Plan,
+    index: usize,
+    split: Split,
+    members: &[usize],
+    dir: &Path,
+    out: &mut Part,
+    tick: &dyn Fn(),
+) -> Result<()> {
+    let mut x: Vec<u8> = Vec::new();
+    let mut y: Vec<u8> = Vec::new();
+    let mut rows = Vec::new();
+    for &m in members {
+        let it = &plan.items[m];
+        let result = plan.banks.waveform(it, config).and_then(|w| {
+            channels(&w, plan.start, config.dt, plan.samples)
+                .map(|c| (c, w.params))
+                .map_err(|e| Error::format(Path::new(&it.source()), None, e))
+        });
+        match result {
+            Ok((data, params)) => {
+                x.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+                y.extend(params.iter().flat_map(|v| (*v as f32).to_le_bytes()));
+                rows.push(Row {
+                    sample_id: it.id(),
+                    shard: index as u32,
+                    index: rows.len() as u32,
+                    split,
+                    params,
+                    source: it.source(),
+                });
+            }
+            Err(e) if config.on_error == OnError::Skip => {
+                tracing::warn!("skipping waveform {}: {e}", it.id());
+                out.rejects.push((it.id(), it.source(), e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+        tick();
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let n = rows.len();
+    let file = shard_name(index);
+    let path = dir.join(&file);
+    let fmt_err = |e: safetensors::SafeTensorError| {
+        Error::format(&path, None, format!("cannot serialise shard: {e}"))
+    };
+    let xv = TensorView::new(Dtype::F32, vec![n, 2, plan.samples], &x).map_err(fmt_err)?;
+    let yv = TensorView::new(Dtype::F32, vec![n, 3], &y).map_err(fmt_err)?;
+    let meta = [("split".to_string(), split.as_str().to_string())]
+        .into_iter()
+        .collect();
+    let bytes =
+        safetensors::tensor::serialize([("x", xv), ("y", yv)], Some(meta)).map_err(fmt_err)?;
+    write_atomic(&path, &bytes)?;
+    out.shards.push(ShardRecord {
+        index,
+        file,
+        split,
+        samples: n,
+        bytes: bytes.len() as u64,
+        blake3: blake3::hash(&bytes).to_hex().to_string(),
+    });
+    out.rows.extend(rows);
+    Ok(())
+}
+
+/// Merges the parts of `world_size` processes into `manifest.parquet`,
+/// `rejects.parquet` and, last, `dataset.json`.
+pub fn finalize(
+    config: &WaveformsConfig,
+    seed: u64,
+    dir: &Path,
+    world_size: usize,
+) -> Result<DatasetInfo> {
+    let mut all = Part::default();
+    for rank in 0..world_size {
+        let p = part_path(dir, rank);
+        let text = std::fs::read(&p).map_err(|e| Error::io("failed to read", &p, e))?;
+        let part: Part = serde_json::from_slice(&text)
+            .map_err(|e| Error::format(&p, None, format!("corrupt part file: {e}")))?;
+        if rank == 0 {
+            all.grid = part.grid;
+        }
+        all.shards.extend(part.shards);
+        all.rows.extend(part.rows);
+        all.rejects.extend(part.rejects);
+    }
+    all.shards.sort_by_key(|s| s.index);
+    all.rows.sort_by_key(|r| (r.shard, r.index));
+    all.rejects.sort();
+    let (start, samples) = all.grid.expect("rank 0 records the grid");
+    let count = |s: Split| all.rows.iter().filter(|r| r.split == s).count();
+    let counts = Counts {
+        total: all.rows.len(),
+        train: count(Split::Train),
+        val: count(Split::Val),
+        test: count(Split::Test),
+        rejected: all.rejects.len(),
+    };
+    if counts.total == 0 {
+        return Err(Error::Config(format!(
+            "no waveform could be read ({} rejected); first reason: {}",
+            all.rejects.len(),
+            all.rejects.first().map(|r| r.2.as_str()).unwrap_or("none")
+        )));
+    }
+    let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
+    let param = |k: usize| all.rows.iter().map(|r| r.params[k]).collect::<Vec<f64>>();
+    let mut manifest = df!(
+        "sample_id" => col(&|r| r.sample_id.clone()),
+        "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
+        "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
+        "split" => col(&|r| r.split.as_str().to_string()),
+        "q" => param(0),
+        "chi1z" => param(1),
+        "chi2z" => param(2),
+        "source" => col(&|r| r.source.clone()),
+    )
+    .expect("columns have equal length");
+    write_parquet(&dir.join("manifest.parquet"), &mut manifest)?;
+    let mut rejects = df!(
+        "sample_id" => all.rejects.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        "source" => all.rejects.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+        "reason" => all.rejects.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+    )
+    .expect("columns have equal length");
+    write_parquet(&dir.join("rejects.parquet"), &mut rejects)?;
+    let mut inputs = blake3::Hasher::new();
+    for s in &all.shards {
+        inputs.update(s.blake3.as_bytes());
+    }
+    let info = DatasetInfo {
+        format: "sciflow-dataset".into(),
+        format_version: FORMAT_VERSION,
+        kind: "waveform_regression".into(),
+        x: TensorSchema {
+            name: "x".into(),
+            dtype: "F32".into(),
+            sample_shape: vec![2, samples],
+        },
+        y: TensorSchema {
+            name: "y".into(),
+            dtype: "F32".into(),
+            sample_shape: vec![3],
+        },
+        class_names: Vec::new(),
+        target_names: TARGETS.iter().map(|s| s.to_string()).collect(),
+        time_grid: Some([start, config.dt, samples as f64]),
+        shards: all.shards,
+        counts,
+        provenance: Provenance {
+            labels: config
+                .inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            labels_blake3: String::new(),
+            inputs_blake3: inputs.finalize().to_hex().to_string(),
+            seed,
+            config: serde_json::to_value(config).expect("config serialises"),
+            created_by: concat!("sciflow-ingest ", env!("CARGO_PKG_VERSION")).into(),
+        },
+    };
+    write_atomic(
+        &dir.join("dataset.json"),
+        &serde_json::to_vec_pretty(&info).expect("info serialises"),
+    )?;
+    let parts = dir.join("parts");
+    std::fs::remove_dir_all(&parts).map_err(|e| Error::io("failed to remove", &parts, e))?;
+    Ok(info)
+}
+
+/// Writes a whole waveform dataset from one process.
+pub fn write_dataset(
+    config: &WaveformsConfig,
+    seed: u64,
+    dir: &Path,
+    threads: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<DatasetInfo> {
+    write_partition(config, seed, dir, Partition::SINGLE, threads, progress)?;
+    finalize(config, seed, dir, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::{Loader, LoaderConfig};
+
+    fn data(p: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/waveforms")
+            .join(p)
+    }
+
+    #[test]
+    fn banks_and_lvc_files_become_one_dataset_the_loader_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WaveformsConfig {
+            inputs: vec![data("bank_tiny.h5"), data("lvcnr")],
+            dt: 2.0,
+            window: Some([-3000.0, 80.0]),
+            sxs_order: 2,
+            split: SplitFractions {
+                val: 0.0,
+                test: 0.4,
+            },
+            shard_size: NonZeroUsize::new(2).unwrap(),
+            on_error: OnError::Fail,
+        };
+        let out = dir.path().join("ds");
+        let info = write_dataset(&cfg, 4, &out, 2, &|_| {}).unwrap();
+        assert_eq!(info.counts.total, 5);
+        assert_eq!((info.counts.test, info.counts.train), (2, 3));
+        assert_eq!(info.x.sample_shape, vec![2, 1541]);
+        assert_eq!(info.time_grid, Some([-3000.0, 2.0, 1541.0]));
+        // Same inputs and seed with another thread count: the same shards.
+        let again = write_dataset(&cfg, 4, &dir.path().join("ds2"), 1, &|_| {}).unwrap();
+        assert_eq!(
+            info.shards.iter().map(|s| &s.blake3).collect::<Vec<_>>(),
+            again.shards.iter().map(|s| &s.blake3).collect::<Vec<_>>()
+        );
+        let loader = Loader::new(
+            &out,
+            Split::Train,
+            LoaderConfig {
+                shuffle: false,
+                ..LoaderConfig::new(8, 0)
+            },
+        )
+        .unwrap();
+        let batches: Vec<_> = loader.epoch(0).collect::<Result<_>>().unwrap();
+        let b = &batches[0];
+        assert_eq!(b.shape, vec![3, 2, 1541]);
+        assert_eq!(b.targets.len(), 9);
+        assert!(b.y.is_empty());
+        for s in 0..3 {
+            let t = &b.targets[s * 3..s * 3 + 3];
+            assert!(
+                t[0] >= 1.0 && t[1].abs() <= 1.0 && t[2].abs() <= 1.0,
+                "{t:?}"
+            );
+            // Normalised: the largest |h| on the grid is 1, near t = 0.
+            let x = &b.x[s * 2 * 1541..(s + 1) * 2 * 1541];
+            let amp: Vec<f32> = (0..1541).map(|k| x[k].hypot(x[1541 + k])).collect();
+            let (peak_k, peak) =
+                amp.iter()
+                    .enumerate()
+                    .fold((0, 0f32), |m, (k, v)| if *v > m.1 { (k, *v) } else { m });
+            assert!((peak - 1.0).abs() < 1e-5);
+            assert!(
+                (-3000.0 + 2.0 * peak_k as f64).abs() <= 2.0,
+                "peak at {peak_k}"
+            );
+        }
+        // The LVC file's parameters come through as written.
+        let manifest =
+            ParquetReader::new(std::fs::File::open(out.join("manifest.parquet")).unwrap())
+                .finish()
+                .unwrap();
+        let ids = manifest.column("sample_id").unwrap().str().unwrap().clone();
+        let q = manifest.column("q").unwrap().f64().unwrap().clone();
+        let i = ids
+            .iter()
+            .position(|s| s == Some("PhenomTHM_q5.191_s+0.065_+0.465"))
+            .unwrap();
+        assert!((q.get(i).unwrap() - 5.1911835).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_window_outside_the_data_and_a_foreign_file_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = WaveformsConfig {
+            inputs: vec![data("bank_tiny.h5")],
+            dt: 1.0,
+            window: Some([-9000.0, 0.0]),
+            sxs_order: 2,
+            split: SplitFractions::default(),
+            shard_size: NonZeroUsize::new(4).unwrap(),
+            on_error: OnError::Fail,
+        };
+        let e = write_dataset(&cfg, 1, &dir.path().join("a"), 1, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bank_tiny.h5") && e.contains("-9000"), "{e}");
+        // Unset window: the span every input covers.
+        cfg.window = None;
+        let info = write_dataset(&cfg, 1, &dir.path().join("b"), 1, &|_| {}).unwrap();
+        assert_eq!(info.time_grid, Some([-4000.0, 1.0, 4101.0]));
+        // A FITS file among the inputs is a reject with the reason.
+        cfg.inputs
+            .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fits/first_vla.fits"));
+        cfg.on_error = OnError::Skip;
+        let info = write_dataset(&cfg, 1, &dir.path().join("c"), 1, &|_| {}).unwrap();
+        assert_eq!(info.counts.rejected, 1);
+        cfg.on_error = OnError::Fail;
+        let e = write_dataset(&cfg, 1, &dir.path().join("d"), 1, &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("first_vla.fits"), "{e}");
+    }
+}
