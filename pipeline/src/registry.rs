@@ -17,6 +17,7 @@ use sciflow_eval::EvalClassifierConfig;
 use sciflow_ingest::dataset::{self, GalaxyImagesConfig, Partition};
 use sciflow_ingest::resurvey::{self, ResurveyConfig};
 use sciflow_ingest::synth::{self, SynthConfig};
+use sciflow_ingest::waveset::{self, WaveformsConfig};
 use sciflow_train::{ClassifierConfig, Comm};
 
 use crate::exec::external_paths;
@@ -153,6 +154,18 @@ pub static REGISTRY: &[StageKind] = &[
         inputs: galaxy_inputs,
         check: check::<GalaxyImagesConfig>,
         run: run_galaxy_images,
+    },
+    StageKind {
+        name: "ingest.waveforms",
+        version: 1,
+        summary: "Waveform banks, LVC NR and SXS files into a dataset (h+/hx of the (2,2) mode on one grid; q, chi1z, chi2z targets)",
+        example: "inputs: [data/waveforms/bank_tiny.h5, data/waveforms/lvcnr]\ndt: 2.0\nwindow: [-4000, 100]\nsplit: { val: 0.1, test: 0.2 }\nshard_size: 512\n",
+        outputs: &[Output { name: "dataset", path: "", doc: "the dataset directory" }],
+        dynamic_outputs: false,
+        collective: true,
+        inputs: external_paths,
+        check: check::<WaveformsConfig>,
+        run: run_waveforms,
     },
     StageKind {
         name: "ingest.resurvey",
@@ -429,6 +442,40 @@ fn run_galaxy_images(ctx: &StageContext<'_>) -> Result<(), Error> {
             info.counts.test,
             info.counts.rejected,
             info.shards.len()
+        );
+    }
+    Ok(())
+}
+
+fn run_waveforms(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: WaveformsConfig = config(ctx)?;
+    let total = waveset::input_count(&cfg)?;
+    let (rank, size) = (ctx.comm.rank(), ctx.comm.size());
+    let bar = ctx
+        .progress
+        .bar(total.div_ceil(size) as u64, ctx.name, "waveforms");
+    let result = waveset::write_partition(
+        &cfg,
+        ctx.seed,
+        ctx.out,
+        Partition { rank, size },
+        ctx.threads,
+        &|i| bar.set_position(i as u64),
+    );
+    bar.finish_and_clear();
+    result?;
+    ctx.comm.barrier();
+    if rank == 0 {
+        let info = waveset::finalize(&cfg, ctx.seed, ctx.out, size)?;
+        tracing::info!(
+            "{}: {} waveforms (train {}, val {}, test {}), {} rejected, {} samples each",
+            ctx.name,
+            info.counts.total,
+            info.counts.train,
+            info.counts.val,
+            info.counts.test,
+            info.counts.rejected,
+            info.x.sample_shape[1]
         );
     }
     Ok(())

@@ -325,7 +325,7 @@ fn correct(logits: &Tensor, y: &Tensor) -> f64 {
 }
 
 /// Copies rank 0's parameter values to every rank.
-fn broadcast_parameters(params: &[Tensor], comm: &dyn Comm) {
+pub(crate) fn broadcast_parameters(params: &[Tensor], comm: &dyn Comm) {
     if comm.size() == 1 {
         return;
     }
@@ -335,7 +335,7 @@ fn broadcast_parameters(params: &[Tensor], comm: &dyn Comm) {
 }
 
 /// Averages gradients over ranks with one fused allreduce.
-fn average_gradients(params: &[Tensor], comm: &dyn Comm) {
+pub(crate) fn average_gradients(params: &[Tensor], comm: &dyn Comm) {
     let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
     let mut flat = flatten(grads.iter().map(|g| g.shallow_clone()));
     comm.allreduce_sum_f32(&mut flat);

@@ -15,6 +15,8 @@ pub mod classifier;
 pub mod dist;
 pub mod model;
 pub mod optim;
+pub mod regressor;
+pub mod wavenet;
 
 mod error;
 
