@@ -13,7 +13,7 @@ use sciflow_train::EpochStats;
 
 use crate::{Error, Result};
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 fn register_font() {
@@ -42,15 +42,24 @@ pub struct Summary<'a> {
     pub calibration: &'a [crate::metrics::ClassCalibration],
 }
 
-/// Writes the summary as `<stem>.png` and `<stem>.svg` in `dir`.
-pub fn write_summary(dir: &Path, stem: &str, summary: &Summary<'_>) -> Result<()> {
+/// A figure that can draw itself on any plotters backend.
+pub(crate) trait Figure {
+    /// Pixel size.
+    fn size(&self) -> (u32, u32);
+    /// Draws onto `root`.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+/// Writes `fig` as `<stem>.png` and `<stem>.svg` in `dir`, each under a
+/// temporary name and renamed into place.
+pub(crate) fn render(dir: &Path, stem: &str, fig: &impl Figure) -> Result<()> {
     register_font();
-    let (w, h) = (1500u32, 480u32);
+    let (w, h) = fig.size();
     let png = dir.join(format!("{stem}.png"));
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        draw_summary(&root, summary).map_err(|e| Error::Figure(png.clone(), e))?;
+        fig.draw(&root).map_err(|e| Error::Figure(png.clone(), e))?;
         root.present()
             .map_err(|e| Error::Figure(png.clone(), e.to_string()))?;
     }
@@ -74,12 +83,27 @@ pub fn write_summary(dir: &Path, stem: &str, summary: &Summary<'_>) -> Result<()
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-        draw_summary(&root, summary).map_err(|e| Error::Figure(svg_path.clone(), e))?;
+        fig.draw(&root)
+            .map_err(|e| Error::Figure(svg_path.clone(), e))?;
         root.present()
             .map_err(|e| Error::Figure(svg_path.clone(), e.to_string()))?;
     }
     sciflow_ingest::dataset::write_atomic(&svg_path, svg.as_bytes())?;
     Ok(())
+}
+
+impl Figure for Summary<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1500, 480)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        draw_summary(root, self)
+    }
+}
+
+/// Writes the summary as `<stem>.png` and `<stem>.svg` in `dir`.
+pub fn write_summary(dir: &Path, stem: &str, summary: &Summary<'_>) -> Result<()> {
+    render(dir, stem, summary)
 }
 
 fn draw_summary<DB: DrawingBackend>(

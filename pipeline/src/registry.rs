@@ -13,11 +13,13 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
+use sciflow_eval::waveforms::{EvalRegressorConfig, OverlapConfig};
 use sciflow_eval::EvalClassifierConfig;
 use sciflow_ingest::dataset::{self, GalaxyImagesConfig, Partition};
 use sciflow_ingest::resurvey::{self, ResurveyConfig};
 use sciflow_ingest::synth::{self, SynthConfig};
 use sciflow_ingest::waveset::{self, WaveformsConfig};
+use sciflow_train::regressor::RegressorConfig;
 use sciflow_train::{ClassifierConfig, Comm};
 
 use crate::exec::external_paths;
@@ -195,6 +197,48 @@ pub static REGISTRY: &[StageKind] = &[
         run: run_train_classifier,
     },
     StageKind {
+        name: "train.regressor",
+        version: 1,
+        summary: "Train a WaveNet-style waveform regressor (q, chi1z, chi2z) with libtorch, data-parallel over MPI ranks",
+        example: "data: runs/x/dataset\nmodel: { channels: 32, layers: 8, stacks: 2, input_stride: 4 }\nepochs: 20\nbatch_size: 64\nlr: 0.001\nconstraint_weight: 1.0\n",
+        outputs: &[Output { name: "model", path: "", doc: "weights.safetensors, model.json, history.json" }],
+        dynamic_outputs: false,
+        collective: true,
+        inputs: external_paths,
+        check: check::<RegressorConfig>,
+        run: run_train_regressor,
+    },
+    StageKind {
+        name: "eval.regressor",
+        version: 1,
+        summary: "Predict waveform parameters on a split (or other files): predictions.parquet, parameter errors",
+        example: "model: runs/x/train\ndata: runs/x/dataset\nsplit: test\n",
+        outputs: &[
+            Output { name: "report", path: "", doc: "the evaluation directory" },
+            Output { name: "predictions", path: "predictions.parquet", doc: "sample_id, predicted q, chi1z, chi2z and the true values" },
+        ],
+        dynamic_outputs: false,
+        collective: false,
+        inputs: external_paths,
+        check: check::<EvalRegressorConfig>,
+        run: run_eval_regressor,
+    },
+    StageKind {
+        name: "eval.overlap",
+        version: 1,
+        summary: "Overlap of each scored waveform with the one regenerated at its predicted parameters; histogram and scatter figures",
+        example: "predictions: ${predict.report}\nbank: ${regenerate.bank}\ntotal_mass: 60\nf_low: 20\npsd: { kind: aligo_design }\n",
+        outputs: &[
+            Output { name: "report", path: "", doc: "the overlap directory" },
+            Output { name: "metrics", path: "metrics.json", doc: "median_overlap, p05_overlap, parameter errors" },
+        ],
+        dynamic_outputs: false,
+        collective: false,
+        inputs: external_paths,
+        check: check::<OverlapConfig>,
+        run: run_eval_overlap,
+    },
+    StageKind {
         name: "eval.classifier",
         version: 1,
         summary: "Score a classifier on a dataset split: metrics.json, predictions.parquet, summary figure",
@@ -265,11 +309,29 @@ fn galaxy_inputs(config: &Value, workdir: &Path) -> Vec<PathBuf> {
     paths
 }
 
+fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let items: Vec<Value> = Deserialize::deserialize(d)?;
+    items
+        .into_iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(s),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            other => Err(serde::de::Error::custom(format!(
+                "argv items must be strings, numbers or booleans, found {other}"
+            ))),
+        })
+        .collect()
+}
+
 /// Configuration of a `command` stage.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CommandConfig {
-    /// Program and arguments; `{out}` in an argument becomes the stage's output directory.
+    /// Program and arguments; `{out}` in an argument becomes the stage's output
+    /// directory. Numbers and booleans (e.g. a whole `${params.n}`) are passed as
+    /// their text.
+    #[serde(deserialize_with = "scalars_as_strings")]
     argv: Vec<String>,
     /// Run `argv` (one string) through `sh -c`.
     #[serde(default)]
@@ -528,6 +590,78 @@ fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
         ctx.name,
         report.steps_per_epoch,
         report.world_size
+    );
+    Ok(())
+}
+
+fn run_train_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: RegressorConfig = config(ctx)?;
+    let epochs = cfg.epochs.get();
+    sciflow_train::regressor::train_regressor(&cfg, ctx.seed, ctx.out, ctx.comm, &mut |s| {
+        let step = s.epoch as i64 + 1;
+        ctx.metrics.record(step, "train_loss", s.train_loss);
+        ctx.metrics
+            .record(step, "samples_per_second", s.samples_per_second);
+        ctx.metrics.record(step, "epoch_seconds", s.seconds);
+        ctx.metrics.record(step, "lr", s.lr);
+        let mut val = String::new();
+        if let (Some(l), Some(mae)) = (s.val_loss, &s.val_mae) {
+            ctx.metrics.record(step, "val_loss", l);
+            for (name, m) in ["q", "chi1z", "chi2z"].iter().zip(mae) {
+                ctx.metrics.record(step, &format!("val_mae_{name}"), *m);
+            }
+            val = format!(
+                ", val loss {l:.4}, MAE q {:.3} chi1z {:.3} chi2z {:.3}",
+                mae[0], mae[1], mae[2]
+            );
+        }
+        tracing::info!(
+            "{}: epoch {}/{epochs}: loss {:.4}{val} ({:.1} s, {:.0} samples/s)",
+            ctx.name,
+            s.epoch + 1,
+            s.train_loss,
+            s.seconds,
+            s.samples_per_second
+        );
+    })?;
+    Ok(())
+}
+
+fn run_eval_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: EvalRegressorConfig = config(ctx)?;
+    let r = sciflow_eval::waveforms::evaluate_regressor(&cfg, ctx.out, ctx.threads)?;
+    for (name, e) in [
+        ("q", &r.errors.q),
+        ("chi1z", &r.errors.chi1z),
+        ("chi2z", &r.errors.chi2z),
+        ("chi_eff", &r.errors.chi_eff),
+    ] {
+        ctx.metrics.record(0, &format!("mae_{name}"), e.mae);
+    }
+    tracing::info!(
+        "{}: {} waveforms: MAE q {:.3}, chi1z {:.3}, chi2z {:.3}, chi_eff {:.3}",
+        ctx.name,
+        r.errors.samples,
+        r.errors.q.mae,
+        r.errors.chi1z.mae,
+        r.errors.chi2z.mae,
+        r.errors.chi_eff.mae
+    );
+    Ok(())
+}
+
+fn run_eval_overlap(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: OverlapConfig = config(ctx)?;
+    let r = sciflow_eval::waveforms::overlap_stage(&cfg, ctx.out)?;
+    ctx.metrics.record(0, "median_overlap", r.median_overlap);
+    ctx.metrics.record(0, "p05_overlap", r.p05_overlap);
+    tracing::info!(
+        "{}: {} waveforms: overlap median {:.4}, 5th percentile {:.4}, min {:.4}",
+        ctx.name,
+        r.samples,
+        r.median_overlap,
+        r.p05_overlap,
+        r.min_overlap
     );
     Ok(())
 }
