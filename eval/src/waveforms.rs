@@ -174,7 +174,7 @@ fn manifest_rows(data: &Path, split: Split) -> Result<Vec<(String, [f64; 3])>> {
             )
         })
         .collect();
-    rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    rows.sort_by_key(|r| (r.0, r.1));
     Ok(rows.into_iter().map(|r| (r.2, r.3)).collect())
 }
 

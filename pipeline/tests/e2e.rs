@@ -257,3 +257,48 @@ fn every_shipped_workflow_validates() {
     }
     assert!(n >= 1);
 }
+
+#[test]
+fn the_waveform_workflow_runs_end_to_end_small() {
+    // The whole AI-GW chain at toy size: lalsuite generation, dataset, a tiny
+    // WaveNet for one epoch, predictions, regeneration, overlaps and figures.
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path().join("wd");
+    let python = std::env::var("PIPELINE_PYTHON")
+        .expect("PIPELINE_PYTHON is unset: run scripts/setup.sh first");
+    let mut cmd = pipeline();
+    cmd.current_dir(root()).args([
+        "run",
+        "workflows/waveforms.yaml",
+        "--set",
+        &format!("workdir={}", wd.display()),
+        "--set",
+        &format!("params.python={python}"),
+        "--set",
+        "params.n_waveforms=60",
+        "--set",
+        "params.epochs=1",
+        "--set",
+        "params.dt=8",
+    ]);
+    let out = run_with_deadline(cmd, Duration::from_secs(300));
+    assert_success(&out);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wd.join("overlap/metrics.json")).unwrap()).unwrap();
+    let (median, p05) = (
+        m["median_overlap"].as_f64().unwrap(),
+        m["p05_overlap"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p05 && p05 <= median && median <= 1.0, "{m}");
+    assert_eq!(m["samples"], 6);
+    assert!(m["errors"]["q"]["mae"].as_f64().unwrap() >= 0.0);
+    let png = std::fs::read(wd.join("overlap/overlaps.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // The regenerated bank holds the predicted parameters, clipped to physical values.
+    let bank = sciflow_ingest::waveform::read_bank(&wd.join("regenerate/bank.h5")).unwrap();
+    assert_eq!(bank.len(), 6);
+    assert!(bank
+        .params
+        .iter()
+        .all(|p| p[0] >= 1.0 && p[1].abs() < 1.0 && p[2].abs() < 1.0));
+}
