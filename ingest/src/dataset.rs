@@ -1224,4 +1224,54 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn missing_pixels_are_filled_or_reject_the_sample_as_configured() {
+        use crate::fits::write_image;
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = String::from("objid,label,image\n");
+        for i in 0..4 {
+            let mut data: Vec<f32> = (0..64).map(|v| (v * (i + 1)) as f32).collect();
+            if i == 2 {
+                data[10] = f32::NAN; // one blank pixel
+            }
+            let img = Image::new(1, 8, 8, data).unwrap();
+            write_image(&dir.path().join(format!("g{i}.fits")), &img, &[]).unwrap();
+            csv.push_str(&format!(
+                "{i},{},g{i}.fits\n",
+                if i % 2 == 0 { "a" } else { "b" }
+            ));
+        }
+        std::fs::write(dir.path().join("labels.csv"), csv).unwrap();
+        let mut cfg = GalaxyImagesConfig {
+            size: NonZeroUsize::new(8).unwrap(),
+            split: SplitFractions {
+                val: 0.0,
+                test: 0.0,
+            },
+            ..GalaxyImagesConfig::new(dir.path().join("labels.csv"))
+        };
+        let filled = write_dataset(&cfg, 1, &dir.path().join("fill"), 1, &|_| {}).unwrap();
+        assert_eq!((filled.counts.total, filled.counts.rejected), (4, 0));
+        cfg.nan = NanPolicy::Reject;
+        let strict = write_dataset(&cfg, 1, &dir.path().join("reject"), 1, &|_| {}).unwrap();
+        assert_eq!((strict.counts.total, strict.counts.rejected), (3, 1));
+        let rejects = ParquetReader::new(
+            std::fs::File::open(dir.path().join("reject/rejects.parquet")).unwrap(),
+        )
+        .finish()
+        .unwrap();
+        let reason = rejects
+            .column("reason")
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_string();
+        assert!(
+            reason.contains("g2.fits") && reason.contains("missing"),
+            "{reason}"
+        );
+    }
 }
