@@ -325,6 +325,11 @@ struct Row {
     label: i64,
     source: String,
     source_blake3: String,
+    /// Domain columns from the catalogue, when it has them.
+    #[serde(default)]
+    ra: Option<f64>,
+    #[serde(default)]
+    dec: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -703,6 +708,8 @@ fn write_shard(
                     label: *label,
                     source: row.image.to_string_lossy().into_owned(),
                     source_blake3: hash,
+                    ra: row.ra,
+                    dec: row.dec,
                 });
             }
             Err(e) if config.on_error == OnError::Skip => {
@@ -807,6 +814,8 @@ pub fn finalize(
         "label_name" => col(&|r| all.classes[r.label as usize].clone()),
         "source" => col(&|r| r.source.clone()),
         "source_blake3" => col(&|r| r.source_blake3.clone()),
+        "ra" => all.rows.iter().map(|r| r.ra).collect::<Vec<Option<f64>>>(),
+        "dec" => all.rows.iter().map(|r| r.dec).collect::<Vec<Option<f64>>>(),
     )
     .expect("columns have equal length");
     write_parquet(&dir.join("manifest.parquet"), &mut manifest)?;
@@ -1205,6 +1214,11 @@ mod tests {
                 .finish()
                 .unwrap();
         let ids = manifest.column("sample_id").unwrap().str().unwrap().clone();
+        // The catalogue's coordinates are kept as domain columns.
+        let ra = manifest.column("ra").unwrap().f64().unwrap().clone();
+        assert!(ra
+            .iter()
+            .all(|v| v.is_some_and(|d| (d - 180.5).abs() < 0.1)));
         for (i, id) in ids.iter().enumerate() {
             let k: usize = id.unwrap().parse::<usize>().unwrap() - 1000;
             for b in 0..3 {
