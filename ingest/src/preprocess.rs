@@ -149,6 +149,10 @@ pub enum Normalisation {
     /// Per image and band: subtract the mean, divide by the standard deviation.
     #[default]
     Standardize,
+    /// Per image, one mean and standard deviation over all bands together:
+    /// scale- and offset-free like `standardize`, but the bands keep their
+    /// ratios, so colour (spirals are bluer than ellipticals) survives.
+    StandardizeJoint,
     /// Per image and band: asinh(x / softening) after subtracting the median
     /// (a Lupton-style stretch that keeps faint structure and bright cores).
     Asinh {
@@ -164,6 +168,28 @@ pub enum Normalisation {
 /// Returns the number of non-finite pixels replaced, so a caller can reject
 /// an image that is mostly blank.
 pub fn normalise(img: &mut Image, norm: Normalisation) -> usize {
+    if norm == Normalisation::StandardizeJoint {
+        let finite: Vec<f64> = img
+            .data
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| v as f64)
+            .collect();
+        let m = finite.len().max(1) as f64;
+        let mean = finite.iter().sum::<f64>() / m;
+        let sd = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m)
+            .sqrt()
+            .max(1e-12);
+        let bad = img.data.len() - finite.len();
+        for v in img.data.iter_mut() {
+            *v = if v.is_finite() {
+                ((*v as f64 - mean) / sd) as f32
+            } else {
+                0.0
+            };
+        }
+        return bad;
+    }
     let n = img.height * img.width;
     let mut bad = 0;
     for c in 0..img.channels {
@@ -171,7 +197,7 @@ pub fn normalise(img: &mut Image, norm: Normalisation) -> usize {
         let finite: Vec<f32> = plane.iter().copied().filter(|v| v.is_finite()).collect();
         bad += n - finite.len();
         let (shift, scale): (f32, Box<dyn Fn(f32) -> f32>) = match norm {
-            Normalisation::None => (0.0, Box::new(|v| v)),
+            Normalisation::None | Normalisation::StandardizeJoint => (0.0, Box::new(|v| v)),
             Normalisation::Standardize => {
                 let m = finite.len().max(1) as f64;
                 let mean = finite.iter().map(|&v| v as f64).sum::<f64>() / m;
@@ -250,6 +276,27 @@ mod tests {
         let mean: f32 = finite.iter().sum::<f32>() / 4.0;
         let var: f32 = finite.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 4.0;
         assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn joint_standardisation_keeps_band_ratios() {
+        // Band 1 is twice band 0: after joint standardisation their difference
+        // survives, while per-band standardisation makes them equal.
+        let data: Vec<f32> = (0..8)
+            .map(|v| v as f32)
+            .chain((0..8).map(|v| 2.0 * v as f32))
+            .collect();
+        let mut joint = Image::new(2, 2, 4, data.clone()).unwrap();
+        normalise(&mut joint, Normalisation::StandardizeJoint);
+        let mean: f32 = joint.data.iter().sum::<f32>() / 16.0;
+        let var: f32 = joint.data.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 16.0;
+        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4);
+        assert!(joint.data[8..].iter().sum::<f32>() > joint.data[..8].iter().sum::<f32>() + 1.0);
+        let mut per_band = Image::new(2, 2, 4, data).unwrap();
+        normalise(&mut per_band, Normalisation::Standardize);
+        for k in 0..8 {
+            assert!((per_band.data[k] - per_band.data[8 + k]).abs() < 1e-5);
+        }
     }
 
     #[test]
