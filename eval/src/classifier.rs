@@ -14,7 +14,7 @@ use sciflow_train::classifier::{to_tensors, TrainReport};
 use sciflow_train::load_model;
 
 use crate::figures::{write_summary, Summary};
-use crate::metrics::{classification_metrics, Metrics};
+use crate::metrics::{classification_metrics_at, Metrics};
 use crate::{Error, Result};
 
 /// Configuration of `eval.classifier`.
@@ -41,9 +41,26 @@ pub struct EvalClassifierConfig {
     /// orientation, such as galaxies).
     #[serde(default)]
     pub tta: bool,
+    /// How a class is chosen: `argmax` (the most probable), or, for two
+    /// classes, `val_threshold`: the threshold on the second class's
+    /// probability that is most accurate on `data`'s validation split (an
+    /// operating point chosen on held-out data, never on the scored split).
+    #[serde(default)]
+    pub decision: Decision,
     /// Threads preparing `images`.
     #[serde(default = "default_threads")]
     pub threads: NonZeroUsize,
+}
+
+/// How predictions become classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The most probable class.
+    #[default]
+    Argmax,
+    /// A threshold chosen on the validation split (two classes).
+    ValThreshold,
 }
 
 fn default_threads() -> NonZeroUsize {
@@ -68,6 +85,9 @@ pub struct EvalReport {
     pub split: Split,
     /// Class names, by label index.
     pub class_names: Vec<String>,
+    /// The threshold on the second class's probability, when chosen on the
+    /// validation split (`decision: val_threshold`).
+    pub decision_threshold: Option<f64>,
     /// Everything else.
     #[serde(flatten)]
     pub metrics: Metrics,
@@ -80,6 +100,9 @@ pub struct EvalReport {
 /// Scores the model on the split and writes `metrics.json`,
 /// `predictions.parquet` and `summary.png`/`.svg` into `out`.
 pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<EvalReport> {
+    // The training set, whose validation split chooses a decision threshold.
+    let reference = config.data.clone();
+    let reference = reference.as_path();
     let prepared;
     let config = match &config.images {
         Some(images) => {
@@ -100,7 +123,7 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         even_steps: false,
         ..LoaderConfig::new(config.batch_size.get(), 0)
     };
-    let loader = Loader::new(&config.data, config.split, cfg)?;
+    let loader = Loader::new(&config.data, config.split, cfg.clone())?;
     let ds = loader.info();
     let want = vec![info.in_channels, info.image_size, info.image_size];
     if ds.x.sample_shape != want || ds.class_names != info.class_names {
@@ -121,35 +144,42 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
             config.data.display()
         )));
     }
-    let mut labels = Vec::new();
-    let mut probs: Vec<Vec<f32>> = Vec::new();
-    tch::no_grad(|| -> Result<()> {
-        for batch in loader.epoch(0) {
-            let batch = batch?;
-            let (x, _) = to_tensors(&batch).map_err(Error::Model)?;
-            let p = if config.tta {
-                let mut sum = net.forward_t(&x, false).softmax(-1, Kind::Float);
-                for k in 1..8 {
-                    let r = x.rot90(k % 4, [2, 3]);
-                    let v = if k >= 4 { r.flip([3]) } else { r };
-                    sum += net.forward_t(&v, false).softmax(-1, Kind::Float);
-                }
-                (sum / 8.0).contiguous()
-            } else {
-                net.forward_t(&x, false)
-                    .softmax(-1, Kind::Float)
-                    .contiguous()
-            };
-            let k = info.class_names.len();
-            let n = batch.y.len() * k;
-            let mut flat = vec![0.0f32; n];
-            p.copy_data(&mut flat, n);
-            probs.extend(flat.chunks(k).map(|c| c.to_vec()));
-            labels.extend_from_slice(&batch.y);
+    let k = info.class_names.len();
+    let (labels, probs) = score(&*net, &loader, k, config.tta)?;
+    let threshold = match config.decision {
+        Decision::Argmax => None,
+        Decision::ValThreshold => {
+            if k != 2 {
+                return Err(Error::Mismatch(format!(
+                    "decision: val_threshold needs two classes, the model has {k}"
+                )));
+            }
+            let val = Loader::new(reference, Split::Val, cfg.clone())?;
+            if val.is_empty() {
+                return Err(Error::Mismatch(format!(
+                    "decision: val_threshold needs a validation split; {} has none",
+                    reference.display()
+                )));
+            }
+            let (vl, vp) = score(&*net, &val, k, config.tta)?;
+            let p1: Vec<f32> = vp.iter().map(|p| p[1]).collect();
+            let t = crate::metrics::best_threshold(&vl, &p1);
+            tracing::info!(
+                "decision threshold {t:.3} on p({}) chosen on {} validation samples",
+                info.class_names[1],
+                vl.len()
+            );
+            Some(t)
         }
-        Ok(())
-    })?;
-    let metrics = classification_metrics(&labels, &probs, &info.class_names);
+    };
+    let predicted: Vec<usize> = probs
+        .iter()
+        .map(|p| match threshold {
+            Some(t) => (p[1] as f64 > t) as usize,
+            None => crate::metrics::argmax(p),
+        })
+        .collect();
+    let metrics = classification_metrics_at(&labels, &probs, &info.class_names, &predicted);
 
     std::fs::create_dir_all(out).map_err(|e| Error::Io {
         op: "failed to create",
@@ -162,6 +192,7 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         &ids,
         &labels,
         &probs,
+        &predicted,
         &info.class_names,
     )?;
 
@@ -192,6 +223,7 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         auc: metrics.auc,
         split: config.split,
         class_names: info.class_names.clone(),
+        decision_threshold: threshold,
         metrics,
         model: config.model.to_string_lossy().into_owned(),
         data: config.data.to_string_lossy().into_owned(),
@@ -201,6 +233,44 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         &serde_json::to_vec_pretty(&report).expect("report serialises"),
     )?;
     Ok(report)
+}
+
+/// Class probabilities of every sample the loader gives (averaged over the
+/// eight rotations and flips with `tta`), with the labels.
+fn score(
+    net: &dyn tch::nn::ModuleT,
+    loader: &Loader,
+    k: usize,
+    tta: bool,
+) -> Result<(Vec<i64>, Vec<Vec<f32>>)> {
+    let mut labels = Vec::new();
+    let mut probs: Vec<Vec<f32>> = Vec::new();
+    tch::no_grad(|| -> Result<()> {
+        for batch in loader.epoch(0) {
+            let batch = batch?;
+            let (x, _) = to_tensors(&batch).map_err(Error::Model)?;
+            let p = if tta {
+                let mut sum = net.forward_t(&x, false).softmax(-1, Kind::Float);
+                for r in 1..8 {
+                    let rot = x.rot90(r % 4, [2, 3]);
+                    let v = if r >= 4 { rot.flip([3]) } else { rot };
+                    sum += net.forward_t(&v, false).softmax(-1, Kind::Float);
+                }
+                (sum / 8.0).contiguous()
+            } else {
+                net.forward_t(&x, false)
+                    .softmax(-1, Kind::Float)
+                    .contiguous()
+            };
+            let n = batch.y.len() * k;
+            let mut flat = vec![0.0f32; n];
+            p.copy_data(&mut flat, n);
+            probs.extend(flat.chunks(k).map(|c| c.to_vec()));
+            labels.extend_from_slice(&batch.y);
+        }
+        Ok(())
+    })?;
+    Ok((labels, probs))
 }
 
 /// Ingests a labelled folder or table with the settings `reference` was
@@ -290,6 +360,7 @@ fn write_predictions(
     ids: &[String],
     labels: &[i64],
     probs: &[Vec<f32>],
+    predicted: &[usize],
     names: &[String],
 ) -> Result<()> {
     let table_err = |source| Error::Table {
@@ -297,15 +368,7 @@ fn write_predictions(
         path: path.to_path_buf(),
         source,
     };
-    let predicted: Vec<i64> = probs
-        .iter()
-        .map(|p| {
-            p.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |m| m.0) as i64
-        })
-        .collect();
+    let predicted: Vec<i64> = predicted.iter().map(|&c| c as i64).collect();
     let mut columns = vec![
         Column::new("sample_id".into(), ids),
         Column::new("label".into(), labels),

@@ -127,11 +127,22 @@ pub fn classification_metrics(
     probs: &[Vec<f32>],
     class_names: &[String],
 ) -> Metrics {
+    let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+    classification_metrics_at(labels, probs, class_names, &predicted)
+}
+
+/// [`classification_metrics`] with the decisions given (e.g. from a threshold
+/// other than the most probable class); probabilities still give AUC and calibration.
+pub fn classification_metrics_at(
+    labels: &[i64],
+    probs: &[Vec<f32>],
+    class_names: &[String],
+    predicted: &[usize],
+) -> Metrics {
     let k = class_names.len();
     let mut confusion = vec![vec![0usize; k]; k];
-    for (y, p) in labels.iter().zip(probs) {
-        let pred = argmax(p);
-        confusion[*y as usize][pred] += 1;
+    for (y, pred) in labels.iter().zip(predicted) {
+        confusion[*y as usize][*pred] += 1;
     }
     let samples = labels.len();
     let correct: usize = (0..k).map(|i| confusion[i][i]).sum();
@@ -174,11 +185,45 @@ pub fn classification_metrics(
     }
 }
 
-fn argmax(p: &[f32]) -> usize {
+/// The most probable class.
+pub fn argmax(p: &[f32]) -> usize {
     p.iter()
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map_or(0, |(i, _)| i)
+}
+
+/// The threshold on the second class's probability that maximises accuracy on
+/// (labels, p1): the midpoint between neighbouring distinct scores with the
+/// most correct decisions (ties: the one nearest 0.5).
+pub fn best_threshold(labels: &[i64], p1: &[f32]) -> f64 {
+    let mut order: Vec<usize> = (0..p1.len()).collect();
+    order.sort_by(|&a, &b| p1[a].total_cmp(&p1[b]));
+    // Threshold below everything: all predicted class 1.
+    let mut correct = labels.iter().filter(|&&y| y == 1).count() as i64;
+    let (mut best, mut best_t) = (correct, 0.0f64);
+    let score = |t: f64| (t - 0.5).abs();
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && p1[order[j + 1]] == p1[order[i]] {
+            j += 1;
+        }
+        for &s in &order[i..=j] {
+            correct += if labels[s] == 1 { -1 } else { 1 };
+        }
+        let t = if j + 1 < order.len() {
+            (p1[order[j]] as f64 + p1[order[j + 1]] as f64) / 2.0
+        } else {
+            1.0
+        };
+        if correct > best || (correct == best && score(t) < score(best_t)) {
+            best = correct;
+            best_t = t;
+        }
+        i = j + 1;
+    }
+    best_t
 }
 
 /// ROC AUC as the Mann-Whitney statistic: the probability that a random
@@ -254,6 +299,17 @@ mod tests {
         assert!((s.brier - brier).abs() < 1e-6);
         // With two classes, the other class's probabilities mirror these.
         assert!((cal[0].brier - brier).abs() < 1e-6);
+    }
+
+    #[test]
+    fn best_threshold_by_hand() {
+        // p1: 0.1 (0), 0.3 (0), 0.55 (0), 0.6 (1), 0.9 (1): any threshold in
+        // (0.55, 0.6) is perfect; the midpoint is 0.575.
+        let t = best_threshold(&[0, 0, 0, 1, 1], &[0.1, 0.3, 0.55, 0.6, 0.9]);
+        assert!((t - 0.575).abs() < 1e-6, "{t}");
+        // Already separable at 0.5 with room: the threshold nearest 0.5 wins ties.
+        let t = best_threshold(&[0, 1], &[0.2, 0.8]);
+        assert!((t - 0.5).abs() < 1e-6, "{t}");
     }
 
     #[test]
