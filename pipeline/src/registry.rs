@@ -19,6 +19,7 @@ use sciflow_ingest::dataset::{self, GalaxyImagesConfig, Partition};
 use sciflow_ingest::resurvey::{self, ResurveyConfig};
 use sciflow_ingest::synth::{self, SynthConfig};
 use sciflow_ingest::waveset::{self, WaveformsConfig};
+use sciflow_ingest::DatasetInfo;
 use sciflow_train::regressor::RegressorConfig;
 use sciflow_train::{ClassifierConfig, Comm};
 
@@ -474,73 +475,86 @@ fn run_resurvey(ctx: &StageContext<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-fn run_galaxy_images(ctx: &StageContext<'_>) -> Result<(), Error> {
-    let cfg: GalaxyImagesConfig = config(ctx)?;
-    let total = dataset::input_count(&cfg)?;
+/// The two phases every dataset writer shares: each rank writes its shards
+/// (`write`), all meet at a barrier, rank 0 merges the parts (`finalize`) and
+/// logs what it wrote. `total` inputs are shared among the ranks; the bar
+/// (rank 0's) shows rank 0's share.
+fn write_dataset_stage(
+    ctx: &StageContext<'_>,
+    total: usize,
+    unit: &str,
+    write: impl FnOnce(Partition, &(dyn Fn(usize) + Sync)) -> Result<(), Error>,
+    finalize: impl FnOnce(usize) -> Result<(DatasetInfo, String), Error>,
+) -> Result<(), Error> {
     let (rank, size) = (ctx.comm.rank(), ctx.comm.size());
-    // Each rank counts its own inputs; the bar (rank 0) shows rank 0's share.
     let bar = ctx
         .progress
-        .bar(total.div_ceil(size) as u64, ctx.name, "images");
-    let result = dataset::write_partition(
-        &cfg,
-        ctx.seed,
-        ctx.out,
-        Partition { rank, size },
-        ctx.threads,
-        &|i| bar.set_position(i as u64),
-    );
+        .bar(total.div_ceil(size) as u64, ctx.name, unit);
+    let result = write(Partition { rank, size }, &|i| bar.set_position(i as u64));
     bar.finish_and_clear();
     result?;
     ctx.comm.barrier();
     if rank == 0 {
-        let info = dataset::finalize(&cfg, ctx.seed, ctx.out, size)?;
+        let (info, detail) = finalize(size)?;
         tracing::info!(
-            "{}: {} samples (train {}, val {}, test {}), {} rejected, {} shards",
+            "{}: {} {unit} (train {}, val {}, test {}), {} rejected, {detail}",
             ctx.name,
             info.counts.total,
             info.counts.train,
             info.counts.val,
             info.counts.test,
             info.counts.rejected,
-            info.shards.len()
         );
     }
     Ok(())
 }
 
+fn run_galaxy_images(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: GalaxyImagesConfig = config(ctx)?;
+    write_dataset_stage(
+        ctx,
+        dataset::input_count(&cfg)?,
+        "images",
+        |part, progress| {
+            Ok(dataset::write_partition(
+                &cfg,
+                ctx.seed,
+                ctx.out,
+                part,
+                ctx.threads,
+                progress,
+            )?)
+        },
+        |size| {
+            let info = dataset::finalize(&cfg, ctx.seed, ctx.out, size)?;
+            let detail = format!("{} shards", info.shards.len());
+            Ok((info, detail))
+        },
+    )
+}
+
 fn run_waveforms(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: WaveformsConfig = config(ctx)?;
-    let total = waveset::input_count(&cfg)?;
-    let (rank, size) = (ctx.comm.rank(), ctx.comm.size());
-    let bar = ctx
-        .progress
-        .bar(total.div_ceil(size) as u64, ctx.name, "waveforms");
-    let result = waveset::write_partition(
-        &cfg,
-        ctx.seed,
-        ctx.out,
-        Partition { rank, size },
-        ctx.threads,
-        &|i| bar.set_position(i as u64),
-    );
-    bar.finish_and_clear();
-    result?;
-    ctx.comm.barrier();
-    if rank == 0 {
-        let info = waveset::finalize(&cfg, ctx.seed, ctx.out, size)?;
-        tracing::info!(
-            "{}: {} waveforms (train {}, val {}, test {}), {} rejected, {} samples each",
-            ctx.name,
-            info.counts.total,
-            info.counts.train,
-            info.counts.val,
-            info.counts.test,
-            info.counts.rejected,
-            info.x.sample_shape[1]
-        );
-    }
-    Ok(())
+    write_dataset_stage(
+        ctx,
+        waveset::input_count(&cfg)?,
+        "waveforms",
+        |part, progress| {
+            Ok(waveset::write_partition(
+                &cfg,
+                ctx.seed,
+                ctx.out,
+                part,
+                ctx.threads,
+                progress,
+            )?)
+        },
+        |size| {
+            let info = waveset::finalize(&cfg, ctx.seed, ctx.out, size)?;
+            let detail = format!("{} samples each", info.x.sample_shape[1]);
+            Ok((info, detail))
+        },
+    )
 }
 
 fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
