@@ -491,7 +491,7 @@ fn detect_channels<'a>(
     Err(last_err.unwrap_or_else(|| Error::Config("no images to read".into())))
 }
 
-fn is_fits(path: &Path) -> bool {
+pub(crate) fn is_fits(path: &Path) -> bool {
     let name = path.to_string_lossy().to_ascii_lowercase();
     let name = name
         .strip_suffix(".gz")

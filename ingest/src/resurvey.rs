@@ -213,12 +213,7 @@ pub fn resurvey(
 }
 
 fn reimage(config: &ResurveyConfig, seed: u64, s: &Source, dir: &Path) -> Result<()> {
-    let src = if s
-        .path
-        .to_string_lossy()
-        .to_ascii_lowercase()
-        .contains(".fit")
-    {
+    let src = if crate::dataset::is_fits(&s.path) {
         crate::fits::read_image(&s.path, None)?
     } else {
         raster::read_image(&s.path)?
