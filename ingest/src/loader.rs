@@ -9,10 +9,18 @@
 //! whatever the threads' timing, so the same (seed, epoch, world size) gives
 //! the same batches in the same order.
 //!
-//! Ranks must take the same number of steps (every step ends in a collective),
-//! so each rank stops after [`Loader::steps_per_epoch`] batches, the smallest
-//! count any rank can fill; the few samples past it are skipped this epoch and
-//! land elsewhere in the next permutation.
+//! Ranks must take the same number of steps (every step ends in a collective).
+//! Shards are dealt whole, so ranks can hold different sample counts; two
+//! policies even them out. By default each rank stops after the fewest batches
+//! any rank can fill (the few samples past it are skipped this epoch and land
+//! elsewhere in the next permutation). With `pad`, every rank takes the most
+//! batches any rank needs, all full: a rank that runs out serves its own
+//! epoch's samples again from the start, as PyTorch's `DistributedSampler`
+//! pads with repeats.
+//!
+//! The position in an epoch is a batch count: [`Loader::epoch_from`] replays
+//! the same random choices without assembling the skipped batches, so a
+//! resumed run sees exactly the batches an uninterrupted one would.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +51,9 @@ pub struct LoaderConfig {
     pub workers: usize,
     /// Drop a last partial batch.
     pub drop_last: bool,
+    /// With `even_steps`: pad short ranks with repeats up to the longest
+    /// rank's full batches, instead of stopping every rank at the shortest.
+    pub pad: bool,
     /// Stop every rank after the same number of batches (training, where each
     /// step is a collective); when false each rank reads all its samples
     /// (evaluation).
@@ -65,6 +76,7 @@ impl LoaderConfig {
             prefetch: 4,
             workers: 2,
             drop_last: false,
+            pad: false,
             even_steps: true,
             seed,
             rank: 0,
@@ -184,6 +196,17 @@ impl Loader {
             .filter(|s| s.split == split)
             .cloned()
             .collect();
+        if config.pad && config.even_steps && !shards.is_empty() && shards.len() < config.world_size
+        {
+            return Err(Error::Config(format!(
+                "{}: the {} split has {} shards, fewer than the {} ranks, so a rank would have \
+                 nothing to pad from; write smaller shards or use fewer ranks",
+                dir.display(),
+                split.as_str(),
+                shards.len(),
+                config.world_size
+            )));
+        }
         Ok(Loader {
             dir: dir.to_path_buf(),
             info: Arc::new(info),
@@ -233,7 +256,12 @@ impl Loader {
             }
         };
         if self.config.even_steps {
-            (0..self.config.world_size).map(batches).min().unwrap_or(0)
+            let counts = (0..self.config.world_size).map(batches);
+            if self.config.pad {
+                counts.max().unwrap_or(0)
+            } else {
+                counts.min().unwrap_or(0)
+            }
         } else {
             batches(self.config.rank)
         }
@@ -241,8 +269,15 @@ impl Loader {
 
     /// Starts reading `epoch`; the iterator yields this rank's batches.
     pub fn epoch(&self, epoch: u64) -> EpochIter {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// Reads `epoch` from batch `start` on (a saved position): the batches are
+    /// those [`Loader::epoch`] yields after its first `start`.
+    pub fn epoch_from(&self, epoch: u64, start: usize) -> EpochIter {
         let shards = self.rank_shards(epoch, self.config.rank);
         let steps = self.steps_per_epoch(epoch);
+        let pad = self.config.pad && self.config.even_steps;
         let sample_len = self.info.sample_len();
         let targets = target_len(&self.info);
         let workers = self.config.workers.max(1);
@@ -276,6 +311,9 @@ impl Loader {
             let mut next_shard = 0;
             let mut sent = 0;
             let mut pending: Vec<(Arc<ShardData>, usize)> = Vec::with_capacity(cfg.batch_size);
+            // Samples served so far, in order: the repeats a padded rank serves.
+            let mut served: Vec<(Arc<ShardData>, usize)> = Vec::new();
+            let mut repeat = 0;
             while sent < steps {
                 // Keep the shuffle buffer full while shards remain.
                 while next_shard < n_shards && buffer.len() < cfg.shuffle_buffer.max(cfg.batch_size)
@@ -290,27 +328,35 @@ impl Loader {
                     }
                     next_shard += 1;
                 }
-                if buffer.is_empty() {
+                let item = if !buffer.is_empty() {
+                    let item = if cfg.shuffle {
+                        let pick = rng.random_range(0..buffer.len());
+                        buffer.swap_remove(pick)
+                    } else {
+                        buffer.remove(0)
+                    };
+                    if pad {
+                        served.push(item.clone());
+                    }
+                    item
+                } else if pad && !served.is_empty() {
+                    repeat += 1;
+                    served[(repeat - 1) % served.len()].clone()
+                } else {
                     break;
-                }
-                let pick = if cfg.shuffle {
-                    rng.random_range(0..buffer.len())
-                } else {
-                    0
-                };
-                let item = if cfg.shuffle {
-                    buffer.swap_remove(pick)
-                } else {
-                    buffer.remove(0)
                 };
                 pending.push(item);
-                let last = buffer.is_empty() && next_shard >= n_shards;
+                let last = !pad && buffer.is_empty() && next_shard >= n_shards;
                 if pending.len() == cfg.batch_size || last {
-                    let batch = assemble(&pending, &sample_shape, sample_len, targets);
-                    pending.clear();
-                    if batch_tx.send(Ok(batch)).is_err() {
-                        return;
+                    // Batches before `start` were consumed before a resume:
+                    // the random choices above are replayed, the copy is not.
+                    if sent >= start {
+                        let batch = assemble(&pending, &sample_shape, sample_len, targets);
+                        if batch_tx.send(Ok(batch)).is_err() {
+                            return;
+                        }
                     }
+                    pending.clear();
                     sent += 1;
                 }
             }
@@ -497,5 +543,159 @@ mod tests {
         let l = Loader::new(&ds, Split::Test, LoaderConfig::new(2, 0)).unwrap();
         let err = l.epoch(0).find_map(|b| b.err()).expect("an error");
         assert!(err.to_string().contains(&victim.file), "{err}");
+    }
+
+    /// A classification dataset whose training shards hold `sizes` samples;
+    /// sample k's input is the single value k and its label is k, so a batch
+    /// names its samples exactly.
+    fn numbered_dataset(sizes: &[usize]) -> tempfile::TempDir {
+        use safetensors::tensor::TensorView;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("shards")).unwrap();
+        let mut shards = Vec::new();
+        let mut next = 0i64;
+        for (index, &n) in sizes.iter().enumerate() {
+            let ids: Vec<i64> = (next..next + n as i64).collect();
+            next += n as i64;
+            let x: Vec<u8> = ids.iter().flat_map(|&k| (k as f32).to_le_bytes()).collect();
+            let y: Vec<u8> = ids.iter().flat_map(|k| k.to_le_bytes()).collect();
+            let xv = TensorView::new(Dtype::F32, vec![n, 1], &x).unwrap();
+            let yv = TensorView::new(Dtype::I64, vec![n], &y).unwrap();
+            let bytes = safetensors::tensor::serialize([("x", xv), ("y", yv)], None).unwrap();
+            let file = crate::dataset::shard_name(index);
+            std::fs::write(dir.path().join(&file), &bytes).unwrap();
+            shards.push(ShardRecord {
+                index,
+                file,
+                split: Split::Train,
+                samples: n,
+                bytes: bytes.len() as u64,
+                blake3: String::new(),
+            });
+        }
+        let schema = |name: &str, dtype: &str, shape: Vec<usize>| crate::dataset::TensorSchema {
+            name: name.into(),
+            dtype: dtype.into(),
+            sample_shape: shape,
+        };
+        let info = DatasetInfo {
+            format: "sciflow-dataset".into(),
+            format_version: crate::dataset::FORMAT_VERSION,
+            kind: "image_classification".into(),
+            x: schema("x", "F32", vec![1]),
+            y: schema("y", "I64", vec![]),
+            class_names: Vec::new(),
+            target_names: Vec::new(),
+            time_grid: None,
+            shards,
+            counts: crate::dataset::Counts {
+                total: next as usize,
+                train: next as usize,
+                ..Default::default()
+            },
+            provenance: crate::dataset::Provenance {
+                labels: String::new(),
+                labels_blake3: String::new(),
+                inputs_blake3: String::new(),
+                seed: 0,
+                config: serde_json::Value::Null,
+                created_by: "test".into(),
+            },
+        };
+        std::fs::write(
+            dir.path().join("dataset.json"),
+            serde_json::to_vec(&info).unwrap(),
+        )
+        .unwrap();
+        dir
+    }
+
+    /// Every rank's batches for one epoch, as sample numbers.
+    fn deliveries(ds: &Path, cfg: &LoaderConfig, epoch: u64, start: usize) -> Vec<Vec<Vec<i64>>> {
+        (0..cfg.world_size)
+            .map(|rank| {
+                let c = LoaderConfig {
+                    rank,
+                    ..cfg.clone()
+                };
+                let l = Loader::new(ds, Split::Train, c).unwrap();
+                let batches: Vec<Vec<i64>> =
+                    l.epoch_from(epoch, start).map(|b| b.unwrap().y).collect();
+                assert_eq!(
+                    batches.len(),
+                    l.steps_per_epoch(epoch) - start.min(l.steps_per_epoch(epoch))
+                );
+                batches
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 48, ..Default::default() })]
+
+        /// For any shard sizes, ranks, workers, prefetch depth, batch and
+        /// shuffle buffer: evaluation reads every sample exactly once; training
+        /// with `pad` serves every sample at least once in equal full batches on
+        /// every rank, the repeats being exactly the padding; without `pad` no
+        /// sample twice; the order depends only on (seed, epoch, world size),
+        /// not on threads or prefetch; and resuming at batch k yields the tail.
+        #[test]
+        fn delivery_is_exact_and_fixed_by_seed_epoch_world(
+            sizes in proptest::collection::vec(1usize..9, 1..9),
+            world in 1usize..4,
+            workers in 1usize..4,
+            prefetch in 1usize..4,
+            batch in 1usize..6,
+            buffer in 1usize..12,
+            seed in 0u64..1000,
+            epoch in 0u64..3,
+        ) {
+            let dir = numbered_dataset(&sizes);
+            let total: usize = sizes.iter().sum();
+            let base = LoaderConfig {
+                shuffle_buffer: buffer,
+                prefetch,
+                workers,
+                world_size: world,
+                ..LoaderConfig::new(batch, seed)
+            };
+            let count = |d: &[Vec<Vec<i64>>]| {
+                let mut c = vec![0usize; total];
+                for b in d.iter().flatten().flatten() {
+                    c[*b as usize] += 1;
+                }
+                c
+            };
+            // Evaluation: each rank reads all of its own samples.
+            let eval = LoaderConfig { even_steps: false, ..base.clone() };
+            proptest::prop_assert!(count(&deliveries(dir.path(), &eval, epoch, 0)).iter().all(|&c| c == 1));
+            // Training without padding: equal step counts, no repeats.
+            let d = deliveries(dir.path(), &base, epoch, 0);
+            proptest::prop_assert!(d.iter().all(|r| r.len() == d[0].len()));
+            proptest::prop_assert!(count(&d).iter().all(|&c| c <= 1));
+            // Training with padding: equal full batches, every sample served,
+            // the extra deliveries exactly the padding.
+            // (Padding needs a shard on every rank; training refuses fewer shards than ranks.)
+            let train = if sizes.len() >= world {
+                LoaderConfig { pad: true, ..base.clone() }
+            } else {
+                base.clone()
+            };
+            let d = deliveries(dir.path(), &train, epoch, 0);
+            if train.pad {
+                proptest::prop_assert!(d.iter().flatten().all(|b| b.len() == batch));
+                proptest::prop_assert!(d.iter().all(|r| r.len() == d[0].len()));
+                let c = count(&d);
+                proptest::prop_assert!(c.iter().all(|&c| c >= 1));
+                proptest::prop_assert_eq!(c.iter().sum::<usize>(), world * d[0].len() * batch);
+            }
+            // Order fixed by (seed, epoch, world): other threads and depth, same batches.
+            let other = LoaderConfig { workers: 4 - workers, prefetch: 4 - prefetch, ..train.clone() };
+            proptest::prop_assert_eq!(&deliveries(dir.path(), &other, epoch, 0), &d);
+            // Resume at batch k: the tail of the uninterrupted epoch.
+            let k = d[0].len() / 2;
+            let tail: Vec<Vec<Vec<i64>>> = d.iter().map(|r| r[k..].to_vec()).collect();
+            proptest::prop_assert_eq!(deliveries(dir.path(), &train, epoch, k), tail);
+        }
     }
 }

@@ -33,6 +33,8 @@ pub struct Selection {
     pub until: Option<String>,
     /// Only this stage (its upstream outputs must exist).
     pub only: Option<String>,
+    /// Continue stages from their checkpoints where the fingerprint matches.
+    pub resume: bool,
 }
 
 impl Selection {
@@ -359,12 +361,18 @@ fn run_stages(
         }
         let tmp = scratch.join(&stage.name);
         let out = wf.stage_dir(&stage.name);
+        let ckpt_dir = wf.workdir.join(".checkpoints").join(&stage.name);
         let mut stage_run = 0;
+        // Whether to continue from a checkpoint: rank 0 decides, everyone follows.
+        let mut resume = [0u8; 1];
         if let (Some((records, run_id)), Some(d)) = (root.as_mut(), &decision) {
             if tmp.exists() {
                 std::fs::remove_dir_all(&tmp).map_err(Error::io("failed to clear", &tmp))?;
             }
             std::fs::create_dir_all(&tmp).map_err(Error::io("failed to create", &tmp))?;
+            resume[0] =
+                prepare_checkpoints(&ckpt_dir, &d.fingerprint, selection.resume, &stage.name)?
+                    as u8;
             let reason = d.reasons.join("; ");
             tracing::info!("{}: running ({}): {reason}", stage.name, stage.kind.name);
             stage_run = records.stage_started(
@@ -376,7 +384,7 @@ fn run_stages(
                 comm.size(),
             )?;
         }
-        comm.barrier();
+        comm.broadcast_bytes(&mut resume, 0);
         let started = Instant::now();
         let metrics = MetricsSink::default();
         let result = if stage.kind.collective || rank == 0 {
@@ -389,6 +397,8 @@ fn run_stages(
                 threads,
                 progress,
                 metrics: &metrics,
+                checkpoint_dir: &ckpt_dir,
+                resume: resume[0] == 1,
             };
             (stage.kind.run)(&ctx)
         } else {
@@ -415,6 +425,10 @@ fn run_stages(
         comm.barrier();
         if let (Some((records, run_id)), Some(d)) = (root.as_mut(), decision) {
             replace_dir(&tmp, &out, &scratch.join(format!("{}.old", stage.name)))?;
+            if ckpt_dir.exists() {
+                std::fs::remove_dir_all(&ckpt_dir)
+                    .map_err(Error::io("failed to remove", &ckpt_dir))?;
+            }
             let metrics = metrics.take();
             // Output hashes, the stage's new state and its record: one transaction.
             records.batch(|r| {
@@ -478,6 +492,44 @@ pub fn plan(wf: &Workflow, selection: &Selection) -> Result<Vec<PlanLine>, Error
         }
         Ok(lines)
     })
+}
+
+/// Readies a stage's checkpoint directory and says whether to resume from it:
+/// only with `--resume` and a checkpoint left by a run of the same
+/// fingerprint (configuration, inputs, upstream outputs). Otherwise any old
+/// checkpoint is cleared and the fingerprint recorded for the run starting.
+fn prepare_checkpoints(
+    dir: &Path,
+    fingerprint: &str,
+    resume: bool,
+    stage: &str,
+) -> Result<bool, Error> {
+    let stamp = dir.join("fingerprint");
+    let matches = std::fs::read_to_string(&stamp).is_ok_and(|f| f == fingerprint);
+    let has_state = dir.join("current").is_dir() || dir.join("previous").is_dir();
+    if resume && matches && has_state {
+        tracing::info!("{stage}: resuming from the checkpoint in {}", dir.display());
+        return Ok(true);
+    }
+    if has_state {
+        if resume {
+            tracing::warn!(
+                "{stage}: the checkpoint in {} is from another configuration or input; starting afresh",
+                dir.display()
+            );
+        } else if matches {
+            tracing::warn!(
+                "{stage}: discarding the checkpoint in {} (pass --resume to continue from it)",
+                dir.display()
+            );
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(Error::io("failed to clear", dir))?;
+    }
+    std::fs::create_dir_all(dir).map_err(Error::io("failed to create", dir))?;
+    std::fs::write(&stamp, fingerprint).map_err(Error::io("failed to write", &stamp))?;
+    Ok(false)
 }
 
 /// Moves `new` to `dest`, replacing what was there; `old` is a scratch name.

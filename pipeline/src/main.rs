@@ -68,6 +68,12 @@ struct SelectArgs {
     /// Only this stage; the stages it depends on must have run.
     #[arg(long, value_name = "STAGE")]
     only: Option<String>,
+    /// Continue interrupted training stages from their last checkpoint
+    /// (`<workdir>/.checkpoints/<stage>`, written at each epoch's end and every
+    /// `checkpoint_every` steps) instead of starting them afresh. The stage's
+    /// configuration and inputs must be unchanged, and the rank count the same.
+    #[arg(long)]
+    resume: bool,
 }
 
 impl SelectArgs {
@@ -76,6 +82,7 @@ impl SelectArgs {
             force: self.force.clone(),
             until: self.until.clone(),
             only: self.only.clone(),
+            resume: self.resume,
         }
     }
 }

@@ -87,6 +87,21 @@ pub struct StageContext<'a> {
     pub progress: &'a Progress,
     /// Where to report numbers.
     pub metrics: &'a MetricsSink,
+    /// This stage's checkpoint directory (training stages save there).
+    pub checkpoint_dir: &'a Path,
+    /// Continue from the checkpoint in `checkpoint_dir` (`--resume`, same fingerprint).
+    pub resume: bool,
+}
+
+impl StageContext<'_> {
+    /// Checkpointing for a training stage that saves every `every_steps` steps.
+    fn checkpointing(&self, every_steps: usize) -> sciflow_train::checkpoint::Checkpointing {
+        sciflow_train::checkpoint::Checkpointing {
+            dir: self.checkpoint_dir.to_path_buf(),
+            every_steps,
+            resume: self.resume,
+        }
+    }
 }
 
 /// A kind of stage.
@@ -566,6 +581,7 @@ fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
         ctx.seed,
         ctx.out,
         ctx.comm,
+        Some(&ctx.checkpointing(cfg.checkpoint_every)),
         &mut |step, steps| {
             bar.set_length(steps as u64);
             bar.set_position(step as u64);
@@ -611,33 +627,41 @@ fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
 fn run_train_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: RegressorConfig = config(ctx)?;
     let epochs = cfg.epochs.get();
-    sciflow_train::regressor::train_regressor(&cfg, ctx.seed, ctx.out, ctx.comm, &mut |s| {
-        let step = s.epoch as i64 + 1;
-        ctx.metrics.record(step, "train_loss", s.train_loss);
-        ctx.metrics
-            .record(step, "samples_per_second", s.samples_per_second);
-        ctx.metrics.record(step, "epoch_seconds", s.seconds);
-        ctx.metrics.record(step, "lr", s.lr);
-        let mut val = String::new();
-        if let (Some(l), Some(mae)) = (s.val_loss, &s.val_mae) {
-            ctx.metrics.record(step, "val_loss", l);
-            for (name, m) in ["q", "chi1z", "chi2z"].iter().zip(mae) {
-                ctx.metrics.record(step, &format!("val_mae_{name}"), *m);
+    let ckpt = ctx.checkpointing(cfg.checkpoint_every);
+    sciflow_train::regressor::train_regressor(
+        &cfg,
+        ctx.seed,
+        ctx.out,
+        ctx.comm,
+        Some(&ckpt),
+        &mut |s| {
+            let step = s.epoch as i64 + 1;
+            ctx.metrics.record(step, "train_loss", s.train_loss);
+            ctx.metrics
+                .record(step, "samples_per_second", s.samples_per_second);
+            ctx.metrics.record(step, "epoch_seconds", s.seconds);
+            ctx.metrics.record(step, "lr", s.lr);
+            let mut val = String::new();
+            if let (Some(l), Some(mae)) = (s.val_loss, &s.val_mae) {
+                ctx.metrics.record(step, "val_loss", l);
+                for (name, m) in ["q", "chi1z", "chi2z"].iter().zip(mae) {
+                    ctx.metrics.record(step, &format!("val_mae_{name}"), *m);
+                }
+                val = format!(
+                    ", val loss {l:.4}, MAE q {:.3} chi1z {:.3} chi2z {:.3}",
+                    mae[0], mae[1], mae[2]
+                );
             }
-            val = format!(
-                ", val loss {l:.4}, MAE q {:.3} chi1z {:.3} chi2z {:.3}",
-                mae[0], mae[1], mae[2]
+            tracing::info!(
+                "{}: epoch {}/{epochs}: loss {:.4}{val} ({:.1} s, {:.0} samples/s)",
+                ctx.name,
+                s.epoch + 1,
+                s.train_loss,
+                s.seconds,
+                s.samples_per_second
             );
-        }
-        tracing::info!(
-            "{}: epoch {}/{epochs}: loss {:.4}{val} ({:.1} s, {:.0} samples/s)",
-            ctx.name,
-            s.epoch + 1,
-            s.train_loss,
-            s.seconds,
-            s.samples_per_second
-        );
-    })?;
+        },
+    )?;
     Ok(())
 }
 

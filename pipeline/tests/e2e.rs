@@ -302,3 +302,103 @@ fn the_waveform_workflow_runs_end_to_end_small() {
         .iter()
         .all(|p| p[0] >= 1.0 && p[1].abs() < 1.0 && p[2].abs() < 1.0));
 }
+
+/// A workflow that trains a small classifier with a checkpoint every 4 steps.
+fn checkpointed_workflow(dir: &Path) -> PathBuf {
+    let wf = dir.join("ckpt.yaml");
+    std::fs::write(
+        &wf,
+        "version: 1\nname: ckpt\nworkdir: wd\nseed: 5\nstages:\n\
+         \x20 galaxies:\n    uses: ingest.synthetic_galaxies\n    with: { count_per_class: 400, size: 32 }\n\
+         \x20 dataset:\n    uses: ingest.galaxy_images\n    with: { labels: \"${galaxies.labels}\", size: 32, shard_size: 16 }\n\
+         \x20 train:\n    uses: train.classifier\n    with:\n      data: ${dataset.dataset}\n\
+         \x20     model: { arch: small_cnn, width: 8 }\n      epochs: 8\n      batch_size: 16\n\
+         \x20     pad: true\n      checkpoint_every: 4\n",
+    )
+    .unwrap();
+    wf
+}
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_to_bit_identical_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let wf_a = checkpointed_workflow(&a);
+    let wf_b = checkpointed_workflow(&b);
+
+    // Uninterrupted.
+    let mut cmd = pipeline();
+    cmd.arg("run").arg(&wf_a).current_dir(&a);
+    assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
+    assert!(
+        !a.join("wd/.checkpoints/train").exists(),
+        "a finished stage leaves no checkpoint"
+    );
+
+    // Killed (SIGKILL) once a mid-epoch checkpoint after the first epoch exists.
+    let mut child = pipeline()
+        .args(["run", "-q"])
+        .arg(&wf_b)
+        .current_dir(&b)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let position = b.join("wd/.checkpoints/train/current/position.json");
+    let start = Instant::now();
+    let killed_at = loop {
+        if let Some(p) = std::fs::read(&position)
+            .ok()
+            .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
+        {
+            if p["epoch"].as_u64() >= Some(1) && p["step"].as_u64() > Some(0) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break p;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(
+        !b.join("wd/train").exists(),
+        "a killed stage must not leave an output that looks complete"
+    );
+
+    // Resumed: continues from the checkpoint, ends identical to the uninterrupted run.
+    let mut cmd = pipeline();
+    cmd.args(["run", "--resume"]).arg(&wf_b).current_dir(&b);
+    let out = run_with_deadline(cmd, Duration::from_secs(300));
+    assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resuming from"), "{stderr}");
+    assert!(
+        stderr.contains("galaxies: up to date"),
+        "upstream stages are not redone: {stderr}"
+    );
+    let weights = |d: &Path| std::fs::read(d.join("wd/train/weights.safetensors")).unwrap();
+    assert!(
+        weights(&a) == weights(&b),
+        "resumed weights differ from the uninterrupted run's (killed at {killed_at})"
+    );
+    let losses = |d: &Path| -> Vec<serde_json::Value> {
+        let h: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("wd/train/history.json")).unwrap())
+                .unwrap();
+        h["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::json!([e["train_loss"], e["val_loss"], e["lr"]]))
+            .collect()
+    };
+    assert_eq!(losses(&a), losses(&b));
+    assert_eq!(losses(&a).len(), 8);
+}

@@ -11,6 +11,7 @@ use tch::{Kind, Tensor};
 use sciflow_ingest::dataset::{DatasetInfo, Split};
 use sciflow_ingest::{Batch, Loader, LoaderConfig};
 
+use crate::checkpoint::{self, Checkpointing, Position};
 use crate::dist::Comm;
 use crate::model::{build, save_model, ModelConfig, ModelInfo};
 use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
@@ -62,6 +63,15 @@ pub struct ClassifierConfig {
     /// Loader threads reading shards.
     #[serde(default = "default_workers")]
     pub workers: NonZeroUsize,
+    /// Ranks with fewer training samples repeat some, so every rank takes
+    /// the same number of full batches and every sample is seen each epoch
+    /// (otherwise every rank stops at the shortest rank's batch count).
+    #[serde(default)]
+    pub pad: bool,
+    /// Checkpoint every this many steps as well as at each epoch's end (0:
+    /// epoch ends only). Used when the run has a checkpoint directory.
+    #[serde(default)]
+    pub checkpoint_every: usize,
     /// A safetensors file of initial weights (fine-tuning): variables found in
     /// it by name and shape are set from it, the rest (e.g. a new head) start fresh.
     #[serde(default)]
@@ -121,12 +131,15 @@ pub struct TrainReport {
 ///
 /// Every rank of `comm` must call this with the same arguments. `on_step` is
 /// called after each step with (step in epoch, steps per epoch); `on_epoch`
-/// after each epoch.
+/// after each epoch. With `checkpoints`, rank 0 saves the state at each
+/// epoch's end (and every `every_steps` steps), and a `resume` continues
+/// from the saved state exactly.
 pub fn train_classifier(
     config: &ClassifierConfig,
     seed: u64,
     out: &Path,
     comm: &dyn Comm,
+    checkpoints: Option<&Checkpointing>,
     on_step: &mut dyn FnMut(usize, usize),
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<TrainReport> {
@@ -146,6 +159,7 @@ pub fn train_classifier(
         prefetch: config.prefetch.get(),
         workers: config.workers.get(),
         drop_last: false,
+        pad: config.pad,
         even_steps,
         seed: split_seed,
         rank: comm.rank(),
@@ -207,15 +221,37 @@ pub fn train_classifier(
         total_steps: steps0 * config.epochs.get(),
         schedule: config.lr_schedule.clone(),
     };
-    let mut history = Vec::new();
+    let mut history: Vec<EpochStats> = Vec::new();
     let mut global_step = 0;
     let mut lr = config.lr;
-    for epoch in 0..config.epochs.get() {
-        let started = Instant::now();
+    let mut resumed: Option<Position> = None;
+    if let Some(c) = checkpoints.filter(|c| c.resume) {
+        if let Some(pos) = checkpoint::load(&c.dir, &mut vs, &mut opt, seed, comm.size())? {
+            history = serde_json::from_value(pos.history.clone()).map_err(|e| Error::Model {
+                path: c.dir.clone(),
+                message: format!("checkpoint history: {e}"),
+            })?;
+            global_step = pos.global_step;
+            tracing::info!(
+                "resuming from {} at epoch {}, step {}",
+                c.dir.display(),
+                pos.epoch,
+                pos.step
+            );
+            resumed = Some(pos);
+        }
+    }
+    let first_epoch = resumed.as_ref().map_or(0, |p| p.epoch);
+    for epoch in first_epoch..config.epochs.get() {
         let steps = train.steps_per_epoch(epoch as u64);
         // loss x samples, correct, samples
-        let mut sums = [0.0f64; 3];
-        for (step, batch) in train.epoch(epoch as u64).enumerate() {
+        let (first, mut sums, before) = match resumed.take() {
+            Some(p) => (p.step, [p.sums[0], p.sums[1], p.sums[2]], p.seconds),
+            None => (0, [0.0f64; 3], 0.0),
+        };
+        let started = Instant::now();
+        for (i, batch) in train.epoch_from(epoch as u64, first).enumerate() {
+            let step = first + i;
             let mut batch = batch?;
             if config.augment {
                 augment(
@@ -227,6 +263,7 @@ pub fn train_classifier(
                     config.augment_shift,
                 );
             }
+            tch::manual_seed(checkpoint::step_seed(seed, comm.rank(), global_step));
             let (x, y) = to_tensors(&batch)?;
             let logits = net.forward_t(&x, true);
             let loss = logits.cross_entropy_for_logits(&y);
@@ -243,8 +280,24 @@ pub fn train_classifier(
             sums[1] += correct(&logits, &y);
             sums[2] += n;
             on_step(step + 1, steps);
+            if let Some(c) = checkpoints {
+                if c.every_steps > 0 && global_step % c.every_steps == 0 && step + 1 < steps {
+                    let pos = Position {
+                        epoch,
+                        step: step + 1,
+                        global_step,
+                        sums: sums.to_vec(),
+                        seconds: before + started.elapsed().as_secs_f64(),
+                        history: serde_json::to_value(&history).expect("history serialises"),
+                        optimizer_steps: opt.state().1,
+                        seed,
+                        world_size: comm.size(),
+                    };
+                    save_checkpoint(&c.dir, &vs, &opt, &pos, comm)?;
+                }
+            }
         }
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = before + started.elapsed().as_secs_f64();
         comm.allreduce_sum_f64(&mut sums);
         let (val_loss, val_accuracy) = match evaluate(&*net, &val, comm)? {
             Some((l, a)) => (Some(l), Some(a)),
@@ -262,6 +315,20 @@ pub fn train_classifier(
         };
         on_epoch(&stats);
         history.push(stats);
+        if let Some(c) = checkpoints {
+            let pos = Position {
+                epoch: epoch + 1,
+                step: 0,
+                global_step,
+                sums: vec![0.0; 3],
+                seconds: 0.0,
+                history: serde_json::to_value(&history).expect("history serialises"),
+                optimizer_steps: opt.state().1,
+                seed,
+                world_size: comm.size(),
+            };
+            save_checkpoint(&c.dir, &vs, &opt, &pos, comm)?;
+        }
     }
     let report = TrainReport {
         history,
@@ -282,6 +349,24 @@ pub fn train_classifier(
         })?;
     }
     Ok(report)
+}
+
+/// Rank 0 writes the checkpoint (all ranks hold the same state); the others
+/// wait, so no rank runs ahead of a checkpoint that may yet fail.
+pub(crate) fn save_checkpoint(
+    dir: &Path,
+    vs: &nn::VarStore,
+    opt: &Optimizer,
+    pos: &Position,
+    comm: &dyn Comm,
+) -> Result<()> {
+    let result = if comm.rank() == 0 {
+        checkpoint::save(dir, vs, opt, pos)
+    } else {
+        Ok(())
+    };
+    comm.barrier();
+    result
 }
 
 /// Mean loss and accuracy of `net` over a split, all ranks together; `None`

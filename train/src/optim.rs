@@ -84,6 +84,43 @@ impl Optimizer {
         &self.params
     }
 
+    /// The state to checkpoint: moment buffers by name (`first.I`,
+    /// `second.I`, in parameter order) and the step count.
+    pub fn state(&self) -> (Vec<(String, Tensor)>, i32) {
+        let named = |prefix: &str, ts: &[Tensor]| {
+            ts.iter()
+                .enumerate()
+                .map(|(i, t)| (format!("{prefix}.{i}"), t.shallow_clone()))
+                .collect::<Vec<_>>()
+        };
+        let mut out = named("first", &self.first);
+        out.extend(named("second", &self.second));
+        (out, self.steps)
+    }
+
+    /// Restores what [`Optimizer::state`] returned; every buffer must be
+    /// present with its shape.
+    pub fn load_state(&mut self, tensors: &[(String, Tensor)], steps: i32) -> Result<(), String> {
+        let map: std::collections::HashMap<&str, &Tensor> =
+            tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        for (prefix, bufs) in [("first", &mut self.first), ("second", &mut self.second)] {
+            for (i, b) in bufs.iter_mut().enumerate() {
+                let name = format!("{prefix}.{i}");
+                let src = map.get(name.as_str()).ok_or(format!("no `{name}`"))?;
+                if src.size() != b.size() {
+                    return Err(format!(
+                        "`{name}` has shape {:?}, the model needs {:?}",
+                        src.size(),
+                        b.size()
+                    ));
+                }
+                tch::no_grad(|| b.copy_(src));
+            }
+        }
+        self.steps = steps;
+        Ok(())
+    }
+
     /// Clears every parameter's gradient.
     pub fn zero_grad(&mut self) {
         for p in &mut self.params {

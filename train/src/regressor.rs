@@ -19,6 +19,8 @@ use tch::{Kind, Tensor};
 use sciflow_ingest::dataset::Split;
 use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig};
 
+use crate::checkpoint::{self, Checkpointing, Position};
+use crate::classifier::save_checkpoint;
 use crate::classifier::{average_gradients, broadcast_parameters};
 use crate::dist::Comm;
 use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
@@ -60,6 +62,20 @@ pub struct RegressorConfig {
     /// Weight of the q >= 1, |chi| <= 1 penalty.
     #[serde(default = "default_constraint")]
     pub constraint_weight: f64,
+    /// Weight of each target's squared error (standardised units); default
+    /// all 1. A target the data barely determines (the smaller body's spin)
+    /// can be weighted down so its irreducible error does not drown the
+    /// gradient of the others.
+    #[serde(default)]
+    pub target_weights: Option<Vec<f64>>,
+    /// Ranks with fewer training samples repeat some, so every rank takes
+    /// the same number of full batches (see `train.classifier`).
+    #[serde(default)]
+    pub pad: bool,
+    /// Checkpoint every this many steps as well as at each epoch's end (0:
+    /// epoch ends only), when the run has a checkpoint directory.
+    #[serde(default)]
+    pub checkpoint_every: usize,
     /// Batches the loader prepares ahead.
     #[serde(default = "default_prefetch")]
     pub prefetch: NonZeroUsize,
@@ -201,10 +217,16 @@ pub fn regression_tensors(batch: &sciflow_ingest::Batch) -> Result<(Tensor, Tens
     Ok((x, y))
 }
 
-/// Standardised MSE plus the constraint penalty; also returns the physical predictions.
-fn loss_of(out: &Tensor, y: &Tensor, mean: &Tensor, std: &Tensor, weight: f64) -> (Tensor, Tensor) {
+/// Weighted standardised MSE plus the constraint penalty; also returns the
+/// physical predictions. `tw`: per-target weights `[1, k]`, mean 1.
+fn loss_of(
+    out: &Tensor,
+    y: &Tensor,
+    (mean, std, tw): (&Tensor, &Tensor, &Tensor),
+    weight: f64,
+) -> (Tensor, Tensor) {
     let target = (y - mean) / std;
-    let mse = (out - &target).square().mean(Kind::Float);
+    let mse = ((out - &target).square() * tw).mean(Kind::Float);
     let phys = out * std + mean;
     let q = phys.select(1, 0);
     let chi = phys.narrow(1, 1, 2);
@@ -217,6 +239,28 @@ fn loss_of(out: &Tensor, y: &Tensor, mean: &Tensor, std: &Tensor, weight: f64) -
     (mse + penalty * weight, phys)
 }
 
+/// `[1, k]` weights of the targets' squared errors, scaled to mean 1 so the
+/// loss stays comparable with the unweighted one.
+fn target_weight_tensor(weights: Option<&[f64]>, k: usize) -> Result<Tensor> {
+    let w = match weights {
+        None => vec![1.0; k],
+        Some(w) => {
+            if w.len() != k
+                || w.iter().any(|v| !v.is_finite() || *v < 0.0)
+                || w.iter().sum::<f64>() <= 0.0
+            {
+                return Err(Error::Config(format!(
+                    "target_weights: expected {k} non-negative numbers, not all zero; got {w:?}"
+                )));
+            }
+            let mean = w.iter().sum::<f64>() / k as f64;
+            w.iter().map(|v| v / mean).collect()
+        }
+    };
+    let w: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+    Ok(Tensor::from_slice(&w).view([1, k as i64]))
+}
+
 /// Trains the regressor; rank 0 writes `weights.safetensors`, `model.json`
 /// and `history.json` into `out`. Every rank calls it with the same arguments.
 pub fn train_regressor(
@@ -224,6 +268,7 @@ pub fn train_regressor(
     seed: u64,
     out: &Path,
     comm: &dyn Comm,
+    checkpoints: Option<&Checkpointing>,
     on_epoch: &mut dyn FnMut(&RegEpochStats),
 ) -> Result<Vec<RegEpochStats>> {
     let info = DatasetInfo::load(&config.data)?;
@@ -243,6 +288,7 @@ pub fn train_regressor(
         prefetch: config.prefetch.get(),
         workers: config.workers.get(),
         drop_last: false,
+        pad: config.pad && even,
         even_steps: even,
         seed,
         rank: comm.rank(),
@@ -286,7 +332,7 @@ pub fn train_regressor(
         .collect();
 
     tch::manual_seed(seed as i64);
-    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut vs = nn::VarStore::new(tch::Device::Cpu);
     let model_info = RegressorInfo {
         arch: "wavenet".into(),
         model: config.model.clone(),
@@ -308,6 +354,8 @@ pub fn train_regressor(
     };
     let net = WaveNet::new(&vs.root(), model_info.in_channels, k, &config.model);
     let (mean_t, std_t) = stats_tensors(&model_info);
+    let tw_t = target_weight_tensor(config.target_weights.as_deref(), k)?;
+    let stats = (&mean_t, &std_t, &tw_t);
     let mut opt = Optimizer::new(
         config.optimizer,
         config.weight_decay,
@@ -324,17 +372,41 @@ pub fn train_regressor(
         total_steps: steps0 * config.epochs.get(),
         schedule: config.lr_schedule.clone(),
     };
-    let mut history = Vec::new();
+    let mut history: Vec<RegEpochStats> = Vec::new();
     let mut step_no = 0;
     let mut lr = config.lr;
-    for epoch in 0..config.epochs.get() {
+    let mut resumed: Option<Position> = None;
+    if let Some(c) = checkpoints.filter(|c| c.resume) {
+        if let Some(pos) = checkpoint::load(&c.dir, &mut vs, &mut opt, seed, comm.size())? {
+            history = serde_json::from_value(pos.history.clone()).map_err(|e| Error::Model {
+                path: c.dir.clone(),
+                message: format!("checkpoint history: {e}"),
+            })?;
+            step_no = pos.global_step;
+            tracing::info!(
+                "resuming from {} at epoch {}, step {}",
+                c.dir.display(),
+                pos.epoch,
+                pos.step
+            );
+            resumed = Some(pos);
+        }
+    }
+    let first_epoch = resumed.as_ref().map_or(0, |p| p.epoch);
+    for epoch in first_epoch..config.epochs.get() {
+        let steps = train.steps_per_epoch(epoch as u64);
+        let (first, mut sums, before) = match resumed.take() {
+            Some(p) => (p.step, [p.sums[0], p.sums[1]], p.seconds),
+            None => (0, [0.0f64; 2], 0.0),
+        };
         let started = Instant::now();
-        let mut sums = [0.0f64; 2];
-        for batch in train.epoch(epoch as u64) {
+        for (i, batch) in train.epoch_from(epoch as u64, first).enumerate() {
+            let step = first + i;
             let batch = batch?;
+            tch::manual_seed(checkpoint::step_seed(seed, comm.rank(), step_no));
             let (x, y) = regression_tensors(&batch)?;
             let out_t = net.forward_t(&x, true);
-            let (loss, _) = loss_of(&out_t, &y, &mean_t, &std_t, config.constraint_weight);
+            let (loss, _) = loss_of(&out_t, &y, stats, config.constraint_weight);
             opt.zero_grad();
             loss.backward();
             if comm.size() > 1 {
@@ -346,8 +418,24 @@ pub fn train_regressor(
             let m = batch.shape[0] as f64;
             sums[0] += loss.double_value(&[]) * m;
             sums[1] += m;
+            if let Some(c) = checkpoints {
+                if c.every_steps > 0 && step_no % c.every_steps == 0 && step + 1 < steps {
+                    let pos = Position {
+                        epoch,
+                        step: step + 1,
+                        global_step: step_no,
+                        sums: sums.to_vec(),
+                        seconds: before + started.elapsed().as_secs_f64(),
+                        history: serde_json::to_value(&history).expect("history serialises"),
+                        optimizer_steps: opt.state().1,
+                        seed,
+                        world_size: comm.size(),
+                    };
+                    save_checkpoint(&c.dir, &vs, &opt, &pos, comm)?;
+                }
+            }
         }
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = before + started.elapsed().as_secs_f64();
         comm.allreduce_sum_f64(&mut sums);
         // Validation: loss and MAE per target, all ranks together.
         let mut vsums = vec![0.0f64; 2 + k];
@@ -359,8 +447,7 @@ pub fn train_regressor(
                     let (loss, phys) = loss_of(
                         &net.forward_t(&x, false),
                         &y,
-                        &mean_t,
-                        &std_t,
+                        stats,
                         config.constraint_weight,
                     );
                     let m = batch.shape[0] as f64;
@@ -386,6 +473,20 @@ pub fn train_regressor(
         };
         on_epoch(&stats);
         history.push(stats);
+        if let Some(c) = checkpoints {
+            let pos = Position {
+                epoch: epoch + 1,
+                step: 0,
+                global_step: step_no,
+                sums: vec![0.0; 2],
+                seconds: 0.0,
+                history: serde_json::to_value(&history).expect("history serialises"),
+                optimizer_steps: opt.state().1,
+                seed,
+                world_size: comm.size(),
+            };
+            save_checkpoint(&c.dir, &vs, &opt, &pos, comm)?;
+        }
     }
     if comm.rank() == 0 {
         std::fs::create_dir_all(out).map_err(|e| Error::Io {
@@ -465,11 +566,14 @@ mod tests {
             optimizer: OptimizerKind::default(),
             weight_decay: 0.0,
             constraint_weight: 1.0,
+            target_weights: None,
+            pad: false,
+            checkpoint_every: 0,
             prefetch: NonZeroUsize::new(2).unwrap(),
             workers: NonZeroUsize::new(1).unwrap(),
         };
         let out = dir.path().join("model");
-        let h = train_regressor(&cfg, 5, &out, &crate::Single, &mut |_| {}).unwrap();
+        let h = train_regressor(&cfg, 5, &out, &crate::Single, None, &mut |_| {}).unwrap();
         assert_eq!(h.len(), 3);
         assert!(h
             .iter()
@@ -484,7 +588,7 @@ mod tests {
         assert_eq!(r.predict(&x).size(), vec![2, 3]);
         // Same seed, same weights on CPU.
         let out2 = dir.path().join("model2");
-        train_regressor(&cfg, 5, &out2, &crate::Single, &mut |_| {}).unwrap();
+        train_regressor(&cfg, 5, &out2, &crate::Single, None, &mut |_| {}).unwrap();
         assert_eq!(
             std::fs::read(out.join("weights.safetensors")).unwrap(),
             std::fs::read(out2.join("weights.safetensors")).unwrap()
@@ -496,16 +600,24 @@ mod tests {
         let mean = Tensor::from_slice(&[0.0f32, 0.0, 0.0]).view([1, 3]);
         let std = Tensor::from_slice(&[1.0f32, 1.0, 1.0]).view([1, 3]);
         let y = Tensor::from_slice(&[2.0f32, 0.5, -0.5]).view([1, 3]);
-        let (physical, _) = loss_of(&y, &y, &mean, &std, 10.0);
+        let ones = target_weight_tensor(None, 3).unwrap();
+        let stats = (&mean, &std, &ones);
+        let (physical, _) = loss_of(&y, &y, stats, 10.0);
         assert_eq!(physical.double_value(&[]), 0.0);
         // q = 0.5 < 1 and chi1 = 1.5 > 1: penalty (0.5^2 + 0.5^2) * 10 on top of the MSE.
         let bad = Tensor::from_slice(&[0.5f32, 1.5, -0.5]).view([1, 3]);
-        let (l, _) = loss_of(&bad, &y, &mean, &std, 10.0);
+        let (l, _) = loss_of(&bad, &y, stats, 10.0);
         let mse = (1.5f64.powi(2) + 1.0) / 3.0;
         assert!(
             (l.double_value(&[]) - (mse + 5.0)).abs() < 1e-5,
             "{}",
             l.double_value(&[])
         );
+        // Weights [2, 0, 1] scale to [2, 0, 1] / 1: only q's and chi2's errors count.
+        let w = target_weight_tensor(Some(&[2.0, 0.0, 1.0]), 3).unwrap();
+        let (l, _) = loss_of(&bad, &y, (&mean, &std, &w), 0.0);
+        assert!((l.double_value(&[]) - 2.0 * 1.5f64.powi(2) / 3.0).abs() < 1e-5);
+        assert!(target_weight_tensor(Some(&[1.0, 1.0]), 3).is_err());
+        assert!(target_weight_tensor(Some(&[0.0, 0.0, 0.0]), 3).is_err());
     }
 }
