@@ -593,6 +593,10 @@ fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
             ctx.metrics
                 .record(step, "samples_per_second", s.samples_per_second);
             ctx.metrics.record(step, "epoch_seconds", s.seconds);
+            ctx.metrics
+                .record(step, "data_wait_seconds", s.data_wait_seconds);
+            ctx.metrics
+                .record(step, "allreduce_seconds", s.allreduce_seconds);
             ctx.metrics.record(step, "lr", s.lr);
             if let (Some(l), Some(a)) = (s.val_loss, s.val_accuracy) {
                 ctx.metrics.record(step, "val_loss", l);
@@ -640,6 +644,10 @@ fn run_train_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
             ctx.metrics
                 .record(step, "samples_per_second", s.samples_per_second);
             ctx.metrics.record(step, "epoch_seconds", s.seconds);
+            ctx.metrics
+                .record(step, "data_wait_seconds", s.data_wait_seconds);
+            ctx.metrics
+                .record(step, "allreduce_seconds", s.allreduce_seconds);
             ctx.metrics.record(step, "lr", s.lr);
             let mut val = String::new();
             if let (Some(l), Some(mae)) = (s.val_loss, &s.val_mae) {

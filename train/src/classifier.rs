@@ -72,6 +72,10 @@ pub struct ClassifierConfig {
     /// epoch ends only). Used when the run has a checkpoint directory.
     #[serde(default)]
     pub checkpoint_every: usize,
+    /// Gradients are averaged in buckets of at most this many MiB, one
+    /// allreduce each (0: one fused buffer for the whole model).
+    #[serde(default)]
+    pub allreduce_bucket_mb: f64,
     /// A safetensors file of initial weights (fine-tuning): variables found in
     /// it by name and shape are set from it, the rest (e.g. a new head) start fresh.
     #[serde(default)]
@@ -113,6 +117,12 @@ pub struct EpochStats {
     pub seconds: f64,
     /// Training samples per second, all ranks together.
     pub samples_per_second: f64,
+    /// Seconds the training loop waited for the loader (rank 0's).
+    #[serde(default)]
+    pub data_wait_seconds: f64,
+    /// Seconds spent averaging gradients across ranks (rank 0's).
+    #[serde(default)]
+    pub allreduce_seconds: f64,
 }
 
 /// What training produced besides the model directory.
@@ -250,7 +260,9 @@ pub fn train_classifier(
             None => (0, [0.0f64; 3], 0.0),
         };
         let started = Instant::now();
-        for (i, batch) in train.epoch_from(epoch as u64, first).enumerate() {
+        let mut reduce_s = 0.0;
+        let mut batches = Waited::new(train.epoch_from(epoch as u64, first));
+        for (i, batch) in batches.by_ref().enumerate() {
             let step = first + i;
             let mut batch = batch?;
             if config.augment {
@@ -270,7 +282,8 @@ pub fn train_classifier(
             opt.zero_grad();
             loss.backward();
             if comm.size() > 1 {
-                average_gradients(opt.params(), comm);
+                reduce_s +=
+                    average_gradients(opt.params(), comm, bucket_elems(config.allreduce_bucket_mb));
             }
             lr = lr_plan.at(global_step);
             opt.step(lr);
@@ -312,6 +325,8 @@ pub fn train_classifier(
             lr,
             seconds,
             samples_per_second: sums[2] / seconds.max(1e-9),
+            data_wait_seconds: batches.seconds,
+            allreduce_seconds: reduce_s,
         };
         on_epoch(&stats);
         history.push(stats);
@@ -419,14 +434,66 @@ pub(crate) fn broadcast_parameters(params: &[Tensor], comm: &dyn Comm) {
     unflatten(&flat, params.iter().map(|p| p.detach()).collect());
 }
 
-/// Averages gradients over ranks with one fused allreduce.
-pub(crate) fn average_gradients(params: &[Tensor], comm: &dyn Comm) {
+/// Averages gradients over ranks: fused into contiguous buffers of at most
+/// `bucket_elems` values (0: one buffer for everything), one allreduce each.
+/// Returns the seconds spent (fusing, communicating, unpacking).
+pub(crate) fn average_gradients(params: &[Tensor], comm: &dyn Comm, bucket_elems: usize) -> f64 {
+    let started = Instant::now();
     let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
-    let mut flat = flatten(grads.iter().map(|g| g.shallow_clone()));
-    comm.allreduce_sum_f32(&mut flat);
+    let limit = if bucket_elems == 0 {
+        usize::MAX
+    } else {
+        bucket_elems
+    };
     let inv = 1.0 / comm.size() as f32;
-    flat.iter_mut().for_each(|v| *v *= inv);
-    unflatten(&flat, grads);
+    let mut start = 0;
+    while start < grads.len() {
+        // A bucket takes tensors in order until the next would overflow it
+        // (a tensor larger than the bucket goes alone).
+        let (mut end, mut n) = (start, 0usize);
+        while end < grads.len() && (end == start || n + grads[end].numel() <= limit) {
+            n += grads[end].numel();
+            end += 1;
+        }
+        let group = &grads[start..end];
+        let mut flat = flatten(group.iter().map(|g| g.shallow_clone()));
+        comm.allreduce_sum_f32(&mut flat);
+        flat.iter_mut().for_each(|v| *v *= inv);
+        unflatten(&flat, group.iter().map(|g| g.shallow_clone()).collect());
+        start = end;
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// Bucket size in values from a size in MiB (f32 gradients).
+pub(crate) fn bucket_elems(mib: f64) -> usize {
+    (mib * 1024.0 * 1024.0 / 4.0) as usize
+}
+
+/// An iterator that adds up the time spent waiting for its items: the time
+/// the training loop waits for the loader.
+pub(crate) struct Waited<I> {
+    inner: I,
+    pub(crate) seconds: f64,
+}
+
+impl<I> Waited<I> {
+    pub(crate) fn new(inner: I) -> Self {
+        Waited {
+            inner,
+            seconds: 0.0,
+        }
+    }
+}
+
+impl<I: Iterator> Iterator for Waited<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let t = Instant::now();
+        let item = self.inner.next();
+        self.seconds += t.elapsed().as_secs_f64();
+        item
+    }
 }
 
 fn flatten(tensors: impl Iterator<Item = Tensor>) -> Vec<f32> {

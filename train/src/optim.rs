@@ -25,6 +25,51 @@ pub enum OptimizerKind {
         #[serde(default = "momentum")]
         momentum: f64,
     },
+    /// LARS (You, Gitman & Ginsburg 2017): SGD with momentum whose step for
+    /// each weight tensor is scaled by `trust` x |w| / |g + wd w|, so every
+    /// layer moves by a similar fraction of its norm at large batches.
+    /// Biases and normalisation parameters (1-D tensors) use the plain rate.
+    Lars {
+        /// Momentum factor.
+        #[serde(default = "momentum")]
+        momentum: f64,
+        /// The trust coefficient (eta).
+        #[serde(default = "trust")]
+        trust: f64,
+    },
+    /// LAMB (You et al. 2019): Adam's direction plus decoupled weight decay,
+    /// scaled per weight tensor by |w| / |direction| (1-D tensors: 1).
+    Lamb {
+        /// First-moment decay.
+        #[serde(default = "beta1")]
+        beta1: f64,
+        /// Second-moment decay.
+        #[serde(default = "beta2")]
+        beta2: f64,
+        /// Denominator guard.
+        #[serde(default = "lamb_eps")]
+        eps: f64,
+    },
+}
+
+fn trust() -> f64 {
+    0.001
+}
+fn lamb_eps() -> f64 {
+    1e-6
+}
+
+/// |w| / |u| for a weight tensor (1 for 1-D tensors, or when either norm is 0).
+fn trust_ratio(w: &Tensor, u: &Tensor) -> f64 {
+    if w.dim() <= 1 {
+        return 1.0;
+    }
+    let (wn, un) = (w.norm().double_value(&[]), u.norm().double_value(&[]));
+    if wn > 0.0 && un > 0.0 {
+        wn / un
+    } else {
+        1.0
+    }
 }
 
 fn beta1() -> f64 {
@@ -66,8 +111,8 @@ impl Optimizer {
         let zeros = |ps: &[Tensor]| ps.iter().map(|p| p.zeros_like()).collect::<Vec<_>>();
         let first = zeros(&params);
         let second = match kind {
-            OptimizerKind::Adam { .. } => zeros(&params),
-            OptimizerKind::Sgd { .. } => Vec::new(),
+            OptimizerKind::Adam { .. } | OptimizerKind::Lamb { .. } => zeros(&params),
+            OptimizerKind::Sgd { .. } | OptimizerKind::Lars { .. } => Vec::new(),
         };
         Optimizer {
             kind,
@@ -138,7 +183,9 @@ impl Optimizer {
                 if !g.defined() {
                     continue;
                 }
-                let g = if self.weight_decay > 0.0 {
+                // L2 decay joins the gradient, except in LAMB, where it is decoupled.
+                let decoupled = matches!(self.kind, OptimizerKind::Lamb { .. });
+                let g = if self.weight_decay > 0.0 && !decoupled {
                     &g + &*p * self.weight_decay
                 } else {
                     g
@@ -158,6 +205,30 @@ impl Optimizer {
                         self.first[i].copy_(&b);
                         b * lr
                     }
+                    OptimizerKind::Lars { momentum, trust } => {
+                        let local = if p.dim() <= 1 {
+                            1.0
+                        } else {
+                            trust * trust_ratio(p, &g)
+                        };
+                        let b = &self.first[i] * momentum + &g * (lr * local);
+                        self.first[i].copy_(&b);
+                        b
+                    }
+                    OptimizerKind::Lamb { beta1, beta2, eps } => {
+                        let m = &self.first[i] * beta1 + &g * (1.0 - beta1);
+                        let v = &self.second[i] * beta2 + &g * &g * (1.0 - beta2);
+                        self.first[i].copy_(&m);
+                        self.second[i].copy_(&v);
+                        let mhat = m / (1.0 - beta1.powi(t));
+                        let vhat = v / (1.0 - beta2.powi(t));
+                        let mut r = mhat / (vhat.sqrt() + eps);
+                        if self.weight_decay > 0.0 {
+                            r = r + &*p * self.weight_decay;
+                        }
+                        let ratio = trust_ratio(p, &r);
+                        r * (lr * ratio)
+                    }
                 };
                 let new = &*p - update;
                 p.copy_(&new);
@@ -175,6 +246,9 @@ pub enum LrScaling {
     None,
     /// lr x global batch / 256 (Goyal et al.), reached by a linear warm-up.
     Linear,
+    /// lr x sqrt(global batch / 256) (Krizhevsky 2014; the usual rule for
+    /// Adam-type optimizers).
+    Sqrt,
 }
 
 /// How the learning rate changes after warm-up.
@@ -221,6 +295,7 @@ impl LrPlan {
         let target = match self.scaling {
             LrScaling::None => self.base,
             LrScaling::Linear => self.base * self.global_batch as f64 / 256.0,
+            LrScaling::Sqrt => self.base * (self.global_batch as f64 / 256.0).sqrt(),
         };
         if step < self.warmup_steps {
             return target * (step + 1) as f64 / self.warmup_steps as f64;
@@ -250,6 +325,15 @@ mod tests {
         for kind in [
             OptimizerKind::Sgd { momentum: 0.9 },
             OptimizerKind::default(),
+            OptimizerKind::Lars {
+                momentum: 0.9,
+                trust: 0.001,
+            },
+            OptimizerKind::Lamb {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-6,
+            },
         ] {
             let p = Tensor::from_slice(&[3.0f32, -2.0]).set_requires_grad(true);
             let mut opt = Optimizer::new(kind, 0.0, vec![p.shallow_clone()]);
@@ -261,6 +345,46 @@ mod tests {
             let v: Vec<f32> = Vec::try_from(&p.detach()).unwrap();
             assert!(v.iter().all(|x| x.abs() < 0.05), "{kind:?}: {v:?}");
         }
+    }
+
+    #[test]
+    fn lars_and_lamb_scale_each_weight_tensor_by_its_trust_ratio() {
+        // A 2-D weight with |w| = 5 and gradient g = w (|g| = 5).
+        let w0 = [3.0f32, 4.0, 0.0, 0.0];
+        let run = |kind: OptimizerKind, decay: f64| {
+            let p = Tensor::from_slice(&w0).view([2, 2]).set_requires_grad(true);
+            let mut opt = Optimizer::new(kind, decay, vec![p.shallow_clone()]);
+            (&p * &p * 0.5).sum(tch::Kind::Float).backward();
+            opt.step(0.1);
+            Vec::<f32>::try_from(p.detach().view([-1])).unwrap()
+        };
+        // LARS: local rate = trust x |w| / |g| = 0.5 x 5 / 5: w -= 0.1 x 0.5 x g.
+        let v = run(
+            OptimizerKind::Lars {
+                momentum: 0.9,
+                trust: 0.5,
+            },
+            0.0,
+        );
+        assert!(
+            (v[0] - 3.0 * 0.95).abs() < 1e-6 && (v[1] - 4.0 * 0.95).abs() < 1e-6,
+            "{v:?}"
+        );
+        // LAMB, first step: Adam's direction is sign(g) = (1, 1, 0, 0), |r| = sqrt 2;
+        // decoupled decay adds 0.1 w; the step is lr x |w| / |r| x r.
+        let v = run(
+            OptimizerKind::Lamb {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-12,
+            },
+            0.1,
+        );
+        let r = [1.0f64 + 0.3, 1.0 + 0.4];
+        let scale = 0.1 * 5.0 / (r[0] * r[0] + r[1] * r[1]).sqrt();
+        assert!((v[0] as f64 - (3.0 - scale * r[0])).abs() < 1e-5, "{v:?}");
+        assert!((v[1] as f64 - (4.0 - scale * r[1])).abs() < 1e-5, "{v:?}");
+        assert_eq!(&v[2..], &[0.0, 0.0]);
     }
 
     #[test]
@@ -292,6 +416,8 @@ mod tests {
         };
         let p = plan(LrScaling::Linear, 0, LrSchedule::Constant);
         assert_eq!(p.at(0), 0.2);
+        let p = plan(LrScaling::Sqrt, 0, LrSchedule::Constant);
+        assert!((p.at(0) - 0.1 * 2f64.sqrt()).abs() < 1e-12);
         let p = plan(LrScaling::Linear, 4, LrSchedule::Constant);
         assert!((p.at(0) - 0.05).abs() < 1e-12);
         assert_eq!(p.at(3), 0.2);

@@ -21,7 +21,7 @@ use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig};
 
 use crate::checkpoint::{self, Checkpointing, Position};
 use crate::classifier::save_checkpoint;
-use crate::classifier::{average_gradients, broadcast_parameters};
+use crate::classifier::{average_gradients, broadcast_parameters, bucket_elems, Waited};
 use crate::dist::Comm;
 use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
 use crate::wavenet::{WaveNet, WaveNetConfig};
@@ -76,6 +76,9 @@ pub struct RegressorConfig {
     /// epoch ends only), when the run has a checkpoint directory.
     #[serde(default)]
     pub checkpoint_every: usize,
+    /// Gradient buckets in MiB (see `train.classifier`; 0: one buffer).
+    #[serde(default)]
+    pub allreduce_bucket_mb: f64,
     /// Batches the loader prepares ahead.
     #[serde(default = "default_prefetch")]
     pub prefetch: NonZeroUsize,
@@ -149,6 +152,12 @@ pub struct RegEpochStats {
     pub seconds: f64,
     /// Training samples per second, all ranks together.
     pub samples_per_second: f64,
+    /// Seconds the training loop waited for the loader (rank 0's).
+    #[serde(default)]
+    pub data_wait_seconds: f64,
+    /// Seconds spent averaging gradients across ranks (rank 0's).
+    #[serde(default)]
+    pub allreduce_seconds: f64,
 }
 
 /// A trained regressor, ready to predict.
@@ -400,7 +409,9 @@ pub fn train_regressor(
             None => (0, [0.0f64; 2], 0.0),
         };
         let started = Instant::now();
-        for (i, batch) in train.epoch_from(epoch as u64, first).enumerate() {
+        let mut reduce_s = 0.0;
+        let mut batches = Waited::new(train.epoch_from(epoch as u64, first));
+        for (i, batch) in batches.by_ref().enumerate() {
             let step = first + i;
             let batch = batch?;
             tch::manual_seed(checkpoint::step_seed(seed, comm.rank(), step_no));
@@ -410,7 +421,8 @@ pub fn train_regressor(
             opt.zero_grad();
             loss.backward();
             if comm.size() > 1 {
-                average_gradients(opt.params(), comm);
+                reduce_s +=
+                    average_gradients(opt.params(), comm, bucket_elems(config.allreduce_bucket_mb));
             }
             lr = plan.at(step_no);
             opt.step(lr);
@@ -470,6 +482,8 @@ pub fn train_regressor(
             lr,
             seconds,
             samples_per_second: sums[1] / seconds.max(1e-9),
+            data_wait_seconds: batches.seconds,
+            allreduce_seconds: reduce_s,
         };
         on_epoch(&stats);
         history.push(stats);
@@ -569,6 +583,7 @@ mod tests {
             target_weights: None,
             pad: false,
             checkpoint_every: 0,
+            allreduce_bucket_mb: 0.0,
             prefetch: NonZeroUsize::new(2).unwrap(),
             workers: NonZeroUsize::new(1).unwrap(),
         };
