@@ -22,6 +22,7 @@ pub mod dataset;
 pub mod fits;
 pub mod loader;
 pub mod preprocess;
+pub mod random_images;
 pub mod raster;
 pub mod resurvey;
 pub mod spline;

@@ -16,6 +16,7 @@ use serde_json::Value;
 use sciflow_eval::waveforms::{EvalRegressorConfig, OverlapConfig};
 use sciflow_eval::EvalClassifierConfig;
 use sciflow_ingest::dataset::{self, GalaxyImagesConfig, Partition};
+use sciflow_ingest::random_images::{self, RandomImagesConfig};
 use sciflow_ingest::resurvey::{self, ResurveyConfig};
 use sciflow_ingest::synth::{self, SynthConfig};
 use sciflow_ingest::waveset::{self, WaveformsConfig};
@@ -184,6 +185,18 @@ pub static REGISTRY: &[StageKind] = &[
         inputs: external_paths,
         check: check::<WaveformsConfig>,
         run: run_waveforms,
+    },
+    StageKind {
+        name: "ingest.random_images",
+        version: 1,
+        summary: "A dataset of random images (default ImageNet-shaped: 3x224x224, 1,000 classes) for throughput benchmarks",
+        example: "count: 2048\nchannels: 3\nsize: 224\nclasses: 1000\nshard_size: 64\n",
+        outputs: &[Output { name: "dataset", path: "", doc: "the dataset directory" }],
+        dynamic_outputs: false,
+        collective: true,
+        inputs: external_paths,
+        check: check::<RandomImagesConfig>,
+        run: run_random_images,
     },
     StageKind {
         name: "ingest.resurvey",
@@ -542,6 +555,30 @@ fn run_galaxy_images(ctx: &StageContext<'_>) -> Result<(), Error> {
         },
         |size| {
             let info = dataset::finalize(&cfg, ctx.seed, ctx.out, size)?;
+            let detail = format!("{} shards", info.shards.len());
+            Ok((info, detail))
+        },
+    )
+}
+
+fn run_random_images(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: RandomImagesConfig = config(ctx)?;
+    write_dataset_stage(
+        ctx,
+        cfg.count.get(),
+        "images",
+        |part, progress| {
+            Ok(random_images::write_partition(
+                &cfg,
+                ctx.seed,
+                ctx.out,
+                part,
+                ctx.threads,
+                progress,
+            )?)
+        },
+        |size| {
+            let info = random_images::finalize(&cfg, ctx.seed, ctx.out, size)?;
             let detail = format!("{} shards", info.shards.len());
             Ok((info, detail))
         },

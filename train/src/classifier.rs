@@ -425,7 +425,7 @@ fn correct(logits: &Tensor, y: &Tensor) -> f64 {
 }
 
 /// Copies rank 0's parameter values to every rank.
-pub(crate) fn broadcast_parameters(params: &[Tensor], comm: &dyn Comm) {
+pub fn broadcast_parameters(params: &[Tensor], comm: &dyn Comm) {
     if comm.size() == 1 {
         return;
     }
@@ -437,7 +437,7 @@ pub(crate) fn broadcast_parameters(params: &[Tensor], comm: &dyn Comm) {
 /// Averages gradients over ranks: fused into contiguous buffers of at most
 /// `bucket_elems` values (0: one buffer for everything), one allreduce each.
 /// Returns the seconds spent (fusing, communicating, unpacking).
-pub(crate) fn average_gradients(params: &[Tensor], comm: &dyn Comm, bucket_elems: usize) -> f64 {
+pub fn average_gradients(params: &[Tensor], comm: &dyn Comm, bucket_elems: usize) -> f64 {
     let started = Instant::now();
     let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
     let limit = if bucket_elems == 0 {
