@@ -220,8 +220,14 @@ mod tests {
         assert!(fit(&points[..1], 100.0, 1e8, 0.002, 0.0).is_none());
         // Times that shrink with ranks are unphysical for this model.
         let bad = [
-            Measured { ranks: 1, step_seconds: 1.0 },
-            Measured { ranks: 2, step_seconds: 0.5 },
+            Measured {
+                ranks: 1,
+                step_seconds: 1.0,
+            },
+            Measured {
+                ranks: 2,
+                step_seconds: 0.5,
+            },
         ];
         assert!(fit(&bad, 100.0, 1e8, 0.0, 0.0).is_none());
     }

@@ -50,6 +50,33 @@ pub struct WaveformsConfig {
     /// What a file that cannot be read does: `skip` records it in `rejects.parquet`.
     #[serde(default)]
     pub on_error: OnError,
+    /// The network's input channels.
+    #[serde(default)]
+    pub representation: Representation,
+}
+
+/// How a waveform becomes input channels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Representation {
+    /// h+ and hx of the (2,2) mode divided by the peak amplitude (2 channels).
+    #[default]
+    Strain,
+    /// cos(phi) and -sin(phi) of the (2,2) mode (h+ and hx at unit amplitude)
+    /// and the amplitude over its peak (3 channels): the early inspiral's
+    /// phase, where most of the cycles are, reaches the network at full scale
+    /// instead of at a tenth of the merger's amplitude.
+    PhaseAmplitude,
+}
+
+impl Representation {
+    /// Channels per sample.
+    pub fn channels(self) -> usize {
+        match self {
+            Representation::Strain => 2,
+            Representation::PhaseAmplitude => 3,
+        }
+    }
 }
 
 fn default_dt() -> f64 {
@@ -259,10 +286,16 @@ fn interp(t: &[f64], v: &[f64], x: f64) -> Option<f64> {
     Some(v[i - 1] + f * (v[i] - v[i - 1]))
 }
 
-/// The sample's two channels on the grid, normalised by the peak amplitude.
-fn channels(w: &Waveform, start: f64, dt: f64, n: usize) -> std::result::Result<Vec<f32>, String> {
-    let mut hp = Vec::with_capacity(n);
-    let mut hc = Vec::with_capacity(n);
+/// The sample's channels on the grid (see [`Representation`]).
+fn channels(
+    w: &Waveform,
+    start: f64,
+    dt: f64,
+    n: usize,
+    repr: Representation,
+) -> std::result::Result<Vec<f32>, String> {
+    let mut amp = Vec::with_capacity(n);
+    let mut phase = Vec::with_capacity(n);
     for k in 0..n {
         let t = start + k as f64 * dt;
         let (Some(a), Some(p)) = (interp(&w.time, &w.amp, t), interp(&w.time, &w.phase, t)) else {
@@ -273,18 +306,28 @@ fn channels(w: &Waveform, start: f64, dt: f64, n: usize) -> std::result::Result<
                 start + (n - 1) as f64 * dt
             ));
         };
-        hp.push(a * p.cos());
-        hc.push(-a * p.sin());
+        amp.push(a);
+        phase.push(p);
     }
-    let peak = hp
-        .iter()
-        .zip(&hc)
-        .map(|(a, b)| a.hypot(*b))
-        .fold(0.0, f64::max);
+    // |h+ + i hx| is the amplitude itself (non-negative for the readers' output).
+    let peak = amp.iter().map(|a| a.abs()).fold(0.0, f64::max);
     if !(peak > 0.0 && peak.is_finite()) {
         return Err("the amplitude is zero or not finite on the grid".into());
     }
-    Ok(hp.iter().chain(&hc).map(|v| (v / peak) as f32).collect())
+    let out: Vec<f64> = match repr {
+        Representation::Strain => {
+            let hp = amp.iter().zip(&phase).map(|(a, p)| a * p.cos() / peak);
+            let hc = amp.iter().zip(&phase).map(|(a, p)| -a * p.sin() / peak);
+            hp.chain(hc).collect()
+        }
+        Representation::PhaseAmplitude => {
+            let c = phase.iter().map(|p| p.cos());
+            let s = phase.iter().map(|p| -p.sin());
+            let a = amp.iter().map(|a| a / peak);
+            c.chain(s).chain(a).collect()
+        }
+    };
+    Ok(out.into_iter().map(|v| v as f32).collect())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -469,9 +512,15 @@ fn write_shard(
     for &m in members {
         let it = &plan.items[m];
         let result = plan.banks.waveform(it, config).and_then(|w| {
-            channels(&w, plan.start, config.dt, plan.samples)
-                .map(|c| (c, w.params))
-                .map_err(|e| Error::format(Path::new(&it.source()), None, e))
+            channels(
+                &w,
+                plan.start,
+                config.dt,
+                plan.samples,
+                config.representation,
+            )
+            .map(|c| (c, w.params))
+            .map_err(|e| Error::format(Path::new(&it.source()), None, e))
         });
         match result {
             Ok((data, params)) => {
@@ -595,7 +644,7 @@ pub fn finalize(
         x: TensorSchema {
             name: "x".into(),
             dtype: "F32".into(),
-            sample_shape: vec![2, samples],
+            sample_shape: vec![config.representation.channels(), samples],
         },
         y: TensorSchema {
             name: "y".into(),
@@ -654,6 +703,52 @@ mod tests {
     }
 
     #[test]
+    fn phase_amplitude_channels_are_the_strain_at_unit_amplitude() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = WaveformsConfig {
+            inputs: vec![data("bank_tiny.h5")],
+            dt: 2.0,
+            window: Some([-3000.0, 80.0]),
+            sxs_order: 2,
+            split: SplitFractions {
+                val: 0.0,
+                test: 0.0,
+            },
+            shard_size: NonZeroUsize::new(64).unwrap(),
+            on_error: OnError::Fail,
+            representation: Representation::PhaseAmplitude,
+        };
+        let read = |cfg: &WaveformsConfig, name: &str| {
+            let info = write_dataset(cfg, 4, &dir.path().join(name), 1, &|_| {}).unwrap();
+            let cfg = LoaderConfig {
+                shuffle: false,
+                ..LoaderConfig::new(64, 0)
+            };
+            let l = Loader::new(&dir.path().join(name), Split::Train, cfg).unwrap();
+            (info, l.epoch(0).next().unwrap().unwrap())
+        };
+        let (info, pa) = read(&cfg, "pa");
+        assert_eq!(info.x.sample_shape, vec![3, 1541]);
+        cfg.representation = Representation::Strain;
+        let (_, st) = read(&cfg, "st");
+        let n = 1541;
+        for i in 0..pa.shape[0] {
+            let (p, s) = (
+                &pa.x[i * 3 * n..(i + 1) * 3 * n],
+                &st.x[i * 2 * n..(i + 1) * 2 * n],
+            );
+            let amax = p[2 * n..].iter().cloned().fold(0.0f32, f32::max);
+            assert!((amax - 1.0).abs() < 1e-6, "{amax}");
+            for k in 0..n {
+                let (c, sn, a) = (p[k], p[n + k], p[2 * n + k]);
+                assert!((c * c + sn * sn - 1.0).abs() < 1e-5);
+                // Amplitude x unit phasor is the peak-normalised strain.
+                assert!((a * c - s[k]).abs() < 1e-5 && (a * sn - s[n + k]).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
     fn banks_and_lvc_files_become_one_dataset_the_loader_reads() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = WaveformsConfig {
@@ -667,6 +762,7 @@ mod tests {
             },
             shard_size: NonZeroUsize::new(2).unwrap(),
             on_error: OnError::Fail,
+            representation: Representation::Strain,
         };
         let out = dir.path().join("ds");
         let info = write_dataset(&cfg, 4, &out, 2, &|_| {}).unwrap();
@@ -738,6 +834,7 @@ mod tests {
             split: SplitFractions::default(),
             shard_size: NonZeroUsize::new(4).unwrap(),
             on_error: OnError::Fail,
+            representation: Representation::Strain,
         };
         let e = write_dataset(&cfg, 1, &dir.path().join("a"), 1, &|_| {})
             .unwrap_err()

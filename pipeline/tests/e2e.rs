@@ -432,3 +432,37 @@ fn a_run_killed_with_sigkill_resumes_to_bit_identical_weights() {
     assert_eq!(losses(&a), losses(&b));
     assert_eq!(losses(&a).len(), 8);
 }
+
+#[test]
+fn the_waveform_regressor_trains_on_two_ranks() {
+    // The WaveNet's last residual convolution gets no gradient; the fused
+    // allreduce must leave such parameters out on every rank alike.
+    let dir = tempfile::tempdir().unwrap();
+    let data = root().join("data/waveforms");
+    let wf = dir.path().join("reg.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            "version: 1\nname: reg\nworkdir: wd\nseed: 3\nstages:\n\
+             \x20 dataset:\n    uses: ingest.waveforms\n    with:\n      inputs: [{}, {}]\n\
+             \x20     dt: 8\n      window: [-2000, 60]\n      split: {{ val: 0.0, test: 0.0 }}\n      shard_size: 1\n\
+             \x20 train:\n    uses: train.regressor\n    with:\n      data: ${{dataset.dataset}}\n\
+             \x20     model: {{ channels: 4, skip_channels: 4, layers: 3, stacks: 1, input_stride: 2 }}\n\
+             \x20     epochs: 2\n      batch_size: 1\n",
+            data.join("bank_tiny.h5").display(),
+            data.join("lvcnr").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = mpirun(2);
+    cmd.arg(env!("CARGO_BIN_EXE_pipeline"))
+        .arg("run")
+        .arg(&wf)
+        .current_dir(dir.path());
+    let out = run_with_deadline(cmd, Duration::from_secs(300));
+    assert_success(&out);
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("wd/train/model.json")).unwrap())
+            .unwrap();
+    assert_eq!(model["world_size"], 2);
+}

@@ -439,7 +439,14 @@ pub fn broadcast_parameters(params: &[Tensor], comm: &dyn Comm) {
 /// Returns the seconds spent (fusing, communicating, unpacking).
 pub fn average_gradients(params: &[Tensor], comm: &dyn Comm, bucket_elems: usize) -> f64 {
     let started = Instant::now();
-    let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
+    // A parameter the loss does not reach (e.g. the last WaveNet layer's
+    // residual convolution) has no gradient; it is the same set on every rank
+    // (same graph), so leaving those out keeps the buffers aligned.
+    let grads: Vec<Tensor> = params
+        .iter()
+        .map(|p| p.grad())
+        .filter(|g| g.defined())
+        .collect();
     let limit = if bucket_elems == 0 {
         usize::MAX
     } else {

@@ -555,6 +555,7 @@ mod tests {
                 },
                 shard_size: NonZeroUsize::new(2).unwrap(),
                 on_error: OnError::Fail,
+                representation: Default::default(),
             },
             1,
             &ds,
