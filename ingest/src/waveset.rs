@@ -552,7 +552,12 @@ fn write_shard(
     let fmt_err = |e: safetensors::SafeTensorError| {
         Error::format(&path, None, format!("cannot serialise shard: {e}"))
     };
-    let xv = TensorView::new(Dtype::F32, vec![n, 2, plan.samples], &x).map_err(fmt_err)?;
+    let xv = TensorView::new(
+        Dtype::F32,
+        vec![n, config.representation.channels(), plan.samples],
+        &x,
+    )
+    .map_err(fmt_err)?;
     let yv = TensorView::new(Dtype::F32, vec![n, 3], &y).map_err(fmt_err)?;
     let meta = [("split".to_string(), split.as_str().to_string())]
         .into_iter()
