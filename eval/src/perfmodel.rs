@@ -121,11 +121,11 @@ pub fn fit(
     // Normal equations (k <= 3): solve A^T A x = A^T y by Gaussian elimination.
     let mut m = [[0.0f64; 4]; 3];
     for (a, y) in &rows {
-        for i in 0..k {
-            for j in 0..k {
-                m[i][j] += a[i] * a[j];
+        for (i, row) in m.iter_mut().enumerate().take(k) {
+            for (j, cell) in row.iter_mut().enumerate().take(k) {
+                *cell += a[i] * a[j];
             }
-            m[i][3] += a[i] * y;
+            row[3] += a[i] * y;
         }
     }
     let x = solve(&mut m, k)?;
@@ -152,18 +152,19 @@ fn solve(m: &mut [[f64; 4]; 3], k: usize) -> Option<[f64; 3]> {
             return None;
         }
         m.swap(col, pivot);
-        for row in 0..k {
-            if row != col {
-                let f = m[row][col] / m[col][col];
-                for j in col..4 {
-                    m[row][j] -= f * m[col][j];
+        let p = m[col];
+        for (r, row) in m.iter_mut().enumerate().take(k) {
+            if r != col {
+                let f = row[col] / p[col];
+                for (a, b) in row.iter_mut().zip(p.iter()).skip(col) {
+                    *a -= f * b;
                 }
             }
         }
     }
     let mut x = [0.0; 3];
-    for i in 0..k {
-        x[i] = m[i][3] / m[i][i];
+    for (i, (xi, row)) in x.iter_mut().zip(m.iter()).enumerate().take(k) {
+        *xi = row[3] / row[i];
     }
     Some(x)
 }

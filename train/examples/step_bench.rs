@@ -21,6 +21,9 @@ use sciflow_train::model::{build, ModelConfig, ModelInfo};
 use sciflow_train::optim::{Optimizer, OptimizerKind};
 use sciflow_train::wavenet::{WaveNet, WaveNetConfig};
 
+/// The loss of a batch's output.
+type LossFn = Box<dyn Fn(&Tensor) -> Tensor>;
+
 struct Args {
     model: String,
     batch: i64,
@@ -96,53 +99,52 @@ fn main() {
     tch::manual_seed(comm.rank() as i64);
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let opts = (Kind::Float, tch::Device::Cpu);
-    let (net, x, loss_of): (Box<dyn ModuleT>, Tensor, Box<dyn Fn(&Tensor) -> Tensor>) =
-        if a.model == "wavenet" {
-            let cfg = WaveNetConfig {
-                input_stride: 8,
-                ..Default::default()
-            };
-            let net = WaveNet::new(&vs.root(), 2, 3, &cfg);
-            let y = Tensor::randn([a.batch, 3], opts);
-            let x = Tensor::randn([a.batch, 2, a.samples], opts);
-            (
-                Box::new(net),
-                x,
-                Box::new(move |out: &Tensor| (out - &y).square().mean(Kind::Float)),
-            )
-        } else {
-            let arch: ModelConfig = serde_json::from_value(serde_json::json!({
-                "arch": a.model, "width": a.width
-            }))
-            .unwrap_or_else(|e| {
-                eprintln!("unknown model `{}`: {e}", a.model);
-                std::process::exit(2)
-            });
-            let classes = if a.model.starts_with("resnet") {
-                1000
-            } else {
-                2
-            };
-            let info = ModelInfo {
-                model: arch,
-                in_channels: 3,
-                image_size: a.size as usize,
-                class_names: (0..classes).map(|i| i.to_string()).collect(),
-                dataset_blake3: String::new(),
-                seed: 0,
-                world_size: comm.size(),
-                epochs: 1,
-                created_by: "step_bench".into(),
-            };
-            let net = build(&vs, &info);
-            let y = Tensor::randint(classes as i64, [a.batch], (Kind::Int64, tch::Device::Cpu));
-            let x = Tensor::randn([a.batch, 3, a.size, a.size], opts);
-            (
-                net,
-                x,
-                Box::new(move |out: &Tensor| out.cross_entropy_for_logits(&y)),
-            )
+    let (net, x, loss_of): (Box<dyn ModuleT>, Tensor, LossFn) = if a.model == "wavenet" {
+        let cfg = WaveNetConfig {
+            input_stride: 8,
+            ..Default::default()
         };
+        let net = WaveNet::new(&vs.root(), 2, 3, &cfg);
+        let y = Tensor::randn([a.batch, 3], opts);
+        let x = Tensor::randn([a.batch, 2, a.samples], opts);
+        (
+            Box::new(net),
+            x,
+            Box::new(move |out: &Tensor| (out - &y).square().mean(Kind::Float)),
+        )
+    } else {
+        let arch: ModelConfig = serde_json::from_value(serde_json::json!({
+            "arch": a.model, "width": a.width
+        }))
+        .unwrap_or_else(|e| {
+            eprintln!("unknown model `{}`: {e}", a.model);
+            std::process::exit(2)
+        });
+        let classes = if a.model.starts_with("resnet") {
+            1000
+        } else {
+            2
+        };
+        let info = ModelInfo {
+            model: arch,
+            in_channels: 3,
+            image_size: a.size as usize,
+            class_names: (0..classes).map(|i| i.to_string()).collect(),
+            dataset_blake3: String::new(),
+            seed: 0,
+            world_size: comm.size(),
+            epochs: 1,
+            created_by: "step_bench".into(),
+        };
+        let net = build(&vs, &info);
+        let y = Tensor::randint(classes as i64, [a.batch], (Kind::Int64, tch::Device::Cpu));
+        let x = Tensor::randn([a.batch, 3, a.size, a.size], opts);
+        (
+            net,
+            x,
+            Box::new(move |out: &Tensor| out.cross_entropy_for_logits(&y)),
+        )
+    };
     let kind = OptimizerKind::Sgd { momentum: 0.9 };
     let mut opt = Optimizer::new(kind, 0.0, vs.trainable_variables());
     let mut step_s = Vec::new();

@@ -224,7 +224,7 @@ impl Optimizer {
                         let vhat = v / (1.0 - beta2.powi(t));
                         let mut r = mhat / (vhat.sqrt() + eps);
                         if self.weight_decay > 0.0 {
-                            r = r + &*p * self.weight_decay;
+                            r += &*p * self.weight_decay;
                         }
                         let ratio = trust_ratio(p, &r);
                         r * (lr * ratio)
