@@ -373,6 +373,16 @@ pub fn overlap_stage(config: &OverlapConfig, out: &Path) -> Result<OverlapReport
         )));
     };
     let n = n as usize;
+    // The true h+ from the dataset's channels: (h+, hx) for `strain`;
+    // (cos phi, -sin phi, amplitude) for `phase_amplitude`.
+    let channels = info.x.sample_shape.first().copied().unwrap_or(0);
+    if !matches!(channels, 2 | 3) || info.x.sample_shape.get(1) != Some(&n) {
+        return Err(Error::Mismatch(format!(
+            "{}: expected waveform samples of 2 (strain) or 3 (phase_amplitude) channels x {n}, found {:?}",
+            data.display(),
+            info.x.sample_shape
+        )));
+    }
     let rows = manifest_rows(&data, reg.split)?;
     let bank = read_bank(&config.bank)?;
     if bank.len() != rows.len() {
@@ -405,9 +415,18 @@ pub fn overlap_stage(config: &OverlapConfig, out: &Path) -> Result<OverlapReport
     let bt = bank.time.len();
     for b in loader.epoch(0) {
         let b = b?;
-        for sample in b.x.chunks_exact(2 * n) {
+        for sample in b.x.chunks_exact(channels * n) {
             let i = overlaps.len();
-            let truth_hp: Vec<f64> = sample[..n].iter().map(|&v| v as f64).collect();
+            if i >= rows.len() {
+                break;
+            }
+            let truth_hp: Vec<f64> = if channels == 2 {
+                sample[..n].iter().map(|&v| v as f64).collect()
+            } else {
+                (0..n)
+                    .map(|k| sample[k] as f64 * sample[2 * n + k] as f64)
+                    .collect()
+            };
             // The regenerated waveform on the same grid (both peak at t = 0).
             let (amp, ph) = (
                 &bank.amp[i * bt..(i + 1) * bt],
