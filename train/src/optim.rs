@@ -190,20 +190,29 @@ impl Optimizer {
                 } else {
                     g
                 };
+                // In place where the arithmetic stays the same: each avoided
+                // temporary is an allocation and a dispatch, per tensor, per step.
                 let update = match self.kind {
                     OptimizerKind::Adam { beta1, beta2, eps } => {
-                        let m = &self.first[i] * beta1 + &g * (1.0 - beta1);
-                        let v = &self.second[i] * beta2 + &g * &g * (1.0 - beta2);
-                        self.first[i].copy_(&m);
-                        self.second[i].copy_(&v);
-                        let mhat = m / (1.0 - beta1.powi(t));
-                        let vhat = v / (1.0 - beta2.powi(t));
-                        mhat / (vhat.sqrt() + eps) * lr
+                        let m = &mut self.first[i];
+                        let _ = m.g_mul_scalar_(beta1);
+                        *m += &g * (1.0 - beta1);
+                        let v = &mut self.second[i];
+                        let _ = v.g_mul_scalar_(beta2);
+                        *v += &g * &g * (1.0 - beta2);
+                        let mut denom = &*v / (1.0 - beta2.powi(t));
+                        let _ = denom.sqrt_();
+                        denom += eps;
+                        let mut u = &*m / (1.0 - beta1.powi(t));
+                        u /= denom;
+                        u *= lr;
+                        u
                     }
                     OptimizerKind::Sgd { momentum } => {
-                        let b = &self.first[i] * momentum + &g;
-                        self.first[i].copy_(&b);
-                        b * lr
+                        let b = &mut self.first[i];
+                        let _ = b.g_mul_scalar_(momentum);
+                        *b += &g;
+                        &*b * lr
                     }
                     OptimizerKind::Lars { momentum, trust } => {
                         let local = if p.dim() <= 1 {
@@ -230,8 +239,7 @@ impl Optimizer {
                         r * (lr * ratio)
                     }
                 };
-                let new = &*p - update;
-                p.copy_(&new);
+                *p -= update;
             }
         });
     }
