@@ -8,6 +8,7 @@ pub mod classifier;
 pub mod figures;
 pub mod metrics;
 pub mod overlap;
+pub mod paper;
 pub mod perfmodel;
 pub mod waveforms;
 
