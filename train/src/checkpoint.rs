@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::Tensor;
 
+use crate::dist::Comm;
 use crate::optim::Optimizer;
 use crate::{Error, Result};
 
@@ -33,6 +34,84 @@ pub struct Checkpointing {
     pub every_steps: usize,
     /// Continue from the checkpoint in `dir`, if there is one.
     pub resume: bool,
+}
+
+/// Where a training loop stands, as it hands it to [`Checkpointing::save`].
+#[derive(Debug, Clone, Copy)]
+pub struct At<'a, H> {
+    /// The epoch in progress (the next one, at an epoch's end).
+    pub epoch: usize,
+    /// Batches of it taken.
+    pub step: usize,
+    /// Steps in the whole run.
+    pub global_step: usize,
+    /// The epoch's running sums.
+    pub sums: &'a [f64],
+    /// Training seconds of the epoch so far.
+    pub seconds: f64,
+    /// The finished epochs' statistics.
+    pub history: &'a [H],
+}
+
+impl Checkpointing {
+    /// With `resume`, restores the saved state into `vs` and `opt` and returns
+    /// the position and the finished epochs' history; `None` to start afresh.
+    pub fn restore<H: serde::de::DeserializeOwned>(
+        &self,
+        vs: &mut VarStore,
+        opt: &mut Optimizer,
+        seed: u64,
+        comm: &dyn Comm,
+    ) -> Result<Option<(Position, Vec<H>)>> {
+        if !self.resume {
+            return Ok(None);
+        }
+        let Some(pos) = load(&self.dir, vs, opt, seed, comm.size())? else {
+            return Ok(None);
+        };
+        let history = serde_json::from_value(pos.history.clone()).map_err(|e| Error::Model {
+            path: self.dir.clone(),
+            message: format!("checkpoint history: {e}"),
+        })?;
+        tracing::info!(
+            "resuming from {} at epoch {}, step {}",
+            self.dir.display(),
+            pos.epoch,
+            pos.step
+        );
+        Ok(Some((pos, history)))
+    }
+
+    /// Saves the state at `at`: rank 0 writes (every rank holds the same
+    /// state), the others wait, so no rank runs ahead of a checkpoint that
+    /// may yet fail.
+    pub fn save<H: Serialize>(
+        &self,
+        at: At<'_, H>,
+        vs: &VarStore,
+        opt: &Optimizer,
+        seed: u64,
+        comm: &dyn Comm,
+    ) -> Result<()> {
+        let result = if comm.rank() == 0 {
+            let pos = Position {
+                epoch: at.epoch,
+                step: at.step,
+                global_step: at.global_step,
+                sums: at.sums.to_vec(),
+                seconds: at.seconds,
+                history: serde_json::to_value(at.history).expect("history serialises"),
+                optimizer_steps: opt.state().1,
+                seed,
+                world_size: comm.size(),
+            };
+            save(&self.dir, vs, opt, &pos)
+        } else {
+            Ok(())
+        };
+        comm.barrier();
+        result
+    }
 }
 
 /// Where a run stands.

@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 use sciflow_ingest::dataset::{DatasetInfo, Split};
 use sciflow_ingest::{Batch, Loader, LoaderConfig};
 
-use crate::checkpoint::{self, Checkpointing, Position};
+use crate::checkpoint::{self, At, Checkpointing, Position};
 use crate::dist::Comm;
 use crate::model::{build, save_model, ModelConfig, ModelInfo};
 use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
@@ -235,19 +235,10 @@ pub fn train_classifier(
     let mut global_step = 0;
     let mut lr = config.lr;
     let mut resumed: Option<Position> = None;
-    if let Some(c) = checkpoints.filter(|c| c.resume) {
-        if let Some(pos) = checkpoint::load(&c.dir, &mut vs, &mut opt, seed, comm.size())? {
-            history = serde_json::from_value(pos.history.clone()).map_err(|e| Error::Model {
-                path: c.dir.clone(),
-                message: format!("checkpoint history: {e}"),
-            })?;
+    if let Some(c) = checkpoints {
+        if let Some((pos, done)) = c.restore(&mut vs, &mut opt, seed, comm)? {
+            history = done;
             global_step = pos.global_step;
-            tracing::info!(
-                "resuming from {} at epoch {}, step {}",
-                c.dir.display(),
-                pos.epoch,
-                pos.step
-            );
             resumed = Some(pos);
         }
     }
@@ -295,18 +286,15 @@ pub fn train_classifier(
             on_step(step + 1, steps);
             if let Some(c) = checkpoints {
                 if c.every_steps > 0 && global_step % c.every_steps == 0 && step + 1 < steps {
-                    let pos = Position {
+                    let at = At {
                         epoch,
                         step: step + 1,
                         global_step,
-                        sums: sums.to_vec(),
+                        sums: &sums,
                         seconds: before + started.elapsed().as_secs_f64(),
-                        history: serde_json::to_value(&history).expect("history serialises"),
-                        optimizer_steps: opt.state().1,
-                        seed,
-                        world_size: comm.size(),
+                        history: &history,
                     };
-                    save_checkpoint(&c.dir, &vs, &opt, &pos, comm)?;
+                    c.save(at, &vs, &opt, seed, comm)?;
                 }
             }
         }
@@ -331,18 +319,15 @@ pub fn train_classifier(
         on_epoch(&stats);
         history.push(stats);
         if let Some(c) = checkpoints {
-            let pos = Position {
+            let at = At {
                 epoch: epoch + 1,
                 step: 0,
                 global_step,
-                sums: vec![0.0; 3],
+                sums: &[0.0; 3],
                 seconds: 0.0,
-                history: serde_json::to_value(&history).expect("history serialises"),
-                optimizer_steps: opt.state().1,
-                seed,
-                world_size: comm.size(),
+                history: &history,
             };
-            save_checkpoint(&c.dir, &vs, &opt, &pos, comm)?;
+            c.save(at, &vs, &opt, seed, comm)?;
         }
     }
     let report = TrainReport {
@@ -364,24 +349,6 @@ pub fn train_classifier(
         })?;
     }
     Ok(report)
-}
-
-/// Rank 0 writes the checkpoint (all ranks hold the same state); the others
-/// wait, so no rank runs ahead of a checkpoint that may yet fail.
-pub(crate) fn save_checkpoint(
-    dir: &Path,
-    vs: &nn::VarStore,
-    opt: &Optimizer,
-    pos: &Position,
-    comm: &dyn Comm,
-) -> Result<()> {
-    let result = if comm.rank() == 0 {
-        checkpoint::save(dir, vs, opt, pos)
-    } else {
-        Ok(())
-    };
-    comm.barrier();
-    result
 }
 
 /// Mean loss and accuracy of `net` over a split, all ranks together; `None`

@@ -19,8 +19,7 @@ use tch::{Kind, Tensor};
 use sciflow_ingest::dataset::Split;
 use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig};
 
-use crate::checkpoint::{self, Checkpointing, Position};
-use crate::classifier::save_checkpoint;
+use crate::checkpoint::{self, At, Checkpointing, Position};
 use crate::classifier::{average_gradients, broadcast_parameters, bucket_elems, Waited};
 use crate::dist::Comm;
 use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
@@ -385,19 +384,10 @@ pub fn train_regressor(
     let mut step_no = 0;
     let mut lr = config.lr;
     let mut resumed: Option<Position> = None;
-    if let Some(c) = checkpoints.filter(|c| c.resume) {
-        if let Some(pos) = checkpoint::load(&c.dir, &mut vs, &mut opt, seed, comm.size())? {
-            history = serde_json::from_value(pos.history.clone()).map_err(|e| Error::Model {
-                path: c.dir.clone(),
-                message: format!("checkpoint history: {e}"),
-            })?;
+    if let Some(c) = checkpoints {
+        if let Some((pos, done)) = c.restore(&mut vs, &mut opt, seed, comm)? {
+            history = done;
             step_no = pos.global_step;
-            tracing::info!(
-                "resuming from {} at epoch {}, step {}",
-                c.dir.display(),
-                pos.epoch,
-                pos.step
-            );
             resumed = Some(pos);
         }
     }
@@ -432,18 +422,15 @@ pub fn train_regressor(
             sums[1] += m;
             if let Some(c) = checkpoints {
                 if c.every_steps > 0 && step_no % c.every_steps == 0 && step + 1 < steps {
-                    let pos = Position {
+                    let at = At {
                         epoch,
                         step: step + 1,
                         global_step: step_no,
-                        sums: sums.to_vec(),
+                        sums: &sums,
                         seconds: before + started.elapsed().as_secs_f64(),
-                        history: serde_json::to_value(&history).expect("history serialises"),
-                        optimizer_steps: opt.state().1,
-                        seed,
-                        world_size: comm.size(),
+                        history: &history,
                     };
-                    save_checkpoint(&c.dir, &vs, &opt, &pos, comm)?;
+                    c.save(at, &vs, &opt, seed, comm)?;
                 }
             }
         }
@@ -488,18 +475,15 @@ pub fn train_regressor(
         on_epoch(&stats);
         history.push(stats);
         if let Some(c) = checkpoints {
-            let pos = Position {
+            let at = At {
                 epoch: epoch + 1,
                 step: 0,
                 global_step: step_no,
-                sums: vec![0.0; 2],
+                sums: &[0.0; 2],
                 seconds: 0.0,
-                history: serde_json::to_value(&history).expect("history serialises"),
-                optimizer_steps: opt.state().1,
-                seed,
-                world_size: comm.size(),
+                history: &history,
             };
-            save_checkpoint(&c.dir, &vs, &opt, &pos, comm)?;
+            c.save(at, &vs, &opt, seed, comm)?;
         }
     }
     if comm.rank() == 0 {
