@@ -622,6 +622,21 @@ pub(crate) fn part_path(dir: &Path, rank: usize) -> PathBuf {
     dir.join("parts").join(format!("part-{rank:05}.json"))
 }
 
+/// Reads the part files that `world_size` processes wrote, in rank order.
+pub(crate) fn read_parts<P: serde::de::DeserializeOwned>(
+    dir: &Path,
+    world_size: usize,
+) -> Result<Vec<P>> {
+    (0..world_size)
+        .map(|rank| {
+            let p = part_path(dir, rank);
+            let text = std::fs::read(&p).map_err(|e| Error::io("failed to read", &p, e))?;
+            serde_json::from_slice(&text)
+                .map_err(|e| Error::format(&p, None, format!("corrupt part file: {e}")))
+        })
+        .collect()
+}
+
 /// Writes this process's shards of the dataset into `dir` (created if needed)
 /// with up to `threads` threads. `progress` receives the number of inputs
 /// this process has handled so far.
@@ -765,11 +780,7 @@ pub fn finalize(
     world_size: usize,
 ) -> Result<DatasetInfo> {
     let mut all = Part::default();
-    for rank in 0..world_size {
-        let p = part_path(dir, rank);
-        let text = std::fs::read(&p).map_err(|e| Error::io("failed to read", &p, e))?;
-        let part: Part = serde_json::from_slice(&text)
-            .map_err(|e| Error::format(&p, None, format!("corrupt part file: {e}")))?;
+    for (rank, part) in read_parts::<Part>(dir, world_size)?.into_iter().enumerate() {
         if rank == 0 {
             (all.classes, all.channels) = (part.classes, part.channels);
         }

@@ -22,8 +22,8 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{
-    part_path, shard_name, write_atomic, write_parquet, Counts, DatasetInfo, Partition, Provenance,
-    ShardRecord, Split, SplitFractions, TensorSchema, FORMAT_VERSION,
+    part_path, read_parts, shard_name, write_atomic, write_parquet, Counts, DatasetInfo, Partition,
+    Provenance, ShardRecord, Split, SplitFractions, TensorSchema, FORMAT_VERSION,
 };
 use crate::{Error, Result};
 
@@ -225,11 +225,7 @@ pub fn finalize(
 ) -> Result<DatasetInfo> {
     let planned = plan(config)?;
     let mut all = Part::default();
-    for rank in 0..world_size {
-        let p = part_path(dir, rank);
-        let text = std::fs::read(&p).map_err(|e| Error::io("failed to read", &p, e))?;
-        let part: Part = serde_json::from_slice(&text)
-            .map_err(|e| Error::format(&p, None, format!("corrupt part file: {e}")))?;
+    for part in read_parts::<Part>(dir, world_size)? {
         all.shards.extend(part.shards);
         all.labels.extend(part.labels);
     }
