@@ -622,6 +622,17 @@ pub(crate) fn part_path(dir: &Path, rank: usize) -> PathBuf {
     dir.join("parts").join(format!("part-{rank:05}.json"))
 }
 
+/// Writes `dataset.json` (last: its presence marks the dataset complete) and
+/// removes the part files.
+pub(crate) fn publish(dir: &Path, info: &DatasetInfo) -> Result<()> {
+    write_atomic(
+        &dir.join("dataset.json"),
+        &serde_json::to_vec_pretty(info).expect("info serialises"),
+    )?;
+    let parts = dir.join("parts");
+    std::fs::remove_dir_all(&parts).map_err(|e| Error::io("failed to remove", &parts, e))
+}
+
 /// Reads the part files that `world_size` processes wrote, in rank order.
 pub(crate) fn read_parts<P: serde::de::DeserializeOwned>(
     dir: &Path,
@@ -874,13 +885,7 @@ pub fn finalize(
             created_by: concat!("sciflow-ingest ", env!("CARGO_PKG_VERSION")).into(),
         },
     };
-    // dataset.json goes last: its presence marks the dataset complete.
-    write_atomic(
-        &dir.join("dataset.json"),
-        &serde_json::to_vec_pretty(&info).expect("info serialises"),
-    )?;
-    let parts = dir.join("parts");
-    std::fs::remove_dir_all(&parts).map_err(|e| Error::io("failed to remove", &parts, e))?;
+    publish(dir, &info)?;
     Ok(info)
 }
 

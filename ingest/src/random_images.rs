@@ -22,8 +22,8 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{
-    part_path, read_parts, shard_name, write_atomic, write_parquet, Counts, DatasetInfo, Partition,
-    Provenance, ShardRecord, Split, SplitFractions, TensorSchema, FORMAT_VERSION,
+    part_path, publish, read_parts, shard_name, write_atomic, write_parquet, Counts, DatasetInfo,
+    Partition, Provenance, ShardRecord, Split, SplitFractions, TensorSchema, FORMAT_VERSION,
 };
 use crate::{Error, Result};
 
@@ -305,12 +305,7 @@ pub fn finalize(
             created_by: concat!("sciflow-ingest ", env!("CARGO_PKG_VERSION")).into(),
         },
     };
-    write_atomic(
-        &dir.join("dataset.json"),
-        &serde_json::to_vec_pretty(&info).expect("info serialises"),
-    )?;
-    let parts = dir.join("parts");
-    std::fs::remove_dir_all(&parts).map_err(|e| Error::io("failed to remove", &parts, e))?;
+    publish(dir, &info)?;
     Ok(info)
 }
 
