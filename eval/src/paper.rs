@@ -7,9 +7,15 @@
 //! AI-DES. They are data, kept exactly as published, and never adjusted to
 //! fit the model; [`predict_at`] says how far the model is from each.
 
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::figures::{render, Figure, FONT};
 use crate::perfmodel::{fit, Measured, StepModel};
+use crate::{Error, Result};
 
 /// One published measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -180,9 +186,236 @@ pub fn predict_at(
         .collect()
 }
 
+/// (x, y) points of one series in one panel.
+type Points = Vec<(f64, f64)>;
+
+/// The numbers a scaling figure plots, also written as its JSON sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalingSeries {
+    /// Figure title.
+    pub title: String,
+    /// Published (GPUs, per-GPU throughput), exactly as published.
+    pub published: Vec<(usize, f64)>,
+    /// The model's (GPUs, per-GPU throughput) on a dense grid of GPU counts.
+    pub model: Vec<(usize, f64)>,
+    /// Measured here: (ranks, per-rank throughput), if any.
+    pub measured: Vec<(usize, f64)>,
+}
+
+impl ScalingSeries {
+    /// Figure 1: ResNet-50 on HAL, the calibrated model from 1 to 64 GPUs,
+    /// and `measured` (ranks, per-rank samples/s) from runs here.
+    pub fn resnet50_hal(measured: &[(usize, f64)]) -> Option<Self> {
+        let model = resnet50_hal_model()?;
+        Some(ScalingSeries {
+            title: "ResNet-50 on HAL (V100): per-GPU throughput, speed-up and efficiency".into(),
+            published: RESNET50_HAL
+                .iter()
+                .filter_map(|p| p.per_gpu_throughput.map(|t| (p.gpus, t)))
+                .collect(),
+            model: (0..=6)
+                .map(|k| 1usize << k)
+                .map(|p| (p, model.per_rank_throughput(p)))
+                .collect(),
+            measured: measured.to_vec(),
+        })
+    }
+
+    /// Writes `<stem>.png`, `<stem>.svg` and `<stem>.json` (these numbers) into `dir`.
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<()> {
+        render(dir, stem, self)?;
+        let json = dir.join(format!("{stem}.json"));
+        let text = serde_json::to_vec_pretty(self).expect("series serialise");
+        std::fs::write(&json, text).map_err(|e| Error::Io {
+            op: "failed to write",
+            path: json,
+            source: e,
+        })
+    }
+}
+
+impl Figure for ScalingSeries {
+    fn size(&self) -> (u32, u32) {
+        (1500, 460)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+        root.fill(&WHITE).map_err(e)?;
+        let root = root.titled(&self.title, (FONT, 18)).map_err(e)?;
+        let panels = root.split_evenly((1, 3));
+        // Each series relative to its own smallest count, per panel: the
+        // published one starts at 2 GPUs, so its reference is 2 GPUs.
+        let base = |s: &[(usize, f64)]| s.first().map_or(1.0, |&(p, t)| t * p as f64);
+        let speedup = |s: &[(usize, f64)]| -> Vec<(f64, f64)> {
+            let (p0, b) = (s.first().map_or(1, |x| x.0) as f64, base(s));
+            s.iter()
+                .map(|&(p, t)| (p as f64, p0 * t * p as f64 / b))
+                .collect()
+        };
+        let efficiency = |s: &[(usize, f64)]| -> Vec<(f64, f64)> {
+            let t0 = s.first().map_or(1.0, |x| x.1);
+            s.iter().map(|&(p, t)| (p as f64, t / t0)).collect()
+        };
+        let pts = |s: &[(usize, f64)]| -> Vec<(f64, f64)> {
+            s.iter().map(|&(p, t)| (p as f64, t)).collect()
+        };
+        let max_p = self
+            .published
+            .iter()
+            .chain(&self.model)
+            .chain(&self.measured)
+            .map(|x| x.0)
+            .max()
+            .unwrap_or(2)
+            .max(2) as f64;
+        let panels_spec: [(&str, &str, Vec<Points>); 3] = [
+            (
+                "Per-GPU throughput",
+                "samples/s per GPU (rank)",
+                vec![pts(&self.published), pts(&self.model), pts(&self.measured)],
+            ),
+            (
+                "Speed-up",
+                "speed-up",
+                vec![
+                    speedup(&self.published),
+                    speedup(&self.model),
+                    speedup(&self.measured),
+                ],
+            ),
+            (
+                "Weak-scaling efficiency",
+                "efficiency",
+                vec![
+                    efficiency(&self.published),
+                    efficiency(&self.model),
+                    efficiency(&self.measured),
+                ],
+            ),
+        ];
+        let names = ["published", "model (calibrated)", "measured here"];
+        let colours = [BLUE, BLACK, RED];
+        for (i, (panel, (caption, ylabel, series))) in panels.iter().zip(panels_spec).enumerate() {
+            let ys = || series.iter().flatten().map(|p| p.1).filter(|v| *v > 0.0);
+            let top = ys().fold(0.0f64, f64::max).max(1e-9);
+            let bottom = ys().fold(f64::INFINITY, f64::min).min(top);
+            // Throughput on a log axis: a CPU rank and a V100 differ by 100x.
+            let y_range = if i == 0 {
+                (bottom / 2.0)..(top * 2.0)
+            } else {
+                0.0..top * 1.15
+            };
+            let x_range = (0.8f64..max_p * 1.25).log_scale();
+            let mut builder = ChartBuilder::on(panel);
+            builder
+                .caption(caption, (FONT, 16))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(55);
+            let fmt_x = |x: &f64| format!("{x:.0}");
+            if i == 0 {
+                let mut chart = builder
+                    .build_cartesian_2d(x_range, y_range.log_scale())
+                    .map_err(e)?;
+                chart
+                    .configure_mesh()
+                    .x_desc("GPUs (ranks)")
+                    .y_desc(ylabel)
+                    .x_label_formatter(&fmt_x)
+                    .y_label_formatter(&|y: &f64| format!("{y:.0}"))
+                    .light_line_style(WHITE)
+                    .label_style((FONT, 12))
+                    .draw()
+                    .map_err(e)?;
+                draw_series(&mut chart, &series, &names, &colours).map_err(e)?;
+            } else {
+                let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(e)?;
+                chart
+                    .configure_mesh()
+                    .x_desc("GPUs (ranks)")
+                    .y_desc(ylabel)
+                    .x_label_formatter(&fmt_x)
+                    .light_line_style(WHITE)
+                    .label_style((FONT, 12))
+                    .draw()
+                    .map_err(e)?;
+                draw_series(&mut chart, &series, &names, &colours).map_err(e)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Draws the published/model/measured series and their legend on `chart`.
+fn draw_series<'a, DB: DrawingBackend + 'a, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    series: &[Vec<(f64, f64)>],
+    names: &[&str; 3],
+    colours: &[RGBColor; 3],
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (k, s) in series.iter().enumerate() {
+        if s.is_empty() {
+            continue;
+        }
+        let c = colours[k];
+        if k == 1 {
+            chart
+                .draw_series(LineSeries::new(s.iter().copied(), c.stroke_width(2)))?
+                .label(names[k])
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c));
+        } else {
+            chart
+                .draw_series(s.iter().map(|&p| Circle::new(p, 5, c.filled())))?
+                .label(names[k])
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, c.filled()));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resnet50_figure_carries_the_published_points_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let fig = ScalingSeries::resnet50_hal(&[(1, 2.72), (2, 1.33)]).unwrap();
+        fig.write(dir.path(), "figure1").unwrap();
+        let png = std::fs::read(dir.path().join("figure1.png")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(dir.path().join("figure1.svg").is_file());
+        let back: ScalingSeries =
+            serde_json::from_slice(&std::fs::read(dir.path().join("figure1.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            back.published,
+            vec![
+                (2, 791.0),
+                (4, 751.0),
+                (8, 726.0),
+                (16, 704.0),
+                (32, 608.0),
+                (64, 518.0)
+            ]
+        );
+        assert_eq!(back.model.len(), 7);
+        assert_eq!(back.measured, vec![(1, 2.72), (2, 1.33)]);
+    }
 
     #[test]
     fn published_numbers_are_as_published() {
