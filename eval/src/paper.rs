@@ -387,6 +387,67 @@ where
         .draw()
 }
 
+/// Which of the paper's figures `eval.scaling_figure` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaperFigure {
+    /// Figure 1: ResNet-50 on HAL.
+    Resnet50Hal,
+}
+
+/// Configuration of `eval.scaling_figure`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingFigureConfig {
+    /// The figure.
+    pub figure: PaperFigure,
+    /// Training output directories (each with `history.json`) of the runs
+    /// measured here, at any rank counts.
+    #[serde(default)]
+    pub runs: Vec<std::path::PathBuf>,
+}
+
+/// Per-rank samples/s of a training run: its last epoch's throughput over
+/// its rank count, from `history.json`.
+pub fn measured_throughput(train_dir: &Path) -> Result<(usize, f64)> {
+    let path = train_dir.join("history.json");
+    let text = std::fs::read(&path).map_err(|e| Error::Io {
+        op: "failed to read",
+        path: path.clone(),
+        source: e,
+    })?;
+    let report: sciflow_train::TrainReport = serde_json::from_slice(&text)
+        .map_err(|e| Error::Mismatch(format!("{}: not a training history: {e}", path.display())))?;
+    let last = report
+        .history
+        .last()
+        .ok_or_else(|| Error::Mismatch(format!("{}: no epoch recorded", path.display())))?;
+    let ranks = report.world_size.max(1);
+    Ok((ranks, last.samples_per_second / ranks as f64))
+}
+
+/// Runs `eval.scaling_figure`: reads the measured runs and writes
+/// `figure.png`, `figure.svg` and `figure.json` into `out`.
+pub fn scaling_figure_stage(config: &ScalingFigureConfig, out: &Path) -> Result<ScalingSeries> {
+    let mut measured = config
+        .runs
+        .iter()
+        .map(|d| measured_throughput(d))
+        .collect::<Result<Vec<_>>>()?;
+    measured.sort_by_key(|m| m.0);
+    let series = match config.figure {
+        PaperFigure::Resnet50Hal => ScalingSeries::resnet50_hal(&measured),
+    }
+    .ok_or_else(|| Error::Mismatch("the published points do not determine the model".into()))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::Io {
+        op: "failed to create",
+        path: out.to_path_buf(),
+        source: e,
+    })?;
+    series.write(out, "figure")?;
+    Ok(series)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

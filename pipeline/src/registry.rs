@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
+use sciflow_eval::paper::ScalingFigureConfig;
 use sciflow_eval::waveforms::{EvalRegressorConfig, OverlapConfig};
 use sciflow_eval::EvalClassifierConfig;
 use sciflow_ingest::dataset::{self, GalaxyImagesConfig, Partition};
@@ -251,6 +252,21 @@ pub static REGISTRY: &[StageKind] = &[
         inputs: external_paths,
         check: check::<EvalRegressorConfig>,
         run: run_eval_regressor,
+    },
+    StageKind {
+        name: "eval.scaling_figure",
+        version: 1,
+        summary: "A scaling figure of the paper: published points, the calibrated performance model and the training runs measured here",
+        example: "figure: resnet50_hal\nruns: [${one_rank.train}, ${two_ranks.train}]\n",
+        outputs: &[
+            Output { name: "figure", path: "", doc: "figure.png, figure.svg and figure.json (the plotted numbers)" },
+            Output { name: "sidecar", path: "figure.json", doc: "the plotted numbers" },
+        ],
+        dynamic_outputs: false,
+        collective: false,
+        inputs: external_paths,
+        check: check::<ScalingFigureConfig>,
+        run: run_scaling_figure,
     },
     StageKind {
         name: "eval.overlap",
@@ -729,6 +745,22 @@ fn run_eval_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
         r.errors.chi1z.mae,
         r.errors.chi2z.mae,
         r.errors.chi_eff.mae
+    );
+    Ok(())
+}
+
+fn run_scaling_figure(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: ScalingFigureConfig = config(ctx)?;
+    let s = sciflow_eval::paper::scaling_figure_stage(&cfg, ctx.out)?;
+    for (ranks, t) in &s.measured {
+        ctx.metrics
+            .record(*ranks as i64, "per_rank_samples_per_second", *t);
+    }
+    tracing::info!(
+        "{}: {} published, {} measured point(s)",
+        ctx.name,
+        s.published.len(),
+        s.measured.len()
     );
     Ok(())
 }

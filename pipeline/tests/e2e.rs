@@ -466,3 +466,46 @@ fn the_waveform_regressor_trains_on_two_ranks() {
             .unwrap();
     assert_eq!(model["world_size"], 2);
 }
+
+#[test]
+fn the_paper_figures_workflow_measures_one_and_two_ranks_and_draws_figure_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path().join("wd");
+    let args = |cmd: &mut Command| {
+        cmd.current_dir(root()).args([
+            "run",
+            "workflows/paper-figures.yaml",
+            "--set",
+            &format!("workdir={}", wd.display()),
+            "--set",
+            &format!("params.pipeline={}", env!("CARGO_BIN_EXE_pipeline")),
+            "--set",
+            "params.images=64",
+            "--set",
+            "params.size=32",
+        ]);
+    };
+    let mut cmd = pipeline();
+    args(&mut cmd);
+    assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
+    for f in ["figure.png", "figure.svg", "figure.json"] {
+        assert!(wd.join("figure1").join(f).is_file(), "{f}");
+    }
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wd.join("figure1/figure.json")).unwrap()).unwrap();
+    let measured = s["measured"].as_array().unwrap();
+    assert_eq!(measured.len(), 2, "{s}");
+    assert_eq!(
+        (measured[0][0].as_u64(), measured[1][0].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(measured.iter().all(|m| m[1].as_f64().unwrap() > 0.0));
+    assert_eq!(s["published"][5], serde_json::json!([64, 518.0]));
+    // Nothing changed: nothing runs.
+    let mut cmd = pipeline();
+    args(&mut cmd);
+    let again = run_with_deadline(cmd, Duration::from_secs(60));
+    assert_success(&again);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("0 stage(s) run, 3 up to date"), "{stderr}");
+}
