@@ -257,7 +257,7 @@ pub static REGISTRY: &[StageKind] = &[
         name: "eval.scaling_figure",
         version: 1,
         summary: "A scaling figure of the paper: published points, the calibrated performance model and the training runs measured here",
-        example: "figure: resnet50_hal\nruns: [${one_rank.train}, ${two_ranks.train}]\n",
+        example: "figure: resnet50_hal\nruns: [\"${one_rank.train}\", \"${two_ranks.train}\"]\n",
         outputs: &[
             Output { name: "figure", path: "", doc: "figure.png, figure.svg and figure.json (the plotted numbers)" },
             Output { name: "sidecar", path: "figure.json", doc: "the plotted numbers" },
