@@ -370,9 +370,11 @@ fn run_stages(
                 std::fs::remove_dir_all(&tmp).map_err(Error::io("failed to clear", &tmp))?;
             }
             std::fs::create_dir_all(&tmp).map_err(Error::io("failed to create", &tmp))?;
-            resume[0] =
-                prepare_checkpoints(&ckpt_dir, &d.fingerprint, selection.resume, &stage.name)?
-                    as u8;
+            if stage.kind.checkpoints {
+                resume[0] =
+                    prepare_checkpoints(&ckpt_dir, &d.fingerprint, selection.resume, &stage.name)?
+                        as u8;
+            }
             let reason = d.reasons.join("; ");
             tracing::info!("{}: running ({}): {reason}", stage.name, stage.kind.name);
             stage_run = records.stage_started(
@@ -425,9 +427,11 @@ fn run_stages(
         comm.barrier();
         if let (Some((records, run_id)), Some(d)) = (root.as_mut(), decision) {
             replace_dir(&tmp, &out, &scratch.join(format!("{}.old", stage.name)))?;
-            if ckpt_dir.exists() {
+            if stage.kind.checkpoints && ckpt_dir.exists() {
                 std::fs::remove_dir_all(&ckpt_dir)
                     .map_err(Error::io("failed to remove", &ckpt_dir))?;
+                // `.checkpoints` itself goes once no stage has one (fails, harmlessly, if some do).
+                let _ = std::fs::remove_dir(wf.workdir.join(".checkpoints"));
             }
             let metrics = metrics.take();
             // Output hashes, the stage's new state and its record: one transaction.

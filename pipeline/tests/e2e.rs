@@ -364,7 +364,7 @@ fn a_run_killed_with_sigkill_resumes_to_bit_identical_weights() {
     cmd.arg("run").arg(&wf_a).current_dir(&a);
     assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
     assert!(
-        !a.join("wd/.checkpoints/train").exists(),
+        !a.join("wd/.checkpoints").exists(),
         "a finished stage leaves no checkpoint"
     );
 
