@@ -53,40 +53,76 @@ pub(crate) trait Figure {
 /// Writes `fig` as `<stem>.png` and `<stem>.svg` in `dir`, each under a
 /// temporary name and renamed into place.
 pub(crate) fn render(dir: &Path, stem: &str, fig: &impl Figure) -> Result<()> {
+    render_with(dir, stem, fig, &[])
+}
+
+/// Like [`render`], and each file carries `meta` (key, value) pairs: PNG
+/// `tEXt` chunks, and an SVG `<metadata>` element holding them as JSON.
+pub(crate) fn render_with(
+    dir: &Path,
+    stem: &str,
+    fig: &impl Figure,
+    meta: &[(String, String)],
+) -> Result<()> {
     register_font();
     let (w, h) = fig.size();
-    let png = dir.join(format!("{stem}.png"));
+    let png_path = dir.join(format!("{stem}.png"));
+    let fig_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: String| Error::Figure(p, e)
+    };
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        fig.draw(&root).map_err(|e| Error::Figure(png.clone(), e))?;
+        fig.draw(&root).map_err(fig_err(&png_path))?;
         root.present()
-            .map_err(|e| Error::Figure(png.clone(), e.to_string()))?;
+            .map_err(|e| Error::Figure(png_path.clone(), e.to_string()))?;
     }
-    let tmp = dir.join(format!(".{stem}.png.tmp"));
-    image::save_buffer_with_format(
-        &tmp,
-        &buf,
-        w,
-        h,
-        image::ColorType::Rgb8,
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| Error::Figure(png.clone(), e.to_string()))?;
-    std::fs::rename(&tmp, &png).map_err(|e| Error::Io {
-        op: "failed to rename into",
-        path: png.clone(),
-        source: e,
-    })?;
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        for (k, v) in meta {
+            enc.add_text_chunk(k.clone(), v.clone())
+                .map_err(|e| Error::Figure(png_path.clone(), e.to_string()))?;
+        }
+        let mut writer = enc
+            .write_header()
+            .map_err(|e| Error::Figure(png_path.clone(), e.to_string()))?;
+        writer
+            .write_image_data(&buf)
+            .map_err(|e| Error::Figure(png_path.clone(), e.to_string()))?;
+    }
+    sciflow_ingest::dataset::write_atomic(&png_path, &bytes)?;
 
     let svg_path = dir.join(format!("{stem}.svg"));
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-        fig.draw(&root)
-            .map_err(|e| Error::Figure(svg_path.clone(), e))?;
+        fig.draw(&root).map_err(fig_err(&svg_path))?;
         root.present()
             .map_err(|e| Error::Figure(svg_path.clone(), e.to_string()))?;
+    }
+    if !meta.is_empty() {
+        let map: serde_json::Map<String, serde_json::Value> = meta
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        // JSON inside XML: only `<` and `&` need escaping in character data.
+        let json = serde_json::to_string(&map)
+            .expect("strings serialise")
+            .replace('&', "&amp;")
+            .replace('<', "&lt;");
+        if let Some(end) = svg
+            .find("<svg")
+            .and_then(|i| svg[i..].find('>').map(|j| i + j + 1))
+        {
+            svg.insert_str(
+                end,
+                &format!("\n<metadata id=\"provenance\">{json}</metadata>"),
+            );
+        }
     }
     sciflow_ingest::dataset::write_atomic(&svg_path, svg.as_bytes())?;
     Ok(())

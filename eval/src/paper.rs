@@ -13,7 +13,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::figures::{render, Figure, FONT};
+use crate::figures::{render_with, Figure, FONT};
 use crate::perfmodel::{fit, Measured, StepModel};
 use crate::{Error, Result};
 
@@ -221,9 +221,10 @@ impl ScalingSeries {
         })
     }
 
-    /// Writes `<stem>.png`, `<stem>.svg` and `<stem>.json` (these numbers) into `dir`.
-    pub fn write(&self, dir: &Path, stem: &str) -> Result<()> {
-        render(dir, stem, self)?;
+    /// Writes `<stem>.png`, `<stem>.svg` and `<stem>.json` (these numbers)
+    /// into `dir`; the PNG and SVG carry `provenance` (key, value) pairs.
+    pub fn write(&self, dir: &Path, stem: &str, provenance: &[(String, String)]) -> Result<()> {
+        render_with(dir, stem, self, provenance)?;
         let json = dir.join(format!("{stem}.json"));
         let text = serde_json::to_vec_pretty(self).expect("series serialise");
         std::fs::write(&json, text).map_err(|e| Error::Io {
@@ -434,6 +435,37 @@ pub fn scaling_figure_stage(config: &ScalingFigureConfig, out: &Path) -> Result<
         .iter()
         .map(|d| measured_throughput(d))
         .collect::<Result<Vec<_>>>()?;
+    // What made the figure: the measured runs' histories, this configuration,
+    // the code (by version) and the published numbers it plots.
+    let mut data = blake3::Hasher::new();
+    for d in &config.runs {
+        let p = d.join("history.json");
+        let bytes = std::fs::read(&p).map_err(|e| Error::Io {
+            op: "failed to read",
+            path: p.clone(),
+            source: e,
+        })?;
+        data.update(&bytes);
+    }
+    let config_json = serde_json::to_vec(config).expect("config serialises");
+    let provenance = vec![
+        (
+            "Software".to_string(),
+            concat!("sciflow-eval ", env!("CARGO_PKG_VERSION")).to_string(),
+        ),
+        (
+            "sciflow:data_blake3".to_string(),
+            data.finalize().to_hex().to_string(),
+        ),
+        (
+            "sciflow:config_blake3".to_string(),
+            blake3::hash(&config_json).to_hex().to_string(),
+        ),
+        (
+            "sciflow:config".to_string(),
+            String::from_utf8(config_json).expect("JSON is UTF-8"),
+        ),
+    ];
     measured.sort_by_key(|m| m.0);
     let series = match config.figure {
         PaperFigure::Resnet50Hal => ScalingSeries::resnet50_hal(&measured),
@@ -444,7 +476,7 @@ pub fn scaling_figure_stage(config: &ScalingFigureConfig, out: &Path) -> Result<
         path: out.to_path_buf(),
         source: e,
     })?;
-    series.write(out, "figure")?;
+    series.write(out, "figure", &provenance)?;
     Ok(series)
 }
 
@@ -456,7 +488,25 @@ mod tests {
     fn the_resnet50_figure_carries_the_published_points_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let fig = ScalingSeries::resnet50_hal(&[(1, 2.72), (2, 1.33)]).unwrap();
-        fig.write(dir.path(), "figure1").unwrap();
+        let meta = vec![("sciflow:data_blake3".to_string(), "abc<&>".to_string())];
+        fig.write(dir.path(), "figure1", &meta).unwrap();
+        // The provenance travels inside both files.
+        let decoder = png::Decoder::new(std::io::BufReader::new(
+            std::fs::File::open(dir.path().join("figure1.png")).unwrap(),
+        ));
+        let reader = decoder.read_info().unwrap();
+        let text = &reader.info().uncompressed_latin1_text;
+        assert!(text
+            .iter()
+            .any(|t| t.keyword == "sciflow:data_blake3" && t.text == "abc<&>"));
+        let svg = std::fs::read_to_string(dir.path().join("figure1.svg")).unwrap();
+        assert!(
+            svg.contains(
+                r#"<metadata id="provenance">{"sciflow:data_blake3":"abc&lt;&amp;>"}</metadata>"#
+            ),
+            "{}",
+            &svg[..300]
+        );
         let png = std::fs::read(dir.path().join("figure1.png")).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         assert!(dir.path().join("figure1.svg").is_file());

@@ -501,6 +501,15 @@ fn the_paper_figures_workflow_measures_one_and_two_ranks_and_draws_figure_1() {
     );
     assert!(measured.iter().all(|m| m[1].as_f64().unwrap() > 0.0));
     assert_eq!(s["published"][5], serde_json::json!([64, 518.0]));
+    // The figure files name what made them.
+    let png = std::fs::read(wd.join("figure1/figure.png")).unwrap();
+    let has = |needle: &[u8]| png.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"sciflow:data_blake3") && has(b"sciflow:config_blake3"));
+    let svg = std::fs::read_to_string(wd.join("figure1/figure.svg")).unwrap();
+    assert!(
+        svg.contains("<metadata id=\"provenance\">"),
+        "no provenance in the SVG"
+    );
     // Nothing changed: nothing runs.
     let mut cmd = pipeline();
     args(&mut cmd);
