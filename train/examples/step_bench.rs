@@ -156,7 +156,7 @@ fn main() {
         opt.zero_grad();
         loss.backward();
         let r = if comm.size() > 1 {
-            sciflow_train::classifier::average_gradients(opt.params(), &*comm, 0)
+            sciflow_train::allreduce::average_gradients(opt.params(), &*comm, 0)
         } else {
             0.0
         };

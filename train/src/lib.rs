@@ -11,6 +11,7 @@
 //! nothing of workflows. MPI sits behind the default `mpi` feature; without it
 //! the same code trains on one process.
 
+pub mod allreduce;
 pub mod checkpoint;
 pub mod classifier;
 pub mod dist;

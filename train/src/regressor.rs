@@ -19,8 +19,9 @@ use tch::{Kind, Tensor};
 use sciflow_ingest::dataset::Split;
 use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig};
 
+use crate::allreduce::{average_gradients, broadcast_parameters, bucket_elems};
 use crate::checkpoint::{self, At, Checkpointing, Position};
-use crate::classifier::{average_gradients, broadcast_parameters, bucket_elems, Waited};
+use crate::classifier::Waited;
 use crate::dist::Comm;
 use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
 use crate::wavenet::{WaveNet, WaveNetConfig};
