@@ -34,6 +34,7 @@ APT_PACKAGES=(
   libhdf5-dev libcfitsio-dev
   libopenmpi-dev openmpi-bin
   python3-venv
+  chromium            # headless, renders the run report in its test
 )
 if [[ "${PIPELINE_SKIP_APT:-0}" != 1 ]]; then
   missing=()

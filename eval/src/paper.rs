@@ -208,7 +208,7 @@ impl ScalingSeries {
     pub fn resnet50_hal(measured: &[(usize, f64)]) -> Option<Self> {
         let model = resnet50_hal_model()?;
         Some(ScalingSeries {
-            title: "ResNet-50 on HAL (V100): per-GPU throughput, speed-up and efficiency".into(),
+            title: PaperFigure::Resnet50Hal.title().into(),
             published: RESNET50_HAL
                 .iter()
                 .filter_map(|p| p.per_gpu_throughput.map(|t| (p.gpus, t)))
@@ -244,110 +244,49 @@ impl Figure for ScalingSeries {
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-        root.fill(&WHITE).map_err(e)?;
-        let root = root.titled(&self.title, (FONT, 18)).map_err(e)?;
-        let panels = root.split_evenly((1, 3));
         // Each series relative to its own smallest count, per panel: the
         // published one starts at 2 GPUs, so its reference is 2 GPUs.
-        let base = |s: &[(usize, f64)]| s.first().map_or(1.0, |&(p, t)| t * p as f64);
-        let speedup = |s: &[(usize, f64)]| -> Vec<(f64, f64)> {
-            let (p0, b) = (s.first().map_or(1, |x| x.0) as f64, base(s));
+        let speedup = |s: &[(usize, f64)]| -> Points {
+            // Speed-up p0 at p0 GPUs: perfect scaling below that is assumed.
+            let Some(&(_, t0)) = s.first() else {
+                return Vec::new();
+            };
             s.iter()
-                .map(|&(p, t)| (p as f64, p0 * t * p as f64 / b))
+                .map(|&(p, t)| (p as f64, t * p as f64 / t0))
                 .collect()
         };
-        let efficiency = |s: &[(usize, f64)]| -> Vec<(f64, f64)> {
+        let efficiency = |s: &[(usize, f64)]| -> Points {
             let t0 = s.first().map_or(1.0, |x| x.1);
             s.iter().map(|&(p, t)| (p as f64, t / t0)).collect()
         };
-        let pts = |s: &[(usize, f64)]| -> Vec<(f64, f64)> {
-            s.iter().map(|&(p, t)| (p as f64, t)).collect()
-        };
-        let max_p = self
-            .published
-            .iter()
-            .chain(&self.model)
-            .chain(&self.measured)
-            .map(|x| x.0)
-            .max()
-            .unwrap_or(2)
-            .max(2) as f64;
-        let panels_spec: [(&str, &str, Vec<Points>); 3] = [
-            (
-                "Per-GPU throughput",
-                "samples/s per GPU (rank)",
-                vec![pts(&self.published), pts(&self.model), pts(&self.measured)],
-            ),
-            (
-                "Speed-up",
-                "speed-up",
-                vec![
-                    speedup(&self.published),
-                    speedup(&self.model),
-                    speedup(&self.measured),
-                ],
-            ),
-            (
-                "Weak-scaling efficiency",
-                "efficiency",
-                vec![
-                    efficiency(&self.published),
-                    efficiency(&self.model),
-                    efficiency(&self.measured),
-                ],
-            ),
-        ];
-        let names = ["published", "model (calibrated)", "measured here"];
-        let colours = [BLUE, BLACK, RED];
-        for (i, (panel, (caption, ylabel, series))) in panels.iter().zip(panels_spec).enumerate() {
-            let ys = || series.iter().flatten().map(|p| p.1).filter(|v| *v > 0.0);
-            let top = ys().fold(0.0f64, f64::max).max(1e-9);
-            let bottom = ys().fold(f64::INFINITY, f64::min).min(top);
-            // Throughput on a log axis: a CPU rank and a V100 differ by 100x.
-            let y_range = if i == 0 {
-                (bottom / 2.0)..(top * 2.0)
-            } else {
-                0.0..top * 1.15
-            };
-            let x_range = (0.8f64..max_p * 1.25).log_scale();
-            let mut builder = ChartBuilder::on(panel);
-            builder
-                .caption(caption, (FONT, 16))
-                .margin(10)
-                .x_label_area_size(40)
-                .y_label_area_size(55);
-            let fmt_x = |x: &f64| format!("{x:.0}");
-            if i == 0 {
-                let mut chart = builder
-                    .build_cartesian_2d(x_range, y_range.log_scale())
-                    .map_err(e)?;
-                chart
-                    .configure_mesh()
-                    .x_desc("GPUs (ranks)")
-                    .y_desc(ylabel)
-                    .x_label_formatter(&fmt_x)
-                    .y_label_formatter(&|y: &f64| format!("{y:.0}"))
-                    .light_line_style(WHITE)
-                    .label_style((FONT, 12))
-                    .draw()
-                    .map_err(e)?;
-                draw_series(&mut chart, &series, &names, &colours).map_err(e)?;
-            } else {
-                let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(e)?;
-                chart
-                    .configure_mesh()
-                    .x_desc("GPUs (ranks)")
-                    .y_desc(ylabel)
-                    .x_label_formatter(&fmt_x)
-                    .light_line_style(WHITE)
-                    .label_style((FONT, 12))
-                    .draw()
-                    .map_err(e)?;
-                draw_series(&mut chart, &series, &names, &colours).map_err(e)?;
-            }
-        }
-        Ok(())
+        let pts =
+            |s: &[(usize, f64)]| -> Points { s.iter().map(|&(p, t)| (p as f64, t)).collect() };
+        let all = [&self.published, &self.model, &self.measured];
+        draw_panels(
+            root,
+            &self.title,
+            [
+                Panel {
+                    caption: "Per-GPU throughput",
+                    ylabel: "samples/s per GPU (rank)",
+                    log_y: true,
+                    series: all.map(|s| pts(s)).to_vec(),
+                },
+                Panel {
+                    caption: "Speed-up",
+                    ylabel: "speed-up",
+                    log_y: false,
+                    series: all.map(|s| speedup(s)).to_vec(),
+                },
+                Panel {
+                    caption: "Weak-scaling efficiency",
+                    ylabel: "efficiency",
+                    log_y: false,
+                    series: all.map(|s| efficiency(s)).to_vec(),
+                },
+            ],
+            &["published", "model (calibrated)", "measured here"],
+        )
     }
 }
 
@@ -392,8 +331,87 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaperFigure {
-    /// Figure 1: ResNet-50 on HAL.
+    /// Figure 1: ResNet-50 on HAL (per-GPU throughput).
     Resnet50Hal,
+    /// Figure 2: AI-GW on HAL (time to train, 1-64 GPUs).
+    AigwHal,
+    /// Figure 3: AI-GW on Bridges-AI (72 GPUs).
+    AigwBridges,
+    /// Figure 4: AI-DES on HAL (time to train, 1-64 GPUs).
+    AidesHal,
+    /// Figure 5: AI-GW strong scaling on Summit (6-6,144 GPUs).
+    AigwSummit,
+}
+
+impl PaperFigure {
+    /// The published points the figure plots.
+    pub fn published(self) -> &'static [Published] {
+        match self {
+            PaperFigure::Resnet50Hal => RESNET50_HAL,
+            PaperFigure::AigwHal => AIGW_HAL,
+            PaperFigure::AigwBridges => AIGW_BRIDGES,
+            PaperFigure::AidesHal => AIDES_HAL,
+            PaperFigure::AigwSummit => AIGW_SUMMIT,
+        }
+    }
+
+    /// Hours the workload takes on one V100, which the time-to-train model
+    /// scales from: the published single-GPU time of the same network on
+    /// HAL. Bridges-AI and Summit published no single-GPU time, so their
+    /// figures assume HAL's AI-GW workload (their error says how far that
+    /// assumption, and the model, are off).
+    pub fn single_gpu_hours(self) -> f64 {
+        match self {
+            PaperFigure::Resnet50Hal => RESNET50_HAL[0].hours.unwrap_or(41.0),
+            PaperFigure::AidesHal => AIDES_HAL[0].hours.unwrap_or(2.1),
+            PaperFigure::AigwHal | PaperFigure::AigwBridges | PaperFigure::AigwSummit => {
+                AIGW_HAL[0].hours.unwrap_or(754.0)
+            }
+        }
+    }
+
+    /// GPU counts the model curve is drawn at (and the published ones).
+    pub fn model_gpus(self) -> Vec<usize> {
+        let mut g: Vec<usize> = match self {
+            // One GPU, then 1-1,024 nodes of 6.
+            PaperFigure::AigwSummit => std::iter::once(1)
+                .chain((0..=10).map(|k| 6usize << k))
+                .collect(),
+            _ => (0..=6).map(|k| 1usize << k).collect(),
+        };
+        g.extend(self.published().iter().map(|p| p.gpus));
+        g.sort_unstable();
+        g.dedup();
+        g
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            PaperFigure::Resnet50Hal => {
+                "Figure 1. ResNet-50 on HAL (V100): per-GPU throughput, speed-up and efficiency"
+            }
+            PaperFigure::AigwHal => "Figure 2. AI-GW (WaveNet) on HAL (V100): time to train",
+            PaperFigure::AigwBridges => "Figure 3. AI-GW (WaveNet) on Bridges-AI (V100): time to train",
+            PaperFigure::AidesHal => "Figure 4. AI-DES (Xception) on HAL (V100): time to train",
+            PaperFigure::AigwSummit => {
+                "Figure 5. AI-GW (WaveNet) strong scaling on Summit (6 V100 per node): time to train"
+            }
+        }
+    }
+}
+
+/// A link of the ring allreduce: bandwidth in bytes/s, per-hop latency in s.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    /// Bytes per second.
+    pub bandwidth: f64,
+    /// Seconds per hop.
+    pub latency: f64,
+}
+
+fn default_gpu_batch() -> f64 {
+    64.0
 }
 
 /// Configuration of `eval.scaling_figure`.
@@ -406,39 +424,465 @@ pub struct ScalingFigureConfig {
     /// measured here, at any rank counts.
     #[serde(default)]
     pub runs: Vec<std::path::PathBuf>,
+    /// Figures 2-5: a ResNet-50 training output measured here, which
+    /// relates this machine's speed to a V100's (Figure 1's calibration)
+    /// through the networks' relative cost per sample.
+    #[serde(default)]
+    pub reference: Option<std::path::PathBuf>,
+    /// Figures 2-5: samples per step on each GPU in the modelled runs.
+    #[serde(default = "default_gpu_batch")]
+    pub gpu_batch: f64,
+    /// Figures 2-5: the allreduce link; default HAL's, fitted on the
+    /// ResNet-50 throughputs (Figure 1).
+    #[serde(default)]
+    pub link: Option<Link>,
+    /// Figures 2-5: the modelled network's size and cost, when known (e.g.
+    /// the published network's); default: the measured runs' network, its
+    /// cost relative to `reference`.
+    #[serde(default)]
+    pub network: Option<Network>,
 }
 
-/// Per-rank samples/s of a training run: its last epoch's throughput over
-/// its rank count, from `history.json`.
-pub fn measured_throughput(train_dir: &Path) -> Result<(usize, f64)> {
-    let path = train_dir.join("history.json");
-    let text = std::fs::read(&path).map_err(|e| Error::Io {
+/// A network as the time-to-train model sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Trainable values (gradients averaged each step).
+    pub gradients: usize,
+    /// Seconds per training sample over ResNet-50's (224 px) on the same GPU.
+    pub relative_cost: f64,
+}
+
+/// A training run measured here.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RunPoint {
+    /// Ranks it ran on.
+    pub ranks: usize,
+    /// Samples per second per rank in its last epoch.
+    pub per_rank_samples_per_second: f64,
+    /// Seconds of all its epochs.
+    pub seconds: f64,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read(path).map_err(|e| Error::Io {
         op: "failed to read",
-        path: path.clone(),
+        path: path.to_path_buf(),
         source: e,
     })?;
-    let report: sciflow_train::TrainReport = serde_json::from_slice(&text)
-        .map_err(|e| Error::Mismatch(format!("{}: not a training history: {e}", path.display())))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| Error::Mismatch(format!("{}: not {what}: {e}", path.display())))
+}
+
+/// What both trainers' `history.json` hold that the scaling figures need.
+#[derive(Deserialize)]
+struct HistoryFile {
+    history: Vec<EpochTimes>,
+    world_size: usize,
+}
+
+#[derive(Deserialize)]
+struct EpochTimes {
+    seconds: f64,
+    samples_per_second: f64,
+}
+
+/// Reads a training run's `history.json` (classifier or regressor).
+pub fn measured_run(train_dir: &Path) -> Result<RunPoint> {
+    let path = train_dir.join("history.json");
+    let report: HistoryFile = read_json(&path, "a training history")?;
     let last = report
         .history
         .last()
         .ok_or_else(|| Error::Mismatch(format!("{}: no epoch recorded", path.display())))?;
     let ranks = report.world_size.max(1);
-    Ok((ranks, last.samples_per_second / ranks as f64))
+    Ok(RunPoint {
+        ranks,
+        per_rank_samples_per_second: last.samples_per_second / ranks as f64,
+        seconds: report.history.iter().map(|e| e.seconds).sum(),
+    })
+}
+
+/// Per-rank samples/s of a training run: its last epoch's throughput over
+/// its rank count, from `history.json`.
+pub fn measured_throughput(train_dir: &Path) -> Result<(usize, f64)> {
+    measured_run(train_dir).map(|r| (r.ranks, r.per_rank_samples_per_second))
+}
+
+/// Trainable values of the model in `train_dir/weights.safetensors`
+/// (batch-norm running statistics, which are not averaged as gradients,
+/// left out).
+pub fn gradient_count(train_dir: &Path) -> Result<usize> {
+    let path = train_dir.join("weights.safetensors");
+    let named = tch::Tensor::read_safetensors(&path)
+        .map_err(|e| Error::Mismatch(format!("{}: {e}", path.display())))?;
+    Ok(named
+        .iter()
+        .filter(|(name, t)| {
+            !(name.ends_with("running_mean")
+                || name.ends_with("running_var")
+                || name.ends_with("num_batches_tracked"))
+                && t.is_floating_point()
+        })
+        .map(|(_, t)| t.numel())
+        .sum())
+}
+
+/// A network's cost per sample relative to ResNet-50's at 224 px, both
+/// measured here: `runs`' fewest-rank run against a ResNet-50 run's per-rank
+/// samples/s at `size` px (a convolutional network's cost grows with the
+/// pixels it sees).
+pub fn relative_cost(runs: &[RunPoint], resnet50: (f64, usize)) -> Result<f64> {
+    let base = runs
+        .iter()
+        .min_by_key(|r| r.ranks)
+        .ok_or_else(|| Error::Mismatch("no measured run of the network".into()))?;
+    let (sps, size) = resnet50;
+    if !(sps > 0.0 && base.per_rank_samples_per_second > 0.0 && size > 0) {
+        return Err(Error::Mismatch(format!(
+            "throughputs must be positive (network {}, ResNet-50 {sps} at {size} px)",
+            base.per_rank_samples_per_second
+        )));
+    }
+    let r50_here = (224.0 / size as f64).powi(2) / sps;
+    Ok((1.0 / base.per_rank_samples_per_second) / r50_here)
+}
+
+/// The time-to-train model's inputs for one figure, recorded in its sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeModelInputs {
+    /// The network's cost per sample here over ResNet-50's at 224 px here.
+    pub relative_cost: f64,
+    /// ResNet-50's seconds per image on a V100 (Figure 1's calibration).
+    pub resnet50_gpu_seconds_per_sample: f64,
+    /// The step model on the V100s: compute, batch, gradient bytes, link.
+    pub step: StepModel,
+    /// Hours on one V100 the times scale from.
+    pub single_gpu_hours: f64,
+}
+
+/// Time to train on `p` GPUs, scaled from `single_gpu_hours` on one: the
+/// same samples in 1/p of the steps, each costing `step(p)` instead of
+/// `step(1)`.
+pub fn scaled_hours(step: &StepModel, p: usize, single_gpu_hours: f64) -> f64 {
+    single_gpu_hours * step.step(p) / (p as f64 * step.step(1))
+}
+
+/// The numbers a time-to-train figure (2-5) plots, also its JSON sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeToTrainSeries {
+    /// Figure title.
+    pub title: String,
+    /// Published (GPUs, hours), exactly as published.
+    pub published: Vec<(usize, f64)>,
+    /// The model's (GPUs, hours).
+    pub model: Vec<(usize, f64)>,
+    /// Measured here: (ranks, hours of training), laptop scale.
+    pub measured: Vec<(usize, f64)>,
+    /// The model's prediction at each published count other than the one
+    /// it scales from.
+    pub comparisons: Vec<Comparison>,
+    /// What the model was built from.
+    pub inputs: TimeModelInputs,
+    /// For each compared published point, the compute seconds per step on
+    /// one GPU at which the model would meet it exactly (`None` where no
+    /// compute can: the published time beats perfect scaling).
+    pub implied_compute_per_step: Vec<(usize, Option<f64>)>,
+}
+
+impl TimeToTrainSeries {
+    /// The time-to-train figure `figure` from the network's runs measured
+    /// here (`runs`), the modelled network, the per-GPU batch and the link.
+    pub fn build(
+        figure: PaperFigure,
+        runs: &[RunPoint],
+        network: Network,
+        gpu_batch: f64,
+        link: Link,
+    ) -> Result<Self> {
+        let r50 = resnet50_hal_model().ok_or_else(|| {
+            Error::Mismatch("the published points do not determine the model".into())
+        })?;
+        let Network {
+            gradients,
+            relative_cost,
+        } = network;
+        if !(relative_cost > 0.0 && gpu_batch > 0.0) {
+            return Err(Error::Mismatch(format!(
+                "{figure:?}: relative cost ({relative_cost}) and per-GPU batch ({gpu_batch}) must be positive"
+            )));
+        }
+        let step = StepModel {
+            compute_per_sample: relative_cost * r50.compute_per_sample,
+            batch_per_rank: gpu_batch,
+            gradient_bytes: 4.0 * gradients as f64,
+            bandwidth: link.bandwidth,
+            latency: link.latency,
+            io_per_step: 0.0,
+        };
+        let t1 = figure.single_gpu_hours();
+        let published: Vec<(usize, f64)> = figure
+            .published()
+            .iter()
+            .filter_map(|p| p.hours.map(|h| (p.gpus, h)))
+            .collect();
+        let anchored_here = matches!(figure, PaperFigure::AigwHal | PaperFigure::AidesHal);
+        let comparisons: Vec<Comparison> = published
+            .iter()
+            .filter(|(g, _)| !(anchored_here && *g == 1))
+            .map(|&(gpus, h)| {
+                let predicted = scaled_hours(&step, gpus, t1);
+                Comparison {
+                    gpus,
+                    published: h,
+                    predicted,
+                    relative_error: (predicted - h) / h,
+                }
+            })
+            .collect();
+        // t(p) / t(1) = p h / T1 = 1 + A(p) / C solved for the compute C.
+        let implied_compute_per_step = comparisons
+            .iter()
+            .map(|c: &Comparison| {
+                let ratio = c.gpus as f64 * c.published / t1 - 1.0;
+                (
+                    c.gpus,
+                    (ratio > 0.0).then(|| step.allreduce(c.gpus) / ratio),
+                )
+            })
+            .collect();
+        let mut measured: Vec<(usize, f64)> =
+            runs.iter().map(|r| (r.ranks, r.seconds / 3600.0)).collect();
+        measured.sort_by_key(|m| m.0);
+        Ok(TimeToTrainSeries {
+            title: figure.title().into(),
+            published,
+            model: figure
+                .model_gpus()
+                .into_iter()
+                .map(|p| (p, scaled_hours(&step, p, t1)))
+                .collect(),
+            measured,
+            comparisons,
+            implied_compute_per_step,
+            inputs: TimeModelInputs {
+                relative_cost,
+                resnet50_gpu_seconds_per_sample: r50.compute_per_sample,
+                step,
+                single_gpu_hours: t1,
+            },
+        })
+    }
+}
+
+impl Figure for TimeToTrainSeries {
+    fn size(&self) -> (u32, u32) {
+        (1500, 460)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        // Speed-up against the series' own single-GPU (single-rank) time;
+        // a series without one has no speed-up to show.
+        let speedup = |s: &[(usize, f64)]| -> Points {
+            match s.iter().find(|x| x.0 == 1) {
+                Some(&(_, t1)) => s.iter().map(|&(p, t)| (p as f64, t1 / t)).collect(),
+                None => Vec::new(),
+            }
+        };
+        let efficiency = |s: &[(usize, f64)]| -> Points {
+            speedup(s).into_iter().map(|(p, x)| (p, x / p)).collect()
+        };
+        let pts =
+            |s: &[(usize, f64)]| -> Points { s.iter().map(|&(p, t)| (p as f64, t)).collect() };
+        let all = [&self.published, &self.model, &self.measured];
+        draw_panels(
+            root,
+            &self.title,
+            [
+                Panel {
+                    caption: "Time to train",
+                    ylabel: "hours",
+                    log_y: true,
+                    series: all.map(|s| pts(s)).to_vec(),
+                },
+                Panel {
+                    caption: "Speed-up over one GPU (rank)",
+                    ylabel: "speed-up",
+                    log_y: false,
+                    series: all.map(|s| speedup(s)).to_vec(),
+                },
+                Panel {
+                    caption: "Strong-scaling efficiency",
+                    ylabel: "efficiency",
+                    log_y: false,
+                    series: all.map(|s| efficiency(s)).to_vec(),
+                },
+            ],
+            &[
+                "published",
+                "model (V100, scaled from 1 GPU)",
+                "measured here (CPU, laptop scale)",
+            ],
+        )
+    }
+}
+
+/// One panel of a three-panel scaling figure.
+struct Panel {
+    caption: &'static str,
+    ylabel: &'static str,
+    log_y: bool,
+    /// Published, model, measured.
+    series: Vec<Points>,
+}
+
+/// Draws three panels side by side under `title`, GPUs on a log x axis.
+fn draw_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    panels: [Panel; 3],
+    names: &[&str; 3],
+) -> std::result::Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let root = root.titled(title, (FONT, 18)).map_err(e)?;
+    let areas = root.split_evenly((1, 3));
+    let max_p = panels
+        .iter()
+        .flat_map(|p| p.series.iter().flatten())
+        .map(|x| x.0)
+        .fold(2.0f64, f64::max);
+    let colours = [BLUE, BLACK, RED];
+    for (area, panel) in areas.iter().zip(panels) {
+        let ys = || {
+            panel
+                .series
+                .iter()
+                .flatten()
+                .map(|p| p.1)
+                .filter(|v| *v > 0.0)
+        };
+        let top = ys().fold(0.0f64, f64::max).max(1e-9);
+        let bottom = ys().fold(f64::INFINITY, f64::min).min(top);
+        let x_range = (0.8f64..max_p * 1.25).log_scale();
+        let mut builder = ChartBuilder::on(area);
+        builder
+            .caption(panel.caption, (FONT, 16))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60);
+        let fmt_x = |x: &f64| format!("{x:.0}");
+        let fmt_y = |y: &f64| tick_label(*y);
+        if panel.log_y {
+            // Log axis: a CPU rank and a V100 differ by 100x.
+            let mut chart = builder
+                .build_cartesian_2d(x_range, ((bottom / 2.0)..(top * 2.0)).log_scale())
+                .map_err(e)?;
+            chart
+                .configure_mesh()
+                .x_desc("GPUs (ranks)")
+                .y_desc(panel.ylabel)
+                .x_label_formatter(&fmt_x)
+                .y_label_formatter(&fmt_y)
+                .light_line_style(WHITE)
+                .label_style((FONT, 12))
+                .draw()
+                .map_err(e)?;
+            draw_series(&mut chart, &panel.series, names, &colours).map_err(e)?;
+        } else {
+            let mut chart = builder
+                .build_cartesian_2d(x_range, 0.0..top * 1.15)
+                .map_err(e)?;
+            chart
+                .configure_mesh()
+                .x_desc("GPUs (ranks)")
+                .y_desc(panel.ylabel)
+                .x_label_formatter(&fmt_x)
+                .y_label_formatter(&fmt_y)
+                .light_line_style(WHITE)
+                .label_style((FONT, 12))
+                .draw()
+                .map_err(e)?;
+            draw_series(&mut chart, &panel.series, names, &colours).map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
+/// A y tick label with no more digits than it needs: 20, 2.5, 0.05, 1e-4.
+fn tick_label(y: f64) -> String {
+    if y != 0.0 && y.abs() < 0.01 {
+        return format!("{y:.0e}");
+    }
+    let s = format!("{y:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Either kind of scaling figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PaperFigureData {
+    /// Figure 1.
+    Throughput(ScalingSeries),
+    /// Figures 2-5.
+    TimeToTrain(TimeToTrainSeries),
+}
+
+impl PaperFigureData {
+    /// Measured (ranks, value) points: per-rank samples/s for Figure 1,
+    /// hours for Figures 2-5.
+    pub fn measured(&self) -> &[(usize, f64)] {
+        match self {
+            PaperFigureData::Throughput(s) => &s.measured,
+            PaperFigureData::TimeToTrain(s) => &s.measured,
+        }
+    }
+
+    /// Model vs published, where the figure compares times.
+    pub fn comparisons(&self) -> &[Comparison] {
+        match self {
+            PaperFigureData::Throughput(_) => &[],
+            PaperFigureData::TimeToTrain(s) => &s.comparisons,
+        }
+    }
+
+    /// Writes `<stem>.png`, `.svg` (carrying `provenance`) and `.json`.
+    pub fn write(&self, dir: &Path, stem: &str, provenance: &[(String, String)]) -> Result<()> {
+        match self {
+            PaperFigureData::Throughput(s) => s.write(dir, stem, provenance),
+            PaperFigureData::TimeToTrain(s) => {
+                render_with(dir, stem, s, provenance)?;
+                write_json(&dir.join(format!("{stem}.json")), s)
+            }
+        }
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value).expect("figure data serialises");
+    std::fs::write(path, text).map_err(|e| Error::Io {
+        op: "failed to write",
+        path: path.to_path_buf(),
+        source: e,
+    })
 }
 
 /// Runs `eval.scaling_figure`: reads the measured runs and writes
 /// `figure.png`, `figure.svg` and `figure.json` into `out`.
-pub fn scaling_figure_stage(config: &ScalingFigureConfig, out: &Path) -> Result<ScalingSeries> {
-    let mut measured = config
+pub fn scaling_figure_stage(config: &ScalingFigureConfig, out: &Path) -> Result<PaperFigureData> {
+    let runs = config
         .runs
         .iter()
-        .map(|d| measured_throughput(d))
+        .map(|d| measured_run(d))
         .collect::<Result<Vec<_>>>()?;
-    // What made the figure: the measured runs' histories, this configuration,
-    // the code (by version) and the published numbers it plots.
+    // What made the figure: the measured runs' histories (and the reference
+    // run's), this configuration, the code (by version) and the published
+    // numbers it plots.
     let mut data = blake3::Hasher::new();
-    for d in &config.runs {
+    for d in config.runs.iter().chain(&config.reference) {
         let p = d.join("history.json");
         let bytes = std::fs::read(&p).map_err(|e| Error::Io {
             op: "failed to read",
@@ -458,6 +902,14 @@ pub fn scaling_figure_stage(config: &ScalingFigureConfig, out: &Path) -> Result<
             data.finalize().to_hex().to_string(),
         ),
         (
+            // The version does not pin a build; the executable's hash does.
+            "sciflow:executable_blake3".to_string(),
+            std::env::current_exe().and_then(std::fs::read).map_or_else(
+                |e| format!("unknown ({e})"),
+                |b| blake3::hash(&b).to_hex().to_string(),
+            ),
+        ),
+        (
             "sciflow:config_blake3".to_string(),
             blake3::hash(&config_json).to_hex().to_string(),
         ),
@@ -466,18 +918,85 @@ pub fn scaling_figure_stage(config: &ScalingFigureConfig, out: &Path) -> Result<
             String::from_utf8(config_json).expect("JSON is UTF-8"),
         ),
     ];
-    measured.sort_by_key(|m| m.0);
-    let series = match config.figure {
-        PaperFigure::Resnet50Hal => ScalingSeries::resnet50_hal(&measured),
-    }
-    .ok_or_else(|| Error::Mismatch("the published points do not determine the model".into()))?;
+    let figure = match config.figure {
+        PaperFigure::Resnet50Hal => {
+            let mut measured: Vec<(usize, f64)> = runs
+                .iter()
+                .map(|r| (r.ranks, r.per_rank_samples_per_second))
+                .collect();
+            measured.sort_by_key(|m| m.0);
+            PaperFigureData::Throughput(ScalingSeries::resnet50_hal(&measured).ok_or_else(
+                || Error::Mismatch("the published points do not determine the model".into()),
+            )?)
+        }
+        other => {
+            let network = match config.network {
+                Some(n) => n,
+                None => {
+                    let reference = config.reference.as_deref().ok_or_else(|| {
+                        Error::Mismatch(format!(
+                            "figure {other:?} needs `network` or `reference` (a ResNet-50 training output measured here)"
+                        ))
+                    })?;
+                    let first = config.runs.first().ok_or_else(|| {
+                        Error::Mismatch(format!(
+                            "figure {other:?} needs `network` or a run in `runs`"
+                        ))
+                    })?;
+                    let r = measured_run(reference)?;
+                    let info: ReferenceModel =
+                        read_json(&reference.join("model.json"), "a model.json")?;
+                    if info.model.arch != "resnet50" {
+                        return Err(Error::Mismatch(format!(
+                            "{}: `reference` must be a ResNet-50 run, not {}",
+                            reference.display(),
+                            info.model.arch
+                        )));
+                    }
+                    Network {
+                        gradients: gradient_count(first)?,
+                        relative_cost: relative_cost(
+                            &runs,
+                            (r.per_rank_samples_per_second, info.image_size),
+                        )?,
+                    }
+                }
+            };
+            let r50 = resnet50_hal_model().ok_or_else(|| {
+                Error::Mismatch("the published points do not determine the model".into())
+            })?;
+            let link = config.link.unwrap_or(Link {
+                bandwidth: r50.bandwidth,
+                latency: r50.latency,
+            });
+            PaperFigureData::TimeToTrain(TimeToTrainSeries::build(
+                other,
+                &runs,
+                network,
+                config.gpu_batch,
+                link,
+            )?)
+        }
+    };
     std::fs::create_dir_all(out).map_err(|e| Error::Io {
         op: "failed to create",
         path: out.to_path_buf(),
         source: e,
     })?;
-    series.write(out, "figure", &provenance)?;
-    Ok(series)
+    figure.write(out, "figure", &provenance)?;
+    Ok(figure)
+}
+
+/// What a ResNet-50 reference run's `model.json` must say.
+#[derive(Deserialize)]
+struct ReferenceModel {
+    model: ReferenceArch,
+    image_size: usize,
+}
+
+#[derive(Deserialize)]
+struct ReferenceArch {
+    arch: String,
 }
 
 #[cfg(test)]
@@ -526,6 +1045,89 @@ mod tests {
         );
         assert_eq!(back.model.len(), 7);
         assert_eq!(back.measured, vec![(1, 2.72), (2, 1.33)]);
+    }
+
+    #[test]
+    fn time_to_train_scales_from_one_gpu_by_the_step_model() {
+        let link = Link {
+            bandwidth: 1e10,
+            latency: 1e-3,
+        };
+        // The network costs 1/10 of ResNet-50 at 224 px per sample here:
+        // ResNet-50 measured at 112 px runs 4x faster than at 224.
+        let r50 = resnet50_hal_model().unwrap();
+        let runs = [
+            RunPoint {
+                ranks: 2,
+                per_rank_samples_per_second: 90.0,
+                seconds: 7200.0,
+            },
+            RunPoint {
+                ranks: 1,
+                per_rank_samples_per_second: 100.0,
+                seconds: 14400.0,
+            },
+        ];
+        // 224 px ResNet-50 here: 4 / 40 = 0.1 s; the network (its 1-rank
+        // run): 0.01 s.
+        let rel = relative_cost(&runs, (40.0, 112)).unwrap();
+        assert!((rel - 0.1).abs() < 1e-12);
+        let net = Network {
+            gradients: 1_000_000,
+            relative_cost: rel,
+        };
+        let f = TimeToTrainSeries::build(PaperFigure::AigwHal, &runs, net, 50.0, link).unwrap();
+        let c = 0.1 * r50.compute_per_sample;
+        assert!((f.inputs.step.compute_per_sample - c).abs() < 1e-15);
+        assert_eq!(f.inputs.step.gradient_bytes, 4e6);
+        // 64 GPUs: step = 50 c + 2 (63/64) 4e6 / 1e10 + 126 x 1e-3.
+        let step64 = 50.0 * c + 2.0 * 63.0 / 64.0 * 4e6 / 1e10 + 0.126;
+        let want = 754.0 * step64 / (64.0 * 50.0 * c);
+        assert_eq!(
+            f.comparisons.len(),
+            1,
+            "the 1-GPU anchor is not a prediction"
+        );
+        let at64 = f.comparisons[0];
+        assert_eq!(at64.gpus, 64);
+        assert!((at64.predicted / want - 1.0).abs() < 1e-12, "{at64:?}");
+        assert!((at64.relative_error - (want - 12.4) / 12.4).abs() < 1e-12);
+        // The compute at which the model would give 12.4 h exactly.
+        let (_, implied) = f.implied_compute_per_step[0];
+        let mut exact = f.inputs.step.clone();
+        exact.compute_per_sample = implied.unwrap() / 50.0;
+        assert!((scaled_hours(&exact, 64, 754.0) - 12.4).abs() < 1e-9);
+        // The model passes through the anchor; measured hours sorted by ranks.
+        assert_eq!(f.model[0].0, 1);
+        assert!((f.model[0].1 - 754.0).abs() < 1e-9);
+        assert_eq!(f.measured, vec![(1, 4.0), (2, 2.0)]);
+        assert_eq!(f.published, vec![(1, 754.0), (64, 12.4)]);
+        // Summit is modelled on 1 GPU and 1-1,024 nodes of 6, compared at 1,536.
+        let s = TimeToTrainSeries::build(PaperFigure::AigwSummit, &runs, net, 50.0, link).unwrap();
+        assert_eq!(s.model[1].0, 6);
+        assert_eq!(s.model.last().unwrap().0, 6144);
+        assert_eq!(s.comparisons[0].gpus, 1536);
+        // No run, or a run that never moved, has no relative cost; a
+        // non-positive cost or batch is an error, not a figure.
+        assert!(relative_cost(&[], (40.0, 112)).is_err());
+        let mut stuck = runs;
+        stuck[1].per_rank_samples_per_second = 0.0;
+        assert!(relative_cost(&stuck, (40.0, 112)).is_err());
+        let free = Network {
+            relative_cost: 0.0,
+            ..net
+        };
+        assert!(TimeToTrainSeries::build(PaperFigure::AidesHal, &runs, free, 50.0, link).is_err());
+        assert!(TimeToTrainSeries::build(PaperFigure::AidesHal, &runs, net, 0.0, link).is_err());
+    }
+
+    #[test]
+    fn tick_labels_keep_only_the_digits_they_need() {
+        let l: Vec<String> = [20.0, 2.5, 1.0, 0.05, 0.0, 0.0001]
+            .into_iter()
+            .map(tick_label)
+            .collect();
+        assert_eq!(l, ["20", "2.5", "1", "0.05", "0", "1e-4"]);
     }
 
     #[test]

@@ -278,6 +278,8 @@ pub fn run(
         let records = Records::open(&wf.workdir)?;
         records.mark_interrupted()?;
         let run_id = records.begin_run(&wf.name, &wf.file.to_string_lossy(), comm.size(), argv)?;
+        let resolved = serde_json::to_string_pretty(&wf.resolved()).expect("JSON serialises");
+        records.set_resolved(run_id, &resolved)?;
         root = Some((lock, records, run_id));
     }
     let result = run_stages(
@@ -292,6 +294,12 @@ pub fn run(
     if let Some((_, records, run_id)) = &root {
         let err = result.as_ref().err().map(|e| e.to_string());
         records.end_run(*run_id, err.as_deref())?;
+        // The report is a view of the records: failing to write it loses
+        // nothing the run made, so it warns rather than fails the run.
+        match crate::report::write(records, &wf.workdir, Some(*run_id), None) {
+            Ok(path) => tracing::info!("report: {}", path.display()),
+            Err(e) => tracing::warn!("no report for run {run_id}: {e}"),
+        }
     }
     result
 }

@@ -17,6 +17,7 @@ pub mod fingerprint;
 pub mod progress;
 pub mod records;
 pub mod registry;
+pub mod report;
 pub mod slurm;
 pub mod workflow;
 pub mod yaml;

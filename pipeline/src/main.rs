@@ -1,6 +1,6 @@
 //! The `pipeline` command: run, validate and list workflow stages.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sciflow_pipeline::exec::Selection;
 use sciflow_pipeline::progress::Progress;
-use sciflow_pipeline::records::Records;
+use sciflow_pipeline::records::{utc, Records};
 use sciflow_pipeline::registry::REGISTRY;
 use sciflow_pipeline::slurm::SubmitOptions;
 use sciflow_pipeline::{dag, exec, slurm, workflow, Error};
@@ -31,6 +31,7 @@ Examples:
   mpirun -n 4 pipeline run workflows/quickstart.yaml
   pipeline submit workflows/quickstart.yaml --nodes 16 --ranks-per-node 4 --gpus-per-rank 1
   pipeline history -w workflows/quickstart.yaml
+  pipeline report -w workflows/quickstart.yaml     # HTML page of the latest run
 
 Exit status: 0 on success, 78 for an invalid workflow, 1 for a failed run.
 Threads: each rank uses its share of the node's cores; PIPELINE_THREADS overrides."
@@ -166,6 +167,21 @@ enum Command {
         #[command(flatten)]
         records: RecordsArgs,
     },
+    /// Write a run's report: one self-contained HTML page (stages, times,
+    /// metrics, figures, provenance, the resolved workflow).
+    ///
+    /// `pipeline run` writes it at the end of every run, as
+    /// <workdir>/reports/run-<id>.html; this rewrites it for any recorded run.
+    Report {
+        /// The run (default: the latest).
+        #[arg(long)]
+        run: Option<i64>,
+        /// Where to write it (default: <workdir>/reports/run-<id>.html).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        records: RecordsArgs,
+    },
     /// List the stage kinds a workflow can use, with their outputs and an example.
     List,
 }
@@ -237,6 +253,11 @@ fn main() -> ExitCode {
         Command::History { records, n } => history(&records, n),
         Command::Show { run, records } => show(&records, run),
         Command::Metrics { stage, records } => metrics(&records, &stage),
+        Command::Report {
+            run,
+            output,
+            records,
+        } => write_report(&records, run, output.as_deref()),
     };
     flush_out();
     match result {
@@ -318,13 +339,24 @@ fn submit(args: &WorkflowArgs, opts: &SubmitOptions) -> Result<(), Error> {
     Ok(())
 }
 
-fn open_records(args: &RecordsArgs) -> Result<Records, Error> {
-    let workdir = if args.target.is_file() {
+fn workdir_of(args: &RecordsArgs) -> Result<PathBuf, Error> {
+    Ok(if args.target.is_file() {
         workflow::load(&args.target, &[])?.workdir
     } else {
         args.target.clone()
-    };
-    Records::open_existing(&workdir)
+    })
+}
+
+fn open_records(args: &RecordsArgs) -> Result<Records, Error> {
+    Records::open_existing(&workdir_of(args)?)
+}
+
+fn write_report(args: &RecordsArgs, run: Option<i64>, output: Option<&Path>) -> Result<(), Error> {
+    let workdir = workdir_of(args)?;
+    let records = Records::open_existing(&workdir)?;
+    let path = sciflow_pipeline::report::write(&records, &workdir, run, output)?;
+    outln!("{}", path.display());
+    Ok(())
 }
 
 fn history(args: &RecordsArgs, n: usize) -> Result<(), Error> {
@@ -406,28 +438,6 @@ fn metrics(args: &RecordsArgs, stage: &str) -> Result<(), Error> {
         outln!("{step}\t{name}\t{value}");
     }
     Ok(())
-}
-
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC).
-fn utc(t: f64) -> String {
-    let secs = t as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> ExitCode {

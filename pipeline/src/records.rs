@@ -60,11 +60,40 @@ pub struct RunRow {
     pub skipped: i64,
 }
 
+/// Everything recorded about one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// Run id.
+    pub id: i64,
+    /// Unix seconds.
+    pub started: f64,
+    /// Unix seconds, when finished.
+    pub finished: Option<f64>,
+    /// `running`, `ok`, `failed` or `interrupted`.
+    pub status: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// The workflow file.
+    pub file: String,
+    /// Ranks.
+    pub world_size: i64,
+    /// The host of rank 0.
+    pub host: String,
+    /// The command line.
+    pub argv: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The workflow as run (params and every reference resolved), as JSON.
+    pub resolved: Option<String>,
+}
+
 /// One row of `pipeline show`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageRunRow {
     /// Stage name.
     pub stage: String,
+    /// Its kind, `name@version`.
+    pub kind: String,
     /// `ran`, `skipped` or `failed`.
     pub status: String,
     /// Why it ran or was skipped.
@@ -105,7 +134,8 @@ CREATE TABLE IF NOT EXISTS runs (
     world_size INTEGER NOT NULL,
     host TEXT NOT NULL,
     argv TEXT NOT NULL,
-    error TEXT
+    error TEXT,
+    resolved TEXT
 );
 CREATE TABLE IF NOT EXISTS stage_runs (
     id INTEGER PRIMARY KEY,
@@ -158,6 +188,28 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn utc(t: f64) -> String {
+    let secs = t as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// This machine's name.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -180,6 +232,19 @@ impl Records {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err(&path))?;
         conn.execute_batch(SCHEMA).map_err(db_err(&path))?;
+        // Databases written before runs recorded their resolved workflow.
+        let has_resolved: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('runs') WHERE name = 'resolved'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(db_err(&path))?
+            > 0;
+        if !has_resolved {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN resolved TEXT;")
+                .map_err(db_err(&path))?;
+        }
         Ok(Records { conn, path })
     }
 
@@ -427,6 +492,42 @@ impl Records {
         )
     }
 
+    /// Everything recorded about run `id`, if there is one.
+    pub fn run_info(&self, id: i64) -> Result<Option<RunInfo>, Error> {
+        let mut rows = self.rows(
+            "SELECT id, started, finished, status, workflow, file, world_size, host, argv, error, resolved
+             FROM runs WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok(RunInfo {
+                    id: r.get(0)?,
+                    started: r.get(1)?,
+                    finished: r.get(2)?,
+                    status: r.get(3)?,
+                    workflow: r.get(4)?,
+                    file: r.get(5)?,
+                    world_size: r.get(6)?,
+                    host: r.get(7)?,
+                    argv: r.get(8)?,
+                    error: r.get(9)?,
+                    resolved: r.get(10)?,
+                })
+            },
+        )?;
+        Ok(rows.pop())
+    }
+
+    /// Stores the workflow as run `id` resolved it.
+    pub fn set_resolved(&self, id: i64, resolved: &str) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE runs SET resolved = ?1 WHERE id = ?2",
+                params![resolved, id],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// The newest run's id.
     pub fn last_run(&self) -> Result<Option<i64>, Error> {
         self.conn
@@ -437,7 +538,7 @@ impl Records {
     /// The stages of a run, in order.
     pub fn stage_runs(&self, run_id: i64) -> Result<Vec<StageRunRow>, Error> {
         self.rows(
-            "SELECT stage, status, reason, COALESCE(seconds, 0), fingerprint, ranks, error
+            "SELECT stage, status, reason, COALESCE(seconds, 0), fingerprint, ranks, error, kind
              FROM stage_runs WHERE run_id = ?1 ORDER BY id",
             params![run_id],
             |r| {
@@ -449,6 +550,7 @@ impl Records {
                     fingerprint: r.get(4)?,
                     ranks: r.get(5)?,
                     error: r.get(6)?,
+                    kind: r.get(7)?,
                 })
             },
         )

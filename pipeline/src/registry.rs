@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use sciflow_eval::paper::ScalingFigureConfig;
+use sciflow_eval::paper::{PaperFigureData, ScalingFigureConfig};
 use sciflow_eval::waveforms::{EvalRegressorConfig, OverlapConfig};
 use sciflow_eval::EvalClassifierConfig;
 use sciflow_ingest::dataset::{self, GalaxyImagesConfig, Partition};
@@ -267,8 +267,8 @@ pub static REGISTRY: &[StageKind] = &[
     StageKind {
         name: "eval.scaling_figure",
         version: 1,
-        summary: "A scaling figure of the paper: published points, the calibrated performance model and the training runs measured here",
-        example: "figure: resnet50_hal\nruns: [\"${one_rank.train}\", \"${two_ranks.train}\"]\n",
+        summary: "A scaling figure of the paper (resnet50_hal, aigw_hal, aigw_bridges, aides_hal, aigw_summit): published points, the performance model and the training runs measured here",
+        example: "figure: aigw_hal\nruns: [\"${one_rank.train}\", \"${two_ranks.train}\"]\nreference: ${resnet50.train}\ngpu_batch: 64\n",
         outputs: &[
             Output { name: "figure", path: "", doc: "figure.png, figure.svg and figure.json (the plotted numbers)" },
             Output { name: "sidecar", path: "figure.json", doc: "the plotted numbers" },
@@ -767,16 +767,25 @@ fn run_eval_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
 fn run_scaling_figure(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: ScalingFigureConfig = config(ctx)?;
     let s = sciflow_eval::paper::scaling_figure_stage(&cfg, ctx.out)?;
-    for (ranks, t) in &s.measured {
-        ctx.metrics
-            .record(*ranks as i64, "per_rank_samples_per_second", *t);
+    let name = match s {
+        PaperFigureData::Throughput(_) => "per_rank_samples_per_second",
+        PaperFigureData::TimeToTrain(_) => "hours_to_train",
+    };
+    for (ranks, t) in s.measured() {
+        ctx.metrics.record(*ranks as i64, name, *t);
     }
-    tracing::info!(
-        "{}: {} published, {} measured point(s)",
-        ctx.name,
-        s.published.len(),
-        s.measured.len()
-    );
+    for c in s.comparisons() {
+        ctx.metrics
+            .record(c.gpus as i64, "model_relative_error", c.relative_error);
+        tracing::info!(
+            "{}: {} GPUs: model {:.3} h, published {:.3} h ({:+.1} %)",
+            ctx.name,
+            c.gpus,
+            c.predicted,
+            c.published,
+            100.0 * c.relative_error
+        );
+    }
     Ok(())
 }
 

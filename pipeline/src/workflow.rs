@@ -93,6 +93,34 @@ impl Workflow {
     pub fn stage_dir(&self, name: &str) -> PathBuf {
         self.workdir.join(name)
     }
+
+    /// The workflow as it runs: params after overrides, every reference in
+    /// the stages' `with:` blocks resolved, stages in run order.
+    pub fn resolved(&self) -> Json {
+        let stages: serde_json::Map<String, Json> = self
+            .stages
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    serde_json::json!({
+                        "uses": s.kind.name,
+                        "version": s.kind.version,
+                        "after": s.needs,
+                        "with": s.config,
+                    }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "file": self.file,
+            "workdir": self.workdir,
+            "seed": self.seed,
+            "params": self.params.iter().cloned().collect::<serde_json::Map<_, _>>(),
+            "stages": stages,
+        })
+    }
 }
 
 /// Reads and compiles a workflow file. `overrides` are `key=value` strings

@@ -468,7 +468,7 @@ fn the_waveform_regressor_trains_on_two_ranks() {
 }
 
 #[test]
-fn the_paper_figures_workflow_measures_one_and_two_ranks_and_draws_figure_1() {
+fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_renders() {
     let dir = tempfile::tempdir().unwrap();
     let wd = dir.path().join("wd");
     let args = |cmd: &mut Command| {
@@ -483,38 +483,142 @@ fn the_paper_figures_workflow_measures_one_and_two_ranks_and_draws_figure_1() {
             "params.images=64",
             "--set",
             "params.size=32",
+            "--set",
+            "params.waveforms=128",
         ]);
     };
     let mut cmd = pipeline();
     args(&mut cmd);
-    assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
-    for f in ["figure.png", "figure.svg", "figure.json"] {
-        assert!(wd.join("figure1").join(f).is_file(), "{f}");
+    assert_success(&run_with_deadline(cmd, Duration::from_secs(600)));
+    let sidecar = |fig: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(wd.join(fig).join("figure.json")).unwrap()).unwrap()
+    };
+    for fig in ["figure1", "figure2", "figure3", "figure4", "figure5"] {
+        for f in ["figure.png", "figure.svg", "figure.json"] {
+            assert!(wd.join(fig).join(f).is_file(), "{fig}/{f}");
+        }
+        // Both rank counts measured, in order, with positive values.
+        let s = sidecar(fig);
+        let measured = s["measured"].as_array().unwrap();
+        assert_eq!(measured.len(), 2, "{fig}: {s}");
+        assert_eq!(
+            (measured[0][0].as_u64(), measured[1][0].as_u64()),
+            (Some(1), Some(2)),
+            "{fig}"
+        );
+        assert!(
+            measured.iter().all(|m| m[1].as_f64().unwrap() > 0.0),
+            "{fig}"
+        );
+        // The figure files name what made them.
+        let png = std::fs::read(wd.join(fig).join("figure.png")).unwrap();
+        let has = |needle: &[u8]| png.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            has(b"sciflow:data_blake3")
+                && has(b"sciflow:config_blake3")
+                && has(b"sciflow:executable_blake3"),
+            "{fig}"
+        );
+        let svg = std::fs::read_to_string(wd.join(fig).join("figure.svg")).unwrap();
+        assert!(svg.contains("<metadata id=\"provenance\">"), "{fig}");
     }
-    let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(wd.join("figure1/figure.json")).unwrap()).unwrap();
-    let measured = s["measured"].as_array().unwrap();
-    assert_eq!(measured.len(), 2, "{s}");
+    // The published numbers, exactly as published.
     assert_eq!(
-        (measured[0][0].as_u64(), measured[1][0].as_u64()),
-        (Some(1), Some(2))
+        sidecar("figure1")["published"][5],
+        serde_json::json!([64, 518.0])
     );
-    assert!(measured.iter().all(|m| m[1].as_f64().unwrap() > 0.0));
-    assert_eq!(s["published"][5], serde_json::json!([64, 518.0]));
-    // The figure files name what made them.
-    let png = std::fs::read(wd.join("figure1/figure.png")).unwrap();
-    let has = |needle: &[u8]| png.windows(needle.len()).any(|w| w == needle);
-    assert!(has(b"sciflow:data_blake3") && has(b"sciflow:config_blake3"));
-    let svg = std::fs::read_to_string(wd.join("figure1/figure.svg")).unwrap();
+    let published = |fig: &str| sidecar(fig)["published"].clone();
+    assert_eq!(
+        published("figure2"),
+        serde_json::json!([[1, 754.0], [64, 12.4]])
+    );
+    assert_eq!(published("figure3"), serde_json::json!([[72, 38.0]]));
+    assert_eq!(
+        published("figure4"),
+        serde_json::json!([[1, 2.1], [64, 2.7 / 60.0]])
+    );
+    assert_eq!(published("figure5"), serde_json::json!([[1536, 1.2]]));
+    // A prediction at every published count the model does not start from.
+    for (fig, gpus) in [
+        ("figure2", 64),
+        ("figure3", 72),
+        ("figure4", 64),
+        ("figure5", 1536),
+    ] {
+        let c = &sidecar(fig)["comparisons"];
+        assert_eq!(c.as_array().unwrap().len(), 1, "{fig}: {c}");
+        assert_eq!(c[0]["gpus"], gpus, "{fig}");
+        let p = c[0]["predicted"].as_f64().unwrap();
+        assert!(p.is_finite() && p > 0.0, "{fig}: {c}");
+    }
+    // AI-DES is modelled with the published network, given in the workflow.
+    assert_eq!(
+        sidecar("figure4")["inputs"]["step"]["gradient_bytes"],
+        serde_json::json!(4.0 * 20_800_000.0)
+    );
+
+    // The report: a page a browser renders with every figure decoded.
+    let report = wd.join("reports/run-1.html");
+    assert!(report.is_file(), "no report");
+    let dom = render_in_chromium(&report);
     assert!(
-        svg.contains("<metadata id=\"provenance\">"),
-        "no provenance in the SVG"
+        dom.contains("data-figures=\"5\" data-figures-decoded=\"5\""),
+        "{}",
+        &dom[..dom.len().min(2000)]
     );
+    let stage_rows = dom.matches("<td><code>command@1</code></td>").count()
+        + dom
+            .matches("<td><code>eval.scaling_figure@1</code></td>")
+            .count();
+    assert_eq!(stage_rows, 11, "one row per stage");
+    for id in [
+        "id=\"run\"",
+        "id=\"stages\"",
+        "id=\"provenance\"",
+        "id=\"resolved\"",
+    ] {
+        assert!(dom.contains(id), "no {id}");
+    }
+    assert!(dom.contains("model_relative_error"), "metrics missing");
+
     // Nothing changed: nothing runs.
     let mut cmd = pipeline();
     args(&mut cmd);
     let again = run_with_deadline(cmd, Duration::from_secs(60));
     assert_success(&again);
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("0 stage(s) run, 3 up to date"), "{stderr}");
+    assert!(stderr.contains("0 stage(s) run, 11 up to date"), "{stderr}");
+    // `pipeline report` rewrites a past run's page on demand.
+    let out = dir.path().join("again.html");
+    let mut cmd = pipeline();
+    cmd.args(["report", "--run", "1", "-o"])
+        .arg(&out)
+        .arg("-w")
+        .arg(&wd);
+    assert_success(&run_with_deadline(cmd, Duration::from_secs(60)));
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("Run 1 of workflow paper-figures"));
+}
+
+/// The DOM of `page` after headless Chromium loaded it and ran its scripts.
+fn render_in_chromium(page: &Path) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            // Containers and CI run as root, where Chromium's sandbox cannot start.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium (scripts/setup.sh installs Debian's package)");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

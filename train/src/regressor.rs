@@ -502,8 +502,13 @@ pub fn train_regressor(
                 serde_json::to_vec_pretty(&model_info).expect("serialises"),
             ),
             (
+                // The classifier's shape, so one reader serves both.
                 "history.json",
-                serde_json::to_vec_pretty(&history).expect("serialises"),
+                serde_json::to_vec_pretty(&serde_json::json!({
+                    "history": &history,
+                    "world_size": comm.size(),
+                }))
+                .expect("serialises"),
             ),
         ] {
             let p = out.join(name);
