@@ -424,11 +424,11 @@ pub struct ScalingFigureConfig {
     /// measured here, at any rank counts.
     #[serde(default)]
     pub runs: Vec<std::path::PathBuf>,
-    /// Figures 2-5: a ResNet-50 training output measured here, which
-    /// relates this machine's speed to a V100's (Figure 1's calibration)
-    /// through the networks' relative cost per sample.
+    /// Figures 2-5: ResNet-50 training outputs measured here; the one on
+    /// the fewest ranks relates this machine's speed to a V100's (Figure
+    /// 1's calibration) through the networks' relative cost per sample.
     #[serde(default)]
-    pub reference: Option<std::path::PathBuf>,
+    pub reference: Vec<std::path::PathBuf>,
     /// Figures 2-5: samples per step on each GPU in the modelled runs.
     #[serde(default = "default_gpu_batch")]
     pub gpu_batch: f64,
@@ -933,17 +933,22 @@ pub fn scaling_figure_stage(config: &ScalingFigureConfig, out: &Path) -> Result<
             let network = match config.network {
                 Some(n) => n,
                 None => {
-                    let reference = config.reference.as_deref().ok_or_else(|| {
-                        Error::Mismatch(format!(
-                            "figure {other:?} needs `network` or `reference` (a ResNet-50 training output measured here)"
-                        ))
-                    })?;
+                    let mut refs = config
+                        .reference
+                        .iter()
+                        .map(|d| measured_run(d).map(|r| (r, d)))
+                        .collect::<Result<Vec<_>>>()?;
+                    refs.sort_by_key(|(r, _)| r.ranks);
+                    let Some((r, reference)) = refs.into_iter().next() else {
+                        return Err(Error::Mismatch(format!(
+                            "figure {other:?} needs `network` or `reference` (ResNet-50 training outputs measured here)"
+                        )));
+                    };
                     let first = config.runs.first().ok_or_else(|| {
                         Error::Mismatch(format!(
                             "figure {other:?} needs `network` or a run in `runs`"
                         ))
                     })?;
-                    let r = measured_run(reference)?;
                     let info: ReferenceModel =
                         read_json(&reference.join("model.json"), "a model.json")?;
                     if info.model.arch != "resnet50" {

@@ -268,7 +268,7 @@ pub static REGISTRY: &[StageKind] = &[
         name: "eval.scaling_figure",
         version: 1,
         summary: "A scaling figure of the paper (resnet50_hal, aigw_hal, aigw_bridges, aides_hal, aigw_summit): published points, the performance model and the training runs measured here",
-        example: "figure: aigw_hal\nruns: [\"${one_rank.train}\", \"${two_ranks.train}\"]\nreference: ${resnet50.train}\ngpu_batch: 64\n",
+        example: "figure: aigw_hal\nruns: [\"${waveforms.train}\"]\nreference: [\"${resnet50.train}\"]\ngpu_batch: 64\n",
         outputs: &[
             Output { name: "figure", path: "", doc: "figure.png, figure.svg and figure.json (the plotted numbers)" },
             Output { name: "sidecar", path: "figure.json", doc: "the plotted numbers" },

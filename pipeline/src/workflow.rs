@@ -348,6 +348,9 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
             &[]
         }
     };
+    // `foreach` stages become one stage per combination of their values.
+    let (expanded, groups) = expand_foreach(stage_nodes, &params, &mut cx);
+    let stage_nodes = &expanded[..];
     let kinds: HashMap<&str, &'static StageKind> = stage_nodes
         .iter()
         .filter_map(|(n, _, node)| match node.get("uses") {
@@ -358,7 +361,8 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
             _ => None,
         })
         .collect();
-    let stage_names: HashSet<&str> = stage_nodes.iter().map(|s| s.0.as_str()).collect();
+    let mut stage_names: HashSet<&str> = stage_nodes.iter().map(|s| s.0.as_str()).collect();
+    stage_names.extend(groups.keys().map(String::as_str));
     // Outputs that stages of kinds like `command` declare in `with.outputs`.
     let mut dyn_outputs: HashMap<String, Vec<(String, String)>> = HashMap::new();
     for (n, _, node) in stage_nodes {
@@ -402,7 +406,7 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
             );
             continue;
         }
-        cx.known_keys(node, &path, &["uses", "with", "needs"]);
+        cx.known_keys(node, &path, &["uses", "with", "needs", "foreach"]);
         let kind = match node.get("uses") {
             Some(Node {
                 value: Value::Str(u),
@@ -448,6 +452,9 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
             }) => {
                 for it in items {
                     match &it.value {
+                        Value::Str(s) if groups.contains_key(s) => {
+                            needs.extend(groups[s].iter().cloned())
+                        }
                         Value::Str(s) if stage_names.contains(s.as_str()) => needs.push(s.clone()),
                         Value::Str(s) => cx.err(
                             Some(it.pos),
@@ -474,6 +481,7 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
             kinds: &kinds,
             dyn_outputs: &dyn_outputs,
             workdir: &workdir,
+            groups: &groups,
         };
         resolve(&mut with, &with_path, &refs, &mut needs, &mut cx);
         let Some(kind) = kind else { continue };
@@ -558,6 +566,243 @@ struct Refs<'a> {
     kinds: &'a HashMap<&'a str, &'static StageKind>,
     dyn_outputs: &'a HashMap<String, Vec<(String, String)>>,
     workdir: &'a Path,
+    /// `foreach` stage -> the stages it expanded to.
+    groups: &'a HashMap<String, Vec<String>>,
+}
+
+/// The stage and output of a string that is exactly `${STAGE.OUTPUT}`.
+fn whole_reference(s: &str) -> Option<(&str, &str)> {
+    let inner = s.strip_prefix("${")?.strip_suffix('}')?;
+    if inner.contains("${") || inner.contains('}') {
+        return None;
+    }
+    inner.trim().split_once('.')
+}
+
+/// Expands every stage with `foreach: { VAR: [values], ... }` into one stage
+/// per combination (the product, in declaration order), named
+/// `STAGE-VALUE[-VALUE...]`, with `${each.VAR}` replaced in its `with:`.
+/// Returns the stages and each expanded stage's instances.
+#[allow(clippy::type_complexity)]
+fn expand_foreach(
+    nodes: &[(String, Pos, Node)],
+    params: &[(String, Node)],
+    cx: &mut Ctx,
+) -> (Vec<(String, Pos, Node)>, HashMap<String, Vec<String>>) {
+    let mut out = Vec::new();
+    let mut groups = HashMap::new();
+    for (name, pos, node) in nodes {
+        let Some(spec) = node.get("foreach") else {
+            out.push((name.clone(), *pos, node.clone()));
+            continue;
+        };
+        let path = format!("stages.{name}.foreach");
+        let Value::Map(vars) = &spec.value else {
+            cx.err(
+                Some(spec.pos),
+                &path,
+                format!(
+                    "expected a mapping of names to lists of values, found {}",
+                    spec.type_name()
+                ),
+            );
+            continue;
+        };
+        // Each variable's values: a list, or a parameter holding one.
+        let mut axes: Vec<(String, Vec<Node>)> = Vec::new();
+        for (var, vpos, v) in vars {
+            let list = match &v.value {
+                Value::Seq(items) => Some(items.clone()),
+                Value::Str(s) => match whole_reference(s) {
+                    Some(("params", p)) => match params.iter().find(|(k, _)| k == p) {
+                        Some((
+                            _,
+                            Node {
+                                value: Value::Seq(items),
+                                ..
+                            },
+                        )) => Some(items.clone()),
+                        Some((_, other)) => {
+                            cx.err(
+                                Some(v.pos),
+                                join(&path, var),
+                                format!("parameter `{p}` is {}, not a list", other.type_name()),
+                            );
+                            None
+                        }
+                        None => {
+                            cx.err(
+                                Some(v.pos),
+                                join(&path, var),
+                                format!("unknown parameter `{p}`"),
+                            );
+                            None
+                        }
+                    },
+                    _ => {
+                        cx.err(
+                            Some(v.pos),
+                            join(&path, var),
+                            "expected a list or ${params.NAME} holding one",
+                        );
+                        None
+                    }
+                },
+                _ => {
+                    cx.err(
+                        Some(v.pos),
+                        join(&path, var),
+                        format!("expected a list, found {}", v.type_name()),
+                    );
+                    None
+                }
+            };
+            let Some(list) = list else { continue };
+            if list.is_empty() {
+                cx.err(
+                    Some(*vpos),
+                    join(&path, var),
+                    "the list is empty: no stage to run",
+                );
+                continue;
+            }
+            if let Some(bad) = list
+                .iter()
+                .find(|n| matches!(n.value, Value::Seq(_) | Value::Map(_) | Value::Null))
+            {
+                cx.err(
+                    Some(bad.pos),
+                    join(&path, var),
+                    format!(
+                        "values must be scalars (they name stages), found {}",
+                        bad.type_name()
+                    ),
+                );
+                continue;
+            }
+            axes.push((var.clone(), list));
+        }
+        if axes.len() != vars.len() {
+            continue;
+        }
+        // The product of the axes, the last varying fastest.
+        let mut combos: Vec<Vec<&Node>> = vec![Vec::new()];
+        for (_, values) in &axes {
+            combos = combos
+                .iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push(v);
+                        c
+                    })
+                })
+                .collect();
+        }
+        let mut instances = Vec::new();
+        for combo in combos {
+            let suffix: Vec<String> = combo
+                .iter()
+                .map(|v| {
+                    scalar_text(v)
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let iname = format!("{name}-{}", suffix.join("-"));
+            let mut inode = node.clone();
+            if let Value::Map(entries) = &mut inode.value {
+                entries.retain(|(k, _, _)| k != "foreach");
+                for (k, _, v) in entries.iter_mut() {
+                    if k == "with" {
+                        let each: Vec<(&str, &Node)> = axes
+                            .iter()
+                            .map(|(var, _)| var.as_str())
+                            .zip(combo.iter().copied())
+                            .collect();
+                        substitute_each(v, &each, &format!("stages.{name}.with"), cx);
+                    }
+                }
+            }
+            if nodes.iter().any(|(n, _, _)| *n == iname) || instances.contains(&iname) {
+                cx.err(
+                    Some(*pos),
+                    format!("stages.{name}"),
+                    format!("`foreach` makes a stage named `{iname}`, which already exists"),
+                );
+            }
+            out.push((iname.clone(), *pos, inode));
+            instances.push(iname);
+        }
+        groups.insert(name.clone(), instances);
+    }
+    (out, groups)
+}
+
+/// A scalar as text (for stage names and string interpolation).
+fn scalar_text(n: &Node) -> String {
+    match &n.value {
+        Value::Str(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Replaces `${each.VAR}` in every string under `node`: a string that is
+/// only the reference takes the value itself (keeping its type).
+fn substitute_each(node: &mut Node, each: &[(&str, &Node)], path: &str, cx: &mut Ctx) {
+    match &mut node.value {
+        Value::Seq(items) => {
+            for it in items {
+                substitute_each(it, each, path, cx);
+            }
+        }
+        Value::Map(entries) => {
+            for (_, _, v) in entries.iter_mut() {
+                substitute_each(v, each, path, cx);
+            }
+        }
+        Value::Str(s) if s.contains("${each.") => {
+            if let Some(("each", var)) = whole_reference(s) {
+                match each.iter().find(|(k, _)| *k == var) {
+                    Some((_, v)) => {
+                        node.value = v.value.clone();
+                    }
+                    None => cx.err(
+                        Some(node.pos),
+                        path,
+                        format!("no `foreach` variable `{var}`"),
+                    ),
+                }
+                return;
+            }
+            let mut text = s.clone();
+            for (var, v) in each {
+                text = text.replace(&format!("${{each.{var}}}"), &scalar_text(v));
+            }
+            if let Some(start) = text.find("${each.") {
+                let end = text[start..]
+                    .find('}')
+                    .map_or(text.len(), |e| start + e + 1);
+                cx.err(
+                    Some(node.pos),
+                    path,
+                    format!("`{}`: no such `foreach` variable", &text[start..end]),
+                );
+            }
+            *s = text;
+        }
+        _ => {}
+    }
 }
 
 /// Replaces `${params.x}` and `${stage.output}` in every string of `node`;
@@ -566,6 +811,25 @@ fn resolve(node: &mut Node, path: &str, refs: &Refs<'_>, needs: &mut Vec<String>
     let (params, kinds, workdir) = (refs.params, refs.kinds, refs.workdir);
     match &mut node.value {
         Value::Seq(items) => {
+            // A `foreach` stage's output in a list stands for all of its
+            // stages' outputs, in order.
+            let mut spliced = Vec::with_capacity(items.len());
+            for it in items.drain(..) {
+                let group = match &it.value {
+                    Value::Str(s) => whole_reference(s).and_then(|(head, tail)| {
+                        refs.groups.get(head).map(|g| (g, tail.to_string()))
+                    }),
+                    _ => None,
+                };
+                match group {
+                    Some((instances, tail)) => spliced.extend(instances.iter().map(|inst| Node {
+                        value: Value::Str(format!("${{{inst}.{tail}}}")),
+                        pos: it.pos,
+                    })),
+                    None => spliced.push(it),
+                }
+            }
+            *items = spliced;
             for (i, it) in items.iter_mut().enumerate() {
                 resolve(it, &join(path, &i.to_string()), refs, needs, cx);
             }
@@ -635,6 +899,38 @@ fn resolve(node: &mut Node, path: &str, refs: &Refs<'_>, needs: &mut Vec<String>
                             ),
                         ),
                     }
+                } else if let Some(instances) = refs.groups.get(head) {
+                    if is_whole {
+                        let mut list = Node {
+                            value: Value::Seq(
+                                instances
+                                    .iter()
+                                    .map(|inst| Node {
+                                        value: Value::Str(format!("${{{inst}.{tail}}}")),
+                                        pos: node.pos,
+                                    })
+                                    .collect(),
+                            ),
+                            pos: node.pos,
+                        };
+                        resolve(&mut list, path, refs, needs, cx);
+                        whole = Some(list);
+                    } else {
+                        cx.err(
+                            Some(node.pos),
+                            path,
+                            format!(
+                                "stage `{head}` has `foreach`: `${{{reference}}}` is a list of {} paths and cannot be put inside a string",
+                                instances.len()
+                            ),
+                        );
+                    }
+                } else if head == "each" {
+                    cx.err(
+                        Some(node.pos),
+                        path,
+                        format!("`${{{reference}}}` is only for stages with `foreach`"),
+                    );
                 } else if let Some(kind) = kinds.get(head) {
                     let declared = refs
                         .dyn_outputs
@@ -788,6 +1084,87 @@ stages:
     fn compile_str(text: &str, overrides: &[&str]) -> Result<Workflow, Diagnostics> {
         let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
         compile(text, Path::new("w.yaml"), &o)
+    }
+
+    const SWEEP: &str = "\
+version: 1
+name: t
+workdir: runs/t
+params:
+  ranks: [1, 2]
+stages:
+  measure:
+    uses: command
+    foreach: { ranks: \"${params.ranks}\", batch: [16, 32] }
+    with:
+      argv: [mpirun, -n, \"${each.ranks}\", run, \"--batch=${each.batch}\", \"{out}/r${each.ranks}\"]
+      outputs: { train: wd/train }
+  figure:
+    uses: eval.scaling_figure
+    with:
+      figure: resnet50_hal
+      runs: [\"${measure.train}\", extra/train]
+";
+
+    #[test]
+    fn foreach_makes_one_stage_per_combination_and_references_splice_all() {
+        let wf = compile_str(SWEEP, &[]).unwrap();
+        let names: Vec<&str> = wf.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "measure-1-16",
+                "measure-1-32",
+                "measure-2-16",
+                "measure-2-32",
+                "figure"
+            ]
+        );
+        // `${each.x}` alone keeps the value's type; inside a string, its text.
+        let argv = &wf.stages[2].config["argv"];
+        assert_eq!(argv[2], serde_json::json!(2));
+        assert_eq!(argv[4], "--batch=16");
+        assert_eq!(argv[5], "{out}/r2");
+        let fig = wf.stages.last().unwrap();
+        assert_eq!(
+            fig.config["runs"],
+            serde_json::json!([
+                "runs/t/measure-1-16/wd/train",
+                "runs/t/measure-1-32/wd/train",
+                "runs/t/measure-2-16/wd/train",
+                "runs/t/measure-2-32/wd/train",
+                "extra/train"
+            ])
+        );
+        assert_eq!(fig.needs.len(), 4);
+        // The sweep is a parameter: a cluster sets the rank counts.
+        let wf = compile_str(SWEEP, &["params.ranks=[64]"]).unwrap();
+        assert_eq!(wf.stages.len(), 3);
+        assert_eq!(wf.stages[0].name, "measure-64-16");
+    }
+
+    #[test]
+    fn foreach_mistakes_are_reported_where_they_are() {
+        let err = |text: &str| compile_str(text, &[]).unwrap_err().to_string();
+        let e = err(&SWEEP.replace("\"${each.ranks}\", run", "\"${each.rank}\", run"));
+        assert!(e.contains("no `foreach` variable `rank`"), "{e}");
+        let e = err(&SWEEP.replace("ranks: [1, 2]", "ranks: 2"));
+        assert!(
+            e.contains("parameter `ranks` is an integer, not a list"),
+            "{e}"
+        );
+        let e = err(&SWEEP.replace("batch: [16, 32]", "batch: []"));
+        assert!(e.contains("the list is empty"), "{e}");
+        let e = err(&SWEEP.replace(
+            "runs: [\"${measure.train}\", extra/train]",
+            "runs: [\"x${measure.train}\"]",
+        ));
+        assert!(
+            e.contains("is a list of 4 paths and cannot be put inside a string"),
+            "{e}"
+        );
+        let e = err(&SWEEP.replace("figure: resnet50_hal", "figure: \"${each.ranks}\""));
+        assert!(e.contains("only for stages with `foreach`"), "{e}");
     }
 
     #[test]

@@ -62,6 +62,13 @@ pub struct RegressorConfig {
     /// Weight of the q >= 1, |chi| <= 1 penalty.
     #[serde(default = "default_constraint")]
     pub constraint_weight: f64,
+    /// Weight of a squared-error term on the effective spin
+    /// chi_eff = (q chi1z + chi2z) / (1 + q), in units of its training-set
+    /// standard deviation (targets q, chi1z, chi2z only; default 0, off).
+    /// The waveform, and so the overlap, depends on chi_eff far more than on
+    /// either spin alone.
+    #[serde(default)]
+    pub chi_eff_weight: f64,
     /// Weight of each target's squared error (standardised units); default
     /// all 1. A target the data barely determines (the smaller body's spin)
     /// can be weighted down so its irreducible error does not drown the
@@ -226,13 +233,31 @@ pub fn regression_tensors(batch: &sciflow_ingest::Batch) -> Result<(Tensor, Tens
     Ok((x, y))
 }
 
-/// Weighted standardised MSE plus the constraint penalty; also returns the
-/// physical predictions. `tw`: per-target weights `[1, k]`, mean 1.
+/// The loss's extra terms.
+#[derive(Debug, Clone, Copy)]
+struct LossTerms {
+    /// Weight of the q >= 1, |chi| <= 1 penalty.
+    constraint: f64,
+    /// Weight of the chi_eff error term (0: none).
+    chi_eff: f64,
+    /// chi_eff's training-set standard deviation.
+    chi_eff_std: f64,
+}
+
+/// chi_eff = (q chi1z + chi2z) / (1 + q) of `[n, 3]` physical (q, chi1z, chi2z).
+fn chi_eff(p: &Tensor) -> Tensor {
+    let q = p.select(1, 0);
+    (&q * p.select(1, 1) + p.select(1, 2)) / (q + 1.0)
+}
+
+/// Weighted standardised MSE plus the constraint penalty (and the chi_eff
+/// term); also returns the physical predictions. `tw`: per-target weights
+/// `[1, k]`, mean 1.
 fn loss_of(
     out: &Tensor,
     y: &Tensor,
     (mean, std, tw): (&Tensor, &Tensor, &Tensor),
-    weight: f64,
+    terms: LossTerms,
 ) -> (Tensor, Tensor) {
     let target = (y - mean) / std;
     let mse = ((out - &target).square() * tw).mean(Kind::Float);
@@ -245,7 +270,17 @@ fn loss_of(
             .square()
             .sum_dim_intlist(1, false, Kind::Float)
             .mean(Kind::Float);
-    (mse + penalty * weight, phys)
+    let mut loss = mse + penalty * terms.constraint;
+    if terms.chi_eff > 0.0 {
+        let err = ((chi_eff(&phys) - chi_eff(y)) / terms.chi_eff_std)
+            .square()
+            .mean(Kind::Float);
+        #[allow(clippy::assign_op_pattern)] // autograd needs a new node, not an in-place add
+        {
+            loss = loss + err * terms.chi_eff;
+        }
+    }
+    (loss, phys)
 }
 
 /// `[1, k]` weights of the targets' squared errors, scaled to mean 1 so the
@@ -322,7 +357,14 @@ pub fn train_regressor(
             ..loader_cfg(false, false)
         },
     )?;
+    if config.chi_eff_weight > 0.0 && k != 3 {
+        return Err(Error::Config(format!(
+            "chi_eff_weight needs targets (q, chi1z, chi2z); {} has {k}",
+            config.data.display()
+        )));
+    }
     let (mut sum, mut sq, mut n) = (vec![0.0f64; k], vec![0.0f64; k], 0usize);
+    let (mut ce_sum, mut ce_sq) = (0.0f64, 0.0f64);
     for b in all.epoch(0) {
         let b = b?;
         for row in b.targets.chunks_exact(k) {
@@ -330,9 +372,24 @@ pub fn train_regressor(
                 sum[j] += *v as f64;
                 sq[j] += (*v as f64).powi(2);
             }
+            if k == 3 {
+                let (q, a, b) = (row[0] as f64, row[1] as f64, row[2] as f64);
+                let ce = (q * a + b) / (1.0 + q);
+                ce_sum += ce;
+                ce_sq += ce * ce;
+            }
             n += 1;
         }
     }
+    let ce_mean = ce_sum / n as f64;
+    let terms = LossTerms {
+        constraint: config.constraint_weight,
+        chi_eff: config.chi_eff_weight,
+        chi_eff_std: (ce_sq / n as f64 - ce_mean * ce_mean)
+            .max(0.0)
+            .sqrt()
+            .max(1e-6),
+    };
     let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
     let std: Vec<f64> = sq
         .iter()
@@ -408,7 +465,7 @@ pub fn train_regressor(
             tch::manual_seed(checkpoint::step_seed(seed, comm.rank(), step_no));
             let (x, y) = regression_tensors(&batch)?;
             let out_t = net.forward_t(&x, true);
-            let (loss, _) = loss_of(&out_t, &y, stats, config.constraint_weight);
+            let (loss, _) = loss_of(&out_t, &y, stats, terms);
             opt.zero_grad();
             loss.backward();
             if comm.size() > 1 {
@@ -444,12 +501,7 @@ pub fn train_regressor(
                 for batch in val.epoch(0) {
                     let batch = batch?;
                     let (x, y) = regression_tensors(&batch)?;
-                    let (loss, phys) = loss_of(
-                        &net.forward_t(&x, false),
-                        &y,
-                        stats,
-                        config.constraint_weight,
-                    );
+                    let (loss, phys) = loss_of(&net.forward_t(&x, false), &y, stats, terms);
                     let m = batch.shape[0] as f64;
                     vsums[0] += loss.double_value(&[]) * m;
                     vsums[1] += m;
@@ -572,6 +624,7 @@ mod tests {
             weight_decay: 0.0,
             constraint_weight: 1.0,
             target_weights: None,
+            chi_eff_weight: 0.0,
             pad: false,
             checkpoint_every: 0,
             allreduce_bucket_mb: 0.0,
@@ -608,11 +661,16 @@ mod tests {
         let y = Tensor::from_slice(&[2.0f32, 0.5, -0.5]).view([1, 3]);
         let ones = target_weight_tensor(None, 3).unwrap();
         let stats = (&mean, &std, &ones);
-        let (physical, _) = loss_of(&y, &y, stats, 10.0);
+        let c = |constraint| LossTerms {
+            constraint,
+            chi_eff: 0.0,
+            chi_eff_std: 1.0,
+        };
+        let (physical, _) = loss_of(&y, &y, stats, c(10.0));
         assert_eq!(physical.double_value(&[]), 0.0);
         // q = 0.5 < 1 and chi1 = 1.5 > 1: penalty (0.5^2 + 0.5^2) * 10 on top of the MSE.
         let bad = Tensor::from_slice(&[0.5f32, 1.5, -0.5]).view([1, 3]);
-        let (l, _) = loss_of(&bad, &y, stats, 10.0);
+        let (l, _) = loss_of(&bad, &y, stats, c(10.0));
         let mse = (1.5f64.powi(2) + 1.0) / 3.0;
         assert!(
             (l.double_value(&[]) - (mse + 5.0)).abs() < 1e-5,
@@ -621,9 +679,31 @@ mod tests {
         );
         // Weights [2, 0, 1] scale to [2, 0, 1] / 1: only q's and chi2's errors count.
         let w = target_weight_tensor(Some(&[2.0, 0.0, 1.0]), 3).unwrap();
-        let (l, _) = loss_of(&bad, &y, (&mean, &std, &w), 0.0);
+        let (l, _) = loss_of(&bad, &y, (&mean, &std, &w), c(0.0));
         assert!((l.double_value(&[]) - 2.0 * 1.5f64.powi(2) / 3.0).abs() < 1e-5);
         assert!(target_weight_tensor(Some(&[1.0, 1.0]), 3).is_err());
         assert!(target_weight_tensor(Some(&[0.0, 0.0, 0.0]), 3).is_err());
+    }
+
+    #[test]
+    fn the_chi_eff_term_adds_its_weighted_squared_error() {
+        let mean = Tensor::from_slice(&[0.0f32, 0.0, 0.0]).view([1, 3]);
+        let std = Tensor::from_slice(&[1.0f32, 1.0, 1.0]).view([1, 3]);
+        let ones = target_weight_tensor(None, 3).unwrap();
+        // True (q, chi1z, chi2z) = (3, 0.2, -0.2): chi_eff = (0.6 - 0.2) / 4 = 0.1.
+        let y = Tensor::from_slice(&[3.0f32, 0.2, -0.2]).view([1, 3]);
+        // Predicted (3, 0.6, -0.2): chi_eff = (1.8 - 0.2) / 4 = 0.4.
+        let out = Tensor::from_slice(&[3.0f32, 0.6, -0.2]).view([1, 3]);
+        let terms = |chi_eff| LossTerms {
+            constraint: 0.0,
+            chi_eff,
+            chi_eff_std: 0.5,
+        };
+        let (without, _) = loss_of(&out, &y, (&mean, &std, &ones), terms(0.0));
+        let (with, _) = loss_of(&out, &y, (&mean, &std, &ones), terms(2.0));
+        let mse = 0.4f64.powi(2) / 3.0;
+        assert!((without.double_value(&[]) - mse).abs() < 1e-6);
+        // 2 x ((0.4 - 0.1) / 0.5)^2 = 0.72 on top.
+        assert!((with.double_value(&[]) - (mse + 0.72)).abs() < 1e-5);
     }
 }
