@@ -54,6 +54,16 @@ pub struct WaveformsConfig {
     /// The network's input channels.
     #[serde(default)]
     pub representation: Representation,
+    /// Rotate each waveform so the (2,2) mode's phase is 0 at the peak
+    /// (default). A non-precessing binary's overall phase says nothing of
+    /// its masses and spins; left as generated, it is a nuisance the network
+    /// must learn to ignore from examples.
+    #[serde(default = "default_true")]
+    pub align_phase: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// How a waveform becomes input channels.
@@ -294,7 +304,14 @@ fn channels(
     dt: f64,
     n: usize,
     repr: Representation,
+    align_phase: bool,
 ) -> std::result::Result<Vec<f32>, String> {
+    // The peak is at t = 0 after alignment.
+    let phase0 = if align_phase {
+        interp(&w.time, &w.phase, 0.0).ok_or("does not cover its own peak (t = 0)")?
+    } else {
+        0.0
+    };
     let mut amp = Vec::with_capacity(n);
     let mut phase = Vec::with_capacity(n);
     for k in 0..n {
@@ -308,7 +325,7 @@ fn channels(
             ));
         };
         amp.push(a);
-        phase.push(p);
+        phase.push(p - phase0);
     }
     // |h+ + i hx| is the amplitude itself (non-negative for the readers' output).
     let peak = amp.iter().map(|a| a.abs()).fold(0.0, f64::max);
@@ -519,6 +536,7 @@ fn write_shard(
                 config.dt,
                 plan.samples,
                 config.representation,
+                config.align_phase,
             )
             .map(|c| (c, w.params))
             .map_err(|e| Error::format(Path::new(&it.source()), None, e))
@@ -714,6 +732,7 @@ mod tests {
             shard_size: NonZeroUsize::new(64).unwrap(),
             on_error: OnError::Fail,
             representation: Representation::PhaseAmplitude,
+            align_phase: true,
         };
         let read = |cfg: &WaveformsConfig, name: &str| {
             let info = write_dataset(cfg, 4, &dir.path().join(name), 1, &|_| {}).unwrap();
@@ -742,7 +761,19 @@ mod tests {
                 // Amplitude x unit phasor is the peak-normalised strain.
                 assert!((a * c - s[k]).abs() < 1e-5 && (a * sn - s[n + k]).abs() < 1e-5);
             }
+            // Phase 0 at the peak (t = 0, sample 1500): h+ = 1, hx = 0.
+            assert!(
+                (s[1500] - 1.0).abs() < 1e-4 && s[n + 1500].abs() < 1e-4,
+                "{i}"
+            );
         }
+        // Left as generated, the phase at the peak differs between waveforms.
+        cfg.align_phase = false;
+        let (_, raw) = read(&cfg, "raw");
+        let at_peak: Vec<f32> = (0..raw.shape[0])
+            .map(|i| raw.x[i * 2 * n + n + 1500])
+            .collect();
+        assert!(at_peak.iter().any(|v| v.abs() > 0.1), "{at_peak:?}");
     }
 
     #[test]
@@ -760,6 +791,7 @@ mod tests {
             shard_size: NonZeroUsize::new(2).unwrap(),
             on_error: OnError::Fail,
             representation: Representation::Strain,
+            align_phase: true,
         };
         let out = dir.path().join("ds");
         let info = write_dataset(&cfg, 4, &out, 2, &|_| {}).unwrap();
@@ -832,6 +864,7 @@ mod tests {
             shard_size: NonZeroUsize::new(4).unwrap(),
             on_error: OnError::Fail,
             representation: Representation::Strain,
+            align_phase: true,
         };
         let e = write_dataset(&cfg, 1, &dir.path().join("a"), 1, &|_| {})
             .unwrap_err()

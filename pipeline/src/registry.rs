@@ -182,7 +182,8 @@ pub static REGISTRY: &[StageKind] = &[
     },
     StageKind {
         name: "ingest.waveforms",
-        version: 1,
+        // 2: the phase is 0 at the peak (`align_phase`, default).
+        version: 2,
         summary: "Waveform banks, LVC NR and SXS files into a dataset (h+/hx of the (2,2) mode on one grid; q, chi1z, chi2z targets)",
         example: "inputs: [data/waveforms/bank_tiny.h5, data/waveforms/lvcnr]\ndt: 2.0\nwindow: [-4000, 100]\nsplit: { val: 0.1, test: 0.2 }\nshard_size: 512\n",
         outputs: &[Output { name: "dataset", path: "", doc: "the dataset directory" }],

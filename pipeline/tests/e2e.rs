@@ -566,11 +566,19 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
         "{}",
         &dom[..dom.len().min(2000)]
     );
-    let stage_rows = dom.matches("<td><code>command@1</code></td>").count()
-        + dom
-            .matches("<td><code>eval.scaling_figure@1</code></td>")
-            .count();
-    assert_eq!(stage_rows, 11, "one row per stage");
+    let rows = |kind: &str| {
+        dom.matches(&format!("<td><code>{kind}@1</code></td>"))
+            .count()
+    };
+    assert_eq!(
+        (
+            rows("command"),
+            rows("eval.scaling_figure"),
+            rows("ingest.synthetic_galaxies")
+        ),
+        (6, 5, 1),
+        "one row per stage"
+    );
     for id in [
         "id=\"run\"",
         "id=\"stages\"",
@@ -587,7 +595,7 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
     let again = run_with_deadline(cmd, Duration::from_secs(60));
     assert_success(&again);
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("0 stage(s) run, 11 up to date"), "{stderr}");
+    assert!(stderr.contains("0 stage(s) run, 12 up to date"), "{stderr}");
     // `pipeline report` rewrites a past run's page on demand.
     let out = dir.path().join("again.html");
     let mut cmd = pipeline();

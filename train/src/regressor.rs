@@ -598,6 +598,7 @@ mod tests {
                 shard_size: NonZeroUsize::new(2).unwrap(),
                 on_error: OnError::Fail,
                 representation: Default::default(),
+                align_phase: true,
             },
             1,
             &ds,
