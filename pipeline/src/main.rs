@@ -107,7 +107,8 @@ enum Command {
     ///
     /// Stages run in dependency order. Under mpirun/srun every rank runs the
     /// same plan: collective stages (ingest, training) are shared, root-only
-    /// stages (evaluation, figures) run on rank 0.
+    /// stages (evaluation, figures) run on rank 0. Every run ends by writing
+    /// its report, <workdir>/reports/run-<id>.html.
     Run {
         #[command(flatten)]
         wf: WorkflowArgs,
