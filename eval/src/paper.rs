@@ -225,13 +225,7 @@ impl ScalingSeries {
     /// into `dir`; the PNG and SVG carry `provenance` (key, value) pairs.
     pub fn write(&self, dir: &Path, stem: &str, provenance: &[(String, String)]) -> Result<()> {
         render_with(dir, stem, self, provenance)?;
-        let json = dir.join(format!("{stem}.json"));
-        let text = serde_json::to_vec_pretty(self).expect("series serialise");
-        std::fs::write(&json, text).map_err(|e| Error::Io {
-            op: "failed to write",
-            path: json,
-            source: e,
-        })
+        write_json(&dir.join(format!("{stem}.json")), self)
     }
 }
 

@@ -75,17 +75,7 @@ pub fn write(
         })?;
     }
     // Written aside and renamed: a reader never sees half a page.
-    let tmp = path.with_extension("html.tmp");
-    std::fs::write(&tmp, html).map_err(|source| Error::Io {
-        op: "failed to write",
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, &path).map_err(|source| Error::Io {
-        op: "failed to rename into place",
-        path: path.clone(),
-        source,
-    })?;
+    sciflow_ingest::dataset::write_atomic(&path, html.as_bytes())?;
     Ok(path)
 }
 
