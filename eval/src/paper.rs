@@ -290,6 +290,7 @@ fn draw_series<'a, DB: DrawingBackend + 'a, X, Y>(
     series: &[Vec<(f64, f64)>],
     names: &[&str; 3],
     colours: &[RGBColor; 3],
+    legend: SeriesLabelPosition,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>>
 where
     X: Ranged<ValueType = f64>,
@@ -317,7 +318,7 @@ where
         .label_font((FONT, 12))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(legend)
         .draw()
 }
 
@@ -750,7 +751,13 @@ fn draw_panels<DB: DrawingBackend>(
         .map(|x| x.0)
         .fold(2.0f64, f64::max);
     let colours = [BLUE, BLACK, RED];
-    for (area, panel) in areas.iter().zip(panels) {
+    for (i, (area, panel)) in areas.iter().zip(panels).enumerate() {
+        // Efficiency falls to the right: its legend goes above the curve.
+        let legend = if i == 2 {
+            SeriesLabelPosition::UpperRight
+        } else {
+            SeriesLabelPosition::LowerRight
+        };
         let ys = || {
             panel
                 .series
@@ -785,7 +792,7 @@ fn draw_panels<DB: DrawingBackend>(
                 .label_style((FONT, 12))
                 .draw()
                 .map_err(e)?;
-            draw_series(&mut chart, &panel.series, names, &colours).map_err(e)?;
+            draw_series(&mut chart, &panel.series, names, &colours, legend).map_err(e)?;
         } else {
             let mut chart = builder
                 .build_cartesian_2d(x_range, 0.0..top * 1.15)
@@ -800,7 +807,7 @@ fn draw_panels<DB: DrawingBackend>(
                 .label_style((FONT, 12))
                 .draw()
                 .map_err(e)?;
-            draw_series(&mut chart, &panel.series, names, &colours).map_err(e)?;
+            draw_series(&mut chart, &panel.series, names, &colours, legend).map_err(e)?;
         }
     }
     Ok(())
