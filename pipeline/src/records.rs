@@ -566,6 +566,21 @@ impl Records {
         )
     }
 
+    /// Artifacts `stage` wrote in run `run_id`: (path, size, hash).
+    pub fn stage_artifacts(
+        &self,
+        run_id: i64,
+        stage: &str,
+    ) -> Result<Vec<(String, i64, String)>, Error> {
+        self.rows(
+            "SELECT a.path, a.size, a.blake3 FROM artifacts a
+             JOIN stage_runs s ON s.id = a.stage_run_id
+             WHERE s.run_id = ?1 AND s.stage = ?2 ORDER BY a.rowid",
+            params![run_id, stage],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    }
+
     /// Metrics of the most recent execution of `stage`: (step, name, value).
     pub fn metrics(&self, stage: &str) -> Result<Vec<(i64, String, f64)>, Error> {
         self.rows(

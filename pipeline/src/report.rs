@@ -304,15 +304,11 @@ fn provenance_row(h: &mut String, records: &Records, s: &StageRunRow) -> Result<
         }))
         .collect::<Vec<_>>()
         .join("<br>");
-    let files: Vec<_> = records
-        .artifacts(state.run_id)?
-        .into_iter()
-        .filter(|a| a.0 == s.stage)
-        .collect();
+    let files = records.stage_artifacts(state.run_id, &s.stage)?;
     let mut listed: String = files
         .iter()
         .take(ARTIFACTS_SHOWN)
-        .map(|(_, p, size, hash)| {
+        .map(|(p, size, hash)| {
             format!(
                 "<code>{}</code> {size} B {}",
                 esc(p),
