@@ -7,11 +7,12 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::Kind;
 
-use sciflow_ingest::dataset::{write_atomic, write_dataset, write_parquet, Split, SplitFractions};
-use sciflow_ingest::{DatasetInfo, GalaxyImagesConfig};
-use sciflow_ingest::{Loader, LoaderConfig};
-use sciflow_train::classifier::{to_tensors, TrainReport};
+use sciflow_ingest::files::{write_atomic, write_parquet};
+use sciflow_ingest::writers::galaxy_images::{write_dataset, GalaxyImagesConfig};
+use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig, Split, SplitFractions};
+use sciflow_train::classifier::to_tensors;
 use sciflow_train::load_model;
+use sciflow_train::TrainHistory;
 
 use crate::figures::{write_summary, Summary};
 use crate::metrics::{classification_metrics_at, Metrics};
@@ -181,11 +182,7 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         .collect();
     let metrics = classification_metrics_at(&labels, &probs, &info.class_names, &predicted);
 
-    std::fs::create_dir_all(out).map_err(|e| Error::Io {
-        op: "failed to create",
-        path: out.to_path_buf(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(out).map_err(Error::io("failed to create", out))?;
     let ids = sample_ids(&config.data, config.split, labels.len())?;
     write_predictions(
         &out.join("predictions.parquet"),
@@ -196,9 +193,9 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         &info.class_names,
     )?;
 
-    let history: Option<TrainReport> = std::fs::read(config.model.join("history.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    // A model directory without a (readable) history still evaluates; the
+    // figure then has no training curves.
+    let history = TrainHistory::load(&config.model).ok();
     write_summary(
         out,
         "summary",
@@ -322,11 +319,7 @@ fn sample_ids(data: &Path, split: Split, expected: usize) -> Result<Vec<String>>
         path: path.clone(),
         source,
     };
-    let file = std::fs::File::open(&path).map_err(|e| Error::Io {
-        op: "failed to open",
-        path: path.clone(),
-        source: e,
-    })?;
+    let file = std::fs::File::open(&path).map_err(Error::io("failed to open", &path))?;
     let df = ParquetReader::new(file).finish().map_err(table_err)?;
     let col = |name: &str| df.column(name).map_err(table_err);
     let splits = col("split")?.str().map_err(table_err)?.clone();

@@ -34,10 +34,35 @@ pub enum Error {
         #[source]
         source: polars::error::PolarsError,
     },
+    /// A JSON file (a run's report, a sidecar) that does not parse.
+    #[error("{path}: not {what}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What it should have held.
+        what: &'static str,
+        /// serde_json's error, with its line and column.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A figure could not be drawn or encoded.
     #[error("failed to draw {0}: {1}")]
     Figure(PathBuf, String),
     /// The model and the data do not fit together.
     #[error("{0}")]
     Mismatch(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done and on which path.
+    pub(crate) fn io<'a>(
+        op: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Error + 'a {
+        move |source| Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }

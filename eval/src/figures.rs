@@ -94,7 +94,7 @@ pub(crate) fn render_with(
             .write_image_data(&buf)
             .map_err(|e| Error::Figure(png_path.clone(), e.to_string()))?;
     }
-    sciflow_ingest::dataset::write_atomic(&png_path, &bytes)?;
+    sciflow_ingest::files::write_atomic(&png_path, &bytes)?;
 
     let svg_path = dir.join(format!("{stem}.svg"));
     let mut svg = String::new();
@@ -124,7 +124,7 @@ pub(crate) fn render_with(
             );
         }
     }
-    sciflow_ingest::dataset::write_atomic(&svg_path, svg.as_bytes())?;
+    sciflow_ingest::files::write_atomic(&svg_path, svg.as_bytes())?;
     Ok(())
 }
 
@@ -258,12 +258,7 @@ fn draw_history<DB: DrawingBackend>(
     let series = [
         ("train loss", BLUE, pts(&|h| Some(h.train_loss)), false),
         ("val loss", RED, pts(&|h| h.val_loss), false),
-        (
-            "train accuracy",
-            BLUE,
-            pts(&|h| Some(h.train_accuracy)),
-            true,
-        ),
+        ("train accuracy", BLUE, pts(&|h| h.train_accuracy), true),
         ("val accuracy", RED, pts(&|h| h.val_accuracy), true),
     ];
     for (name, colour, points, secondary) in series {

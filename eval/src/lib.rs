@@ -10,7 +10,7 @@ pub mod metrics;
 pub mod overlap;
 pub mod paper;
 pub mod perfmodel;
-pub mod waveforms;
+pub mod regressor;
 
 mod error;
 

@@ -100,11 +100,7 @@ pub fn aligo_design_psd(f: f64) -> f64 {
 }
 
 fn read_psd_file(path: &Path) -> Result<Vec<(f64, f64)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-        op: "failed to read",
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(Error::io("failed to read", path))?;
     let bad = |line: usize, what: String| {
         Error::Mismatch(format!("{}: line {line}: {what}", path.display()))
     };

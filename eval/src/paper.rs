@@ -13,6 +13,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use sciflow_train::TrainHistory;
+
 use crate::figures::{render_with, Figure, FONT};
 use crate::perfmodel::{fit, Measured, StepModel};
 use crate::{Error, Result};
@@ -459,37 +461,24 @@ pub struct RunPoint {
     pub seconds: f64,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
-    let text = std::fs::read(path).map_err(|e| Error::Io {
-        op: "failed to read",
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<T> {
+    let text = std::fs::read(path).map_err(Error::io("failed to read", path))?;
+    serde_json::from_slice(&text).map_err(|source| Error::Parse {
         path: path.to_path_buf(),
-        source: e,
-    })?;
-    serde_json::from_slice(&text)
-        .map_err(|e| Error::Mismatch(format!("{}: not {what}: {e}", path.display())))
-}
-
-/// What both trainers' `history.json` hold that the scaling figures need.
-#[derive(Deserialize)]
-struct HistoryFile {
-    history: Vec<EpochTimes>,
-    world_size: usize,
-}
-
-#[derive(Deserialize)]
-struct EpochTimes {
-    seconds: f64,
-    samples_per_second: f64,
+        what,
+        source,
+    })
 }
 
 /// Reads a training run's `history.json` (classifier or regressor).
 pub fn measured_run(train_dir: &Path) -> Result<RunPoint> {
-    let path = train_dir.join("history.json");
-    let report: HistoryFile = read_json(&path, "a training history")?;
-    let last = report
-        .history
-        .last()
-        .ok_or_else(|| Error::Mismatch(format!("{}: no epoch recorded", path.display())))?;
+    let report = TrainHistory::load(train_dir)?;
+    let last = report.history.last().ok_or_else(|| {
+        Error::Mismatch(format!(
+            "{}: no epoch recorded",
+            train_dir.join(TrainHistory::FILE).display()
+        ))
+    })?;
     let ranks = report.world_size.max(1);
     Ok(RunPoint {
         ranks,
@@ -864,11 +853,7 @@ impl PaperFigureData {
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_vec_pretty(value).expect("figure data serialises");
-    std::fs::write(path, text).map_err(|e| Error::Io {
-        op: "failed to write",
-        path: path.to_path_buf(),
-        source: e,
-    })
+    std::fs::write(path, text).map_err(Error::io("failed to write", path))
 }
 
 /// Runs `eval.scaling_figure`: reads the measured runs and writes
@@ -885,11 +870,7 @@ pub fn scaling_figure_stage(config: &ScalingFigureConfig, out: &Path) -> Result<
     let mut data = blake3::Hasher::new();
     for d in config.runs.iter().chain(&config.reference) {
         let p = d.join("history.json");
-        let bytes = std::fs::read(&p).map_err(|e| Error::Io {
-            op: "failed to read",
-            path: p.clone(),
-            source: e,
-        })?;
+        let bytes = std::fs::read(&p).map_err(Error::io("failed to read", &p))?;
         data.update(&bytes);
     }
     let config_json = serde_json::to_vec(config).expect("config serialises");
@@ -984,11 +965,7 @@ pub fn scaling_figure_stage(config: &ScalingFigureConfig, out: &Path) -> Result<
             )?)
         }
     };
-    std::fs::create_dir_all(out).map_err(|e| Error::Io {
-        op: "failed to create",
-        path: out.to_path_buf(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(out).map_err(Error::io("failed to create", out))?;
     figure.write(out, "figure", &provenance)?;
     Ok(figure)
 }

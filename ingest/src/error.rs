@@ -71,6 +71,29 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
+    /// A JSON file of ours (`dataset.json`, a part file) that does not parse.
+    #[error("{path}: not a valid {what}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What it should have held.
+        what: &'static str,
+        /// serde_json's error, with its line and column.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Every input was rejected: there is nothing to write a dataset from.
+    #[error(
+        "no input could be read from {inputs} ({rejected} rejected); first reason: {first_reason}"
+    )]
+    NoInput {
+        /// The inputs as configured.
+        inputs: String,
+        /// How many were rejected.
+        rejected: usize,
+        /// Why the first one was.
+        first_reason: String,
+    },
     /// A configuration value that cannot work, found before any I/O.
     #[error("invalid configuration: {0}")]
     Config(String),

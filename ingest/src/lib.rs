@@ -1,38 +1,42 @@
 //! Data in: readers for survey images (FITS through cfitsio, JPEG/PNG cutouts),
 //! label catalogues (through polars) and waveform banks (through libhdf5); the
-//! sharded dataset writer; and the sharded, prefetching loader that training
-//! reads it back with.
+//! dataset writers; and the sharded, prefetching loader that training reads
+//! datasets back with.
 //!
-//! A dataset is a directory in one fixed contract that Python reads with no
-//! code of ours:
+//! The folders say which is which:
 //!
 //! ```text
-//! manifest.parquet                  one row per sample (id, shard, index, split, label, source)
-//! shards/shard-00000.safetensors    tensors `x` [n, C, H, W] f32 and `y` [n] i64
-//! dataset.json                      schema, class names, per-shard BLAKE3 checksums, counts, provenance
-//! rejects.parquet                   inputs skipped, with the reason
+//! contract.rs     the dataset contract (dataset.json, splits, shard records)
+//! readers/        what users bring: FITS + WCS, JPEG/PNG, catalogues, NR waveforms
+//! writers/        inputs into datasets: galaxy images, waveforms, random images
+//! shards.rs       the two-phase shard writer every writer shares
+//! generators/     synthetic galaxies, a second survey's view of a split
+//! loader.rs       sharded, prefetching reads for training and evaluation
+//! files.rs        atomic file and Parquet writes
+//! preprocess.rs   crops, resizing, normalisation
 //! ```
+//!
+//! A dataset is a directory in one fixed contract that Python reads with no
+//! code of ours (see [`contract`]).
 //!
 //! This crate knows nothing of workflows, libtorch or MPI: a distributed caller
 //! passes its rank and world size as a [`Partition`] and synchronises ranks
-//! itself (see [`dataset::write_partition`] and [`dataset::finalize`]).
+//! itself (see [`writers::galaxy_images::write_partition`] and
+//! [`writers::galaxy_images::finalize`]).
 
-pub mod catalog;
-pub mod dataset;
-pub mod fits;
+pub mod contract;
+pub mod files;
+pub mod generators;
 pub mod loader;
 pub mod preprocess;
-pub mod random_images;
-pub mod raster;
-pub mod resurvey;
+pub mod readers;
 pub mod spline;
-pub mod synth;
-pub mod waveform;
-pub mod waveset;
-pub mod wcs;
+pub mod writers;
 
 mod error;
+mod shards;
 
-pub use dataset::{DatasetInfo, GalaxyImagesConfig, Partition};
+pub use contract::{DatasetInfo, OnError, Partition, Split, SplitFractions};
 pub use error::{Error, Result};
 pub use loader::{Batch, Loader, LoaderConfig};
+pub use writers::galaxy_images::GalaxyImagesConfig;

@@ -33,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 
-use crate::dataset::{DatasetInfo, ShardRecord, Split};
+use crate::contract::{DatasetInfo, ShardRecord, Split};
 use crate::{Error, Result};
 
 /// How batches are formed.
@@ -427,8 +427,9 @@ impl Iterator for EpochIter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::{write_dataset, GalaxyImagesConfig, OnError, SplitFractions};
-    use crate::synth::{generate, SynthConfig};
+    use crate::contract::{OnError, SplitFractions};
+    use crate::generators::synth::{generate, SynthConfig};
+    use crate::writers::galaxy_images::{write_dataset, GalaxyImagesConfig};
     use std::collections::HashMap;
     use std::num::NonZeroUsize;
 
@@ -562,7 +563,7 @@ mod tests {
             let xv = TensorView::new(Dtype::F32, vec![n, 1], &x).unwrap();
             let yv = TensorView::new(Dtype::I64, vec![n], &y).unwrap();
             let bytes = safetensors::tensor::serialize([("x", xv), ("y", yv)], None).unwrap();
-            let file = crate::dataset::shard_name(index);
+            let file = crate::contract::shard_name(index);
             std::fs::write(dir.path().join(&file), &bytes).unwrap();
             shards.push(ShardRecord {
                 index,
@@ -573,14 +574,14 @@ mod tests {
                 blake3: String::new(),
             });
         }
-        let schema = |name: &str, dtype: &str, shape: Vec<usize>| crate::dataset::TensorSchema {
+        let schema = |name: &str, dtype: &str, shape: Vec<usize>| crate::contract::TensorSchema {
             name: name.into(),
             dtype: dtype.into(),
             sample_shape: shape,
         };
         let info = DatasetInfo {
             format: "sciflow-dataset".into(),
-            format_version: crate::dataset::FORMAT_VERSION,
+            format_version: crate::contract::FORMAT_VERSION,
             kind: "image_classification".into(),
             x: schema("x", "F32", vec![1]),
             y: schema("y", "I64", vec![]),
@@ -588,12 +589,12 @@ mod tests {
             target_names: Vec::new(),
             time_grid: None,
             shards,
-            counts: crate::dataset::Counts {
+            counts: crate::contract::Counts {
                 total: next as usize,
                 train: next as usize,
                 ..Default::default()
             },
-            provenance: crate::dataset::Provenance {
+            provenance: crate::contract::Provenance {
                 labels: String::new(),
                 labels_blake3: String::new(),
                 inputs_blake3: String::new(),

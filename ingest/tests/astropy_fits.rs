@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sciflow_ingest::fits::{read_frame, CutoutError, Hdu};
+use sciflow_ingest::readers::fits::{read_frame, CutoutError, Hdu};
 use serde_json::Value;
 
 fn hdu(v: &Value) -> Option<Hdu> {
@@ -125,7 +125,7 @@ fn reads_what_astropy_writes() {
     }
 }
 
-fn check_wcs(name: &str, frame: &sciflow_ingest::fits::Frame, checks: &Value) {
+fn check_wcs(name: &str, frame: &sciflow_ingest::readers::fits::Frame, checks: &Value) {
     let checks = checks.as_array().unwrap();
     if checks.is_empty() {
         return;

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sciflow_ingest::waveform::{read_lvcnr, read_sxs};
+use sciflow_ingest::readers::waveforms::{read_lvcnr, read_sxs};
 use serde_json::Value;
 
 #[test]
@@ -128,7 +128,7 @@ fn the_generation_script_writes_a_bank_the_reader_takes() {
             "make_bank.py failed (lalsuite installed? run scripts/setup.sh):\n{}",
             String::from_utf8_lossy(&run.stderr)
         );
-        sciflow_ingest::waveform::read_bank(out).unwrap()
+        sciflow_ingest::readers::waveforms::read_bank(out).unwrap()
     };
     let a = gen("7", &dir.path().join("a.h5"));
     let b = gen("7", &dir.path().join("b.h5"));

@@ -19,12 +19,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The run records could not be read or written.
-    #[error("run records {path}: {message}")]
+    /// The run records database refused a query.
+    #[error("run records {path}: {source}")]
     Records {
         /// The database file.
         path: PathBuf,
-        /// What failed.
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The run records do not hold what was asked for.
+    #[error("run records {path}: {message}")]
+    NotRecorded {
+        /// The database file.
+        path: PathBuf,
+        /// What is missing.
         message: String,
     },
     /// Another run holds the workdir.

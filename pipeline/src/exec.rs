@@ -20,7 +20,7 @@ use sciflow_train::Comm;
 use crate::fingerprint::{config_diff, fingerprint, hash_path};
 use crate::progress::Progress;
 use crate::records::{Records, StageState};
-use crate::registry::{MetricsSink, StageContext};
+use crate::stage::{MetricsSink, StageContext};
 use crate::workflow::{Stage, Workflow};
 use crate::Error;
 
@@ -210,13 +210,24 @@ pub fn decide(
     Ok(decision(run, reasons))
 }
 
+/// How one stage went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageOutcome {
+    /// The stage.
+    pub stage: String,
+    /// It ran (else it was up to date).
+    pub ran: bool,
+    /// Wall time of its run, 0 when it did not run.
+    pub seconds: f64,
+}
+
 /// How each stage went.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     /// The run's id in the records (rank 0; 0 elsewhere).
     pub run_id: i64,
-    /// (stage, ran, seconds), in order.
-    pub stages: Vec<(String, bool, f64)>,
+    /// The selected stages, in order.
+    pub stages: Vec<StageOutcome>,
 }
 
 /// Holds the workdir lock for the life of a run.
@@ -269,162 +280,339 @@ pub fn run(
     threads: usize,
     argv: &str,
 ) -> Result<RunSummary, Error> {
-    let rank = comm.rank();
     let stages = selection.stages(wf)?;
     // Rank 0 alone touches the lock and the records.
-    let mut root: Option<(WorkdirLock, Records, i64)> = None;
-    if rank == 0 {
-        let lock = lock_workdir(&wf.workdir)?;
-        let records = Records::open(&wf.workdir)?;
-        records.mark_interrupted()?;
-        let run_id = records.begin_run(&wf.name, &wf.file.to_string_lossy(), comm.size(), argv)?;
-        let resolved = serde_json::to_string_pretty(&wf.resolved()).expect("JSON serialises");
-        records.set_resolved(run_id, &resolved)?;
-        root = Some((lock, records, run_id));
-    }
-    let result = run_stages(
+    let mut root = if comm.rank() == 0 {
+        Some(Root::begin(wf, comm.size(), argv)?)
+    } else {
+        None
+    };
+    let runner = Runner {
         wf,
-        &stages,
         selection,
         comm,
         progress,
         threads,
-        root.as_mut().map(|r| (&mut r.1, r.2)),
-    );
-    if let Some((_, records, run_id)) = &root {
-        let err = result.as_ref().err().map(|e| e.to_string());
-        records.end_run(*run_id, err.as_deref())?;
-        // The report is a view of the records: failing to write it loses
-        // nothing the run made, so it warns rather than fails the run.
-        match crate::report::write(records, &wf.workdir, Some(*run_id), None) {
-            Ok(path) => tracing::info!("report: {}", path.display()),
-            Err(e) => tracing::warn!("no report for run {run_id}: {e}"),
-        }
+    };
+    let result = runner.run_stages(&stages, root.as_mut());
+    if let Some(root) = &root {
+        root.end(result.as_ref().err())?;
     }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_stages(
-    wf: &Workflow,
-    stages: &[&Stage],
-    selection: &Selection,
-    comm: &dyn Comm,
-    progress: &Progress,
-    threads: usize,
-    mut root: Option<(&mut Records, i64)>,
-) -> Result<RunSummary, Error> {
-    let rank = comm.rank();
-    let scratch = wf.workdir.join(".tmp");
-    let mut summary = RunSummary {
-        run_id: root.as_ref().map_or(0, |r| r.1),
-        stages: Vec::new(),
-    };
-    // Stages are decided one at a time after their upstream stages have run,
-    // so every upstream output hash is known: nothing is pending.
-    let pending = HashSet::new();
-    for stage in stages {
-        // Rank 0 decides; everyone follows. An error deciding is broadcast as
-        // a decision too, so no rank waits for a stage that will not come.
-        let mut flag = [0u8; 1];
-        let mut decision = None;
-        if let Some((records, run_id)) = root.as_mut() {
-            let forced = selection.force.iter().any(|f| f == &stage.name);
-            match decide(wf, stage, records, forced, &pending) {
-                Ok(d) => {
-                    flag[0] = d.run as u8;
-                    if !d.run {
-                        records.stage_skipped(
-                            *run_id,
-                            &stage.name,
-                            &kind_id(stage),
-                            &d.fingerprint,
-                            "up to date",
-                            comm.size(),
-                        )?;
-                        tracing::info!("{}: up to date", stage.name);
-                    }
-                    decision = Some(d);
-                }
-                Err(e) => {
-                    flag[0] = 2;
-                    comm.broadcast_bytes(&mut flag, 0);
-                    return Err(e);
-                }
-            }
+/// Rank 0's verdict on a stage, broadcast so every rank follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Up to date: skip it.
+    Skip,
+    /// Run it.
+    Run,
+    /// Rank 0 could not decide (its error stops the run): stop.
+    Abort,
+}
+
+impl Verdict {
+    /// Rank 0's verdict, as every rank receives it.
+    fn broadcast(self, comm: &dyn Comm) -> Verdict {
+        let mut byte = [match self {
+            Verdict::Skip => 0u8,
+            Verdict::Run => 1,
+            Verdict::Abort => 2,
+        }];
+        comm.broadcast_bytes(&mut byte, 0);
+        match byte[0] {
+            0 => Verdict::Skip,
+            1 => Verdict::Run,
+            _ => Verdict::Abort,
         }
-        comm.broadcast_bytes(&mut flag, 0);
-        match flag[0] {
-            0 => {
-                summary.stages.push((stage.name.clone(), false, 0.0));
-                continue;
+    }
+}
+
+/// Rank 0's bookkeeping: the workdir lock, the run records and this run's id.
+struct Root<'a> {
+    wf: &'a Workflow,
+    _lock: WorkdirLock,
+    records: Records,
+    run_id: i64,
+}
+
+/// A stage rank 0 has started: its run's id in the records, and whether it
+/// continues from a checkpoint.
+struct Started {
+    stage_run: i64,
+    resume: bool,
+}
+
+impl<'a> Root<'a> {
+    /// Locks the workdir and records the start of a run.
+    fn begin(wf: &'a Workflow, ranks: usize, argv: &str) -> Result<Root<'a>, Error> {
+        let lock = lock_workdir(&wf.workdir)?;
+        let records = Records::open(&wf.workdir)?;
+        records.mark_interrupted()?;
+        let run_id = records.begin_run(&wf.name, &wf.file.to_string_lossy(), ranks, argv)?;
+        let resolved = serde_json::to_string_pretty(&wf.resolved()).expect("JSON serialises");
+        records.set_resolved(run_id, &resolved)?;
+        Ok(Root {
+            wf,
+            _lock: lock,
+            records,
+            run_id,
+        })
+    }
+
+    /// Records the end of the run (with its error) and writes its report.
+    fn end(&self, error: Option<&Error>) -> Result<(), Error> {
+        let wf = self.wf;
+        let err = error.map(|e| e.to_string());
+        self.records.end_run(self.run_id, err.as_deref())?;
+        // The report is a view of the records: failing to write it loses
+        // nothing the run made, so it warns rather than fails the run.
+        match crate::report::write(&self.records, &wf.workdir, Some(self.run_id), None) {
+            Ok(path) => tracing::info!("report: {}", path.display()),
+            Err(e) => tracing::warn!("no report for run {}: {e}", self.run_id),
+        }
+        Ok(())
+    }
+
+    /// Decides a stage; an up-to-date one is recorded as skipped.
+    fn decide(&mut self, stage: &Stage, forced: bool, ranks: usize) -> Result<Decision, Error> {
+        let wf = self.wf;
+        // Stages are decided one at a time after their upstream stages have
+        // run, so every upstream output hash is known: nothing is pending.
+        let d = decide(wf, stage, &self.records, forced, &HashSet::new())?;
+        if !d.run {
+            self.records.stage_skipped(
+                self.run_id,
+                &stage.name,
+                &kind_id(stage),
+                &d.fingerprint,
+                "up to date",
+                ranks,
+            )?;
+            tracing::info!("{}: up to date", stage.name);
+        }
+        Ok(d)
+    }
+
+    /// Readies the stage's scratch and checkpoint directories and records
+    /// its start.
+    fn start(
+        &mut self,
+        stage: &Stage,
+        d: &Decision,
+        dirs: &StageDirs,
+        resume: bool,
+        ranks: usize,
+    ) -> Result<Started, Error> {
+        let tmp = &dirs.tmp;
+        if tmp.exists() {
+            std::fs::remove_dir_all(tmp).map_err(Error::io("failed to clear", tmp))?;
+        }
+        std::fs::create_dir_all(tmp).map_err(Error::io("failed to create", tmp))?;
+        let resume = stage.kind.checkpoints
+            && prepare_checkpoints(&dirs.checkpoints, &d.fingerprint, resume, &stage.name)?;
+        let reason = d.reasons.join("; ");
+        tracing::info!("{}: running ({}): {reason}", stage.name, stage.kind.name);
+        let stage_run = self.records.stage_started(
+            self.run_id,
+            &stage.name,
+            &kind_id(stage),
+            &d.fingerprint,
+            &reason,
+            ranks,
+        )?;
+        Ok(Started { stage_run, resume })
+    }
+
+    /// Moves a finished stage's output into place and records it, its
+    /// output hashes, its new state and its metrics in one transaction.
+    fn finish(
+        &mut self,
+        stage: &Stage,
+        d: Decision,
+        dirs: &StageDirs,
+        started: &Started,
+        seconds: f64,
+        metrics: &MetricsSink,
+    ) -> Result<(), Error> {
+        let (wf, stage_run) = (self.wf, started.stage_run);
+        let out = wf.stage_dir(&stage.name);
+        replace_dir(
+            &dirs.tmp,
+            &out,
+            &dirs.scratch.join(format!("{}.old", stage.name)),
+        )?;
+        let ckpt = &dirs.checkpoints;
+        if stage.kind.checkpoints && ckpt.exists() {
+            std::fs::remove_dir_all(ckpt).map_err(Error::io("failed to remove", ckpt))?;
+            // `.checkpoints` itself goes once no stage has one (fails, harmlessly, if some do).
+            let _ = std::fs::remove_dir(wf.workdir.join(".checkpoints"));
+        }
+        let metrics = metrics.take();
+        let run_id = self.run_id;
+        self.records.batch(|r| {
+            let (output_hash, files) = hash_path(r, &out)?;
+            r.set_stage_state(
+                &stage.name,
+                &StageState {
+                    fingerprint: d.fingerprint,
+                    kind: kind_id(stage),
+                    config: stage.config.clone(),
+                    inputs: d.inputs,
+                    upstream: d.upstream,
+                    output_hash,
+                    run_id,
+                },
+            )?;
+            r.stage_finished(stage_run, &stage.name, seconds, None, &files, &metrics)
+        })?;
+        tracing::info!(
+            "{}: done in {seconds:.1} s -> {}",
+            stage.name,
+            out.display()
+        );
+        Ok(())
+    }
+
+    /// Records a stage's failure (best effort: the stage's own error is what
+    /// the user must see).
+    fn failed(&mut self, stage: &Stage, started: &Started, seconds: f64, error: &Error) {
+        let _ = self.records.stage_finished(
+            started.stage_run,
+            &stage.name,
+            seconds,
+            Some(&error.to_string()),
+            &[],
+            &[],
+        );
+    }
+}
+
+/// Where a running stage writes.
+struct StageDirs {
+    /// `<workdir>/.tmp`.
+    scratch: PathBuf,
+    /// `<workdir>/.tmp/<stage>`: the output until it is complete.
+    tmp: PathBuf,
+    /// `<workdir>/.checkpoints/<stage>`.
+    checkpoints: PathBuf,
+}
+
+/// What every rank runs the stages with.
+struct Runner<'a> {
+    wf: &'a Workflow,
+    selection: &'a Selection,
+    comm: &'a dyn Comm,
+    progress: &'a Progress,
+    threads: usize,
+}
+
+impl Runner<'_> {
+    fn run_stages(
+        &self,
+        stages: &[&Stage],
+        mut root: Option<&mut Root<'_>>,
+    ) -> Result<RunSummary, Error> {
+        let scratch = self.wf.workdir.join(".tmp");
+        let mut summary = RunSummary {
+            run_id: root.as_ref().map_or(0, |r| r.run_id),
+            stages: Vec::new(),
+        };
+        for stage in stages {
+            let outcome = self.run_stage(stage, &scratch, root.as_deref_mut())?;
+            summary.stages.push(outcome);
+        }
+        self.comm.barrier();
+        if self.comm.rank() == 0 {
+            let _ = std::fs::remove_dir(&scratch);
+        }
+        Ok(summary)
+    }
+
+    /// Decides (rank 0) and, where it must, runs one stage on every rank
+    /// that takes part.
+    fn run_stage(
+        &self,
+        stage: &Stage,
+        scratch: &Path,
+        mut root: Option<&mut Root<'_>>,
+    ) -> Result<StageOutcome, Error> {
+        let (comm, rank, ranks) = (self.comm, self.comm.rank(), self.comm.size());
+        // Rank 0 decides; everyone follows. An error deciding is broadcast as
+        // a verdict too, so no rank waits for a stage that will not come.
+        let mut decision = None;
+        let verdict = match root.as_deref_mut() {
+            Some(root) => {
+                let forced = self.selection.force.iter().any(|f| f == &stage.name);
+                match root.decide(stage, forced, ranks) {
+                    Ok(d) => {
+                        let v = if d.run { Verdict::Run } else { Verdict::Skip };
+                        decision = Some(d);
+                        v.broadcast(comm)
+                    }
+                    Err(e) => {
+                        Verdict::Abort.broadcast(comm);
+                        return Err(e);
+                    }
+                }
             }
-            2 => {
+            None => Verdict::Skip.broadcast(comm),
+        };
+        match verdict {
+            Verdict::Skip => {
+                return Ok(StageOutcome {
+                    stage: stage.name.clone(),
+                    ran: false,
+                    seconds: 0.0,
+                })
+            }
+            Verdict::Abort => {
                 return Err(Error::Stage {
                     stage: stage.name.clone(),
                     message: "rank 0 could not plan this stage".into(),
                 })
             }
-            _ => {}
+            Verdict::Run => {}
         }
-        let tmp = scratch.join(&stage.name);
-        let out = wf.stage_dir(&stage.name);
-        let ckpt_dir = wf.workdir.join(".checkpoints").join(&stage.name);
-        let mut stage_run = 0;
+        let dirs = StageDirs {
+            scratch: scratch.to_path_buf(),
+            tmp: scratch.join(&stage.name),
+            checkpoints: self.wf.workdir.join(".checkpoints").join(&stage.name),
+        };
         // Whether to continue from a checkpoint: rank 0 decides, everyone follows.
-        let mut resume = [0u8; 1];
-        if let (Some((records, run_id)), Some(d)) = (root.as_mut(), &decision) {
-            if tmp.exists() {
-                std::fs::remove_dir_all(&tmp).map_err(Error::io("failed to clear", &tmp))?;
-            }
-            std::fs::create_dir_all(&tmp).map_err(Error::io("failed to create", &tmp))?;
-            if stage.kind.checkpoints {
-                resume[0] =
-                    prepare_checkpoints(&ckpt_dir, &d.fingerprint, selection.resume, &stage.name)?
-                        as u8;
-            }
-            let reason = d.reasons.join("; ");
-            tracing::info!("{}: running ({}): {reason}", stage.name, stage.kind.name);
-            stage_run = records.stage_started(
-                *run_id,
-                &stage.name,
-                &kind_id(stage),
-                &d.fingerprint,
-                &reason,
-                comm.size(),
-            )?;
+        let mut started = Started {
+            stage_run: 0,
+            resume: false,
+        };
+        if let (Some(root), Some(d)) = (root.as_deref_mut(), &decision) {
+            started = root.start(stage, d, &dirs, self.selection.resume, ranks)?;
         }
+        let mut resume = [started.resume as u8];
         comm.broadcast_bytes(&mut resume, 0);
-        let started = Instant::now();
+        let clock = Instant::now();
         let metrics = MetricsSink::default();
         let result = if stage.kind.collective || rank == 0 {
             let ctx = StageContext {
                 name: &stage.name,
                 config: &stage.config,
-                out: &tmp,
-                seed: wf.seed,
+                out: &dirs.tmp,
+                seed: self.wf.seed,
                 comm,
-                threads,
-                progress,
+                threads: self.threads,
+                progress: self.progress,
                 metrics: &metrics,
-                checkpoint_dir: &ckpt_dir,
+                checkpoint_dir: &dirs.checkpoints,
                 resume: resume[0] == 1,
             };
             (stage.kind.run)(&ctx)
         } else {
             Ok(())
         };
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = clock.elapsed().as_secs_f64();
         if let Err(e) = result {
-            if let Some((records, _)) = root.as_mut() {
-                let _ = records.stage_finished(
-                    stage_run,
-                    &stage.name,
-                    seconds,
-                    Some(&e.to_string()),
-                    &[],
-                    &[],
-                );
+            if let Some(root) = root.as_deref_mut() {
+                root.failed(stage, &started, seconds, &e);
             }
             return Err(Error::StageFailed {
                 stage: stage.name.clone(),
@@ -433,45 +621,15 @@ fn run_stages(
             });
         }
         comm.barrier();
-        if let (Some((records, run_id)), Some(d)) = (root.as_mut(), decision) {
-            replace_dir(&tmp, &out, &scratch.join(format!("{}.old", stage.name)))?;
-            if stage.kind.checkpoints && ckpt_dir.exists() {
-                std::fs::remove_dir_all(&ckpt_dir)
-                    .map_err(Error::io("failed to remove", &ckpt_dir))?;
-                // `.checkpoints` itself goes once no stage has one (fails, harmlessly, if some do).
-                let _ = std::fs::remove_dir(wf.workdir.join(".checkpoints"));
-            }
-            let metrics = metrics.take();
-            // Output hashes, the stage's new state and its record: one transaction.
-            records.batch(|r| {
-                let (output_hash, files) = hash_path(r, &out)?;
-                r.set_stage_state(
-                    &stage.name,
-                    &StageState {
-                        fingerprint: d.fingerprint,
-                        kind: kind_id(stage),
-                        config: stage.config.clone(),
-                        inputs: d.inputs,
-                        upstream: d.upstream,
-                        output_hash,
-                        run_id: *run_id,
-                    },
-                )?;
-                r.stage_finished(stage_run, &stage.name, seconds, None, &files, &metrics)
-            })?;
-            tracing::info!(
-                "{}: done in {seconds:.1} s -> {}",
-                stage.name,
-                out.display()
-            );
+        if let (Some(root), Some(d)) = (root, decision) {
+            root.finish(stage, d, &dirs, &started, seconds, &metrics)?;
         }
-        summary.stages.push((stage.name.clone(), true, seconds));
+        Ok(StageOutcome {
+            stage: stage.name.clone(),
+            ran: true,
+            seconds,
+        })
     }
-    comm.barrier();
-    if rank == 0 {
-        let _ = std::fs::remove_dir(&scratch);
-    }
-    Ok(summary)
 }
 
 /// What `pipeline plan` shows for one stage.
@@ -557,26 +715,4 @@ fn replace_dir(new: &Path, dest: &Path, old: &Path) -> Result<(), Error> {
         std::fs::remove_dir_all(old).map_err(Error::io("failed to remove", old))?;
     }
     Ok(())
-}
-
-/// Paths named in a config that exist outside the workdir (the default input rule).
-pub fn external_paths(config: &serde_json::Value, workdir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![config];
-    while let Some(v) = stack.pop() {
-        match v {
-            serde_json::Value::String(s) => {
-                let p = PathBuf::from(s);
-                if !s.is_empty() && !p.starts_with(workdir) && p.exists() {
-                    out.push(p);
-                }
-            }
-            serde_json::Value::Array(a) => stack.extend(a.iter()),
-            serde_json::Value::Object(m) => stack.extend(m.values()),
-            _ => {}
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
 }

@@ -11,6 +11,7 @@
 //! Stage libraries (`sciflow-ingest`, `-train`, `-eval`) know nothing of this
 //! crate; the registry adapts them.
 
+pub mod command;
 pub mod dag;
 pub mod exec;
 pub mod fingerprint;
@@ -19,6 +20,7 @@ pub mod records;
 pub mod registry;
 pub mod report;
 pub mod slurm;
+pub mod stage;
 pub mod workflow;
 pub mod yaml;
 

@@ -458,7 +458,11 @@ fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> 
         }
     };
     init_logging(verbose, quiet, comm.rank());
-    let threads = sciflow_train::set_threads_for_rank(comm.local_size());
+    // PIPELINE_THREADS (set by `submit` from SLURM_CPUS_PER_TASK) overrides the share.
+    let threads_override = std::env::var("PIPELINE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let threads = sciflow_train::set_threads_for_rank(comm.local_size(), threads_override);
     if comm.rank() == 0 {
         tracing::info!(
             "workflow `{}`: {} stages, {} rank(s), {threads} thread(s) per rank, workdir {}",
@@ -480,8 +484,8 @@ fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> 
     ) {
         Ok(summary) => {
             if comm.rank() == 0 {
-                let total: f64 = summary.stages.iter().map(|s| s.2).sum();
-                let ran = summary.stages.iter().filter(|s| s.1).count();
+                let total: f64 = summary.stages.iter().map(|s| s.seconds).sum();
+                let ran = summary.stages.iter().filter(|s| s.ran).count();
                 tracing::info!(
                     "workflow `{}` finished: {ran} stage(s) run, {} up to date, {total:.1} s (run {})",
                     wf.name,

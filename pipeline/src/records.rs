@@ -115,9 +115,9 @@ pub struct Records {
 }
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| Error::Records {
+    move |source| Error::Records {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     }
 }
 
@@ -222,11 +222,7 @@ impl Records {
     /// Opens (creating if needed) the database of `workdir`.
     pub fn open(workdir: &Path) -> Result<Self, Error> {
         let dir = workdir.join(".pipeline");
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-            op: "failed to create",
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&dir).map_err(Error::io("failed to create", &dir))?;
         let path = dir.join("records.sqlite");
         let conn = Connection::open(&path).map_err(db_err(&path))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -252,7 +248,7 @@ impl Records {
     pub fn open_existing(workdir: &Path) -> Result<Self, Error> {
         let path = workdir.join(".pipeline/records.sqlite");
         if !path.is_file() {
-            return Err(Error::Records {
+            return Err(Error::NotRecorded {
                 path,
                 message: "no run records here yet (nothing has run in this workdir)".into(),
             });

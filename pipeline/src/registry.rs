@@ -5,149 +5,26 @@
 //! says whether every MPI rank takes part (collective) or rank 0 alone runs it,
 //! checks a `with:` block without I/O, and runs.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 
 use sciflow_eval::paper::{PaperFigureData, ScalingFigureConfig};
-use sciflow_eval::waveforms::{EvalRegressorConfig, OverlapConfig};
+use sciflow_eval::regressor::{EvalRegressorConfig, OverlapConfig};
 use sciflow_eval::EvalClassifierConfig;
-use sciflow_ingest::dataset::{self, GalaxyImagesConfig, Partition};
-use sciflow_ingest::random_images::{self, RandomImagesConfig};
-use sciflow_ingest::resurvey::{self, ResurveyConfig};
-use sciflow_ingest::synth::{self, SynthConfig};
-use sciflow_ingest::waveset::{self, WaveformsConfig};
-use sciflow_ingest::DatasetInfo;
+use sciflow_ingest::generators::resurvey::{self, ResurveyConfig};
+use sciflow_ingest::generators::synth::{self, SynthConfig};
+use sciflow_ingest::writers::galaxy_images::{self, GalaxyImagesConfig};
+use sciflow_ingest::writers::random_images::{self, RandomImagesConfig};
+use sciflow_ingest::writers::waveforms::TARGETS;
+use sciflow_ingest::writers::waveforms::{self as waveform_writer, WaveformsConfig};
+use sciflow_ingest::{DatasetInfo, Partition};
 use sciflow_train::regressor::RegressorConfig;
-use sciflow_train::{ClassifierConfig, Comm};
+use sciflow_train::{ClassifierConfig, EpochStats, Observer, TrainHistory};
 
-use crate::exec::external_paths;
-use crate::progress::Progress;
+use crate::command::{check_command, command_inputs, run_command};
+use crate::stage::{check, config, external_paths, Output, StageContext, StageKind};
 use crate::Error;
-
-/// Numbers a stage reports while it runs (stage step, name, value); rank 0
-/// stores them in the run records.
-#[derive(Debug, Default)]
-pub struct MetricsSink(Mutex<Vec<(i64, String, f64)>>);
-
-impl MetricsSink {
-    /// Records one value.
-    pub fn record(&self, step: i64, name: &str, value: f64) {
-        if value.is_finite() {
-            self.0
-                .lock()
-                .expect("metrics lock")
-                .push((step, name.to_string(), value));
-        }
-    }
-
-    /// Everything recorded so far.
-    pub fn take(&self) -> Vec<(i64, String, f64)> {
-        std::mem::take(&mut *self.0.lock().expect("metrics lock"))
-    }
-}
-
-/// One output of a stage: a path inside the stage's output directory.
-#[derive(Debug)]
-pub struct Output {
-    /// The name used in references (`${stage.NAME}`).
-    pub name: &'static str,
-    /// Path relative to the stage directory; empty for the directory itself.
-    pub path: &'static str,
-    /// What it is.
-    pub doc: &'static str,
-}
-
-/// A config error inside a `with:` block.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    /// Dotted path inside `with` (empty for the block itself).
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-/// What a running stage is given.
-pub struct StageContext<'a> {
-    /// The stage's name in the workflow.
-    pub name: &'a str,
-    /// The resolved `with:` block.
-    pub config: &'a Value,
-    /// Where to write outputs (a temporary directory, renamed on success).
-    pub out: &'a Path,
-    /// The workflow's seed.
-    pub seed: u64,
-    /// The job's ranks.
-    pub comm: &'a dyn Comm,
-    /// Threads this rank may use.
-    pub threads: usize,
-    /// Progress display.
-    pub progress: &'a Progress,
-    /// Where to report numbers.
-    pub metrics: &'a MetricsSink,
-    /// This stage's checkpoint directory (training stages save there).
-    pub checkpoint_dir: &'a Path,
-    /// Continue from the checkpoint in `checkpoint_dir` (`--resume`, same fingerprint).
-    pub resume: bool,
-}
-
-impl StageContext<'_> {
-    /// Checkpointing for a training stage that saves every `every_steps` steps.
-    fn checkpointing(&self, every_steps: usize) -> sciflow_train::checkpoint::Checkpointing {
-        sciflow_train::checkpoint::Checkpointing {
-            dir: self.checkpoint_dir.to_path_buf(),
-            every_steps,
-            resume: self.resume,
-        }
-    }
-}
-
-/// A kind of stage.
-pub struct StageKind {
-    /// The name used in `uses:`.
-    pub name: &'static str,
-    /// Bumped when the kind's outputs change for the same config.
-    pub version: u32,
-    /// One line on what it does.
-    pub summary: &'static str,
-    /// An example `with:` block (YAML), validated by a test.
-    pub example: &'static str,
-    /// Its outputs.
-    pub outputs: &'static [Output],
-    /// Outputs declared in the stage's own `with.outputs` (name -> relative path) too.
-    pub dynamic_outputs: bool,
-    /// Every rank runs it (true) or rank 0 alone (false).
-    pub collective: bool,
-    /// It saves checkpoints and can resume from them (`--resume`); the
-    /// executor gives it a checkpoint directory.
-    pub checkpoints: bool,
-    /// The external files and directories whose content the stage depends on,
-    /// given its resolved config and the workdir (upstream outputs excluded).
-    pub inputs: fn(&Value, &Path) -> Vec<PathBuf>,
-    /// Checks a `with:` block (types, unknown keys) without I/O.
-    pub check: fn(&Value) -> Result<(), ConfigError>,
-    /// Runs the stage.
-    pub run: fn(&StageContext<'_>) -> Result<(), Error>,
-}
-
-impl std::fmt::Debug for StageKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StageKind")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl StageKind {
-    /// The output named `name`.
-    pub fn output(&self, name: &str) -> Option<&Output> {
-        self.outputs.iter().find(|o| o.name == name)
-    }
-}
 
 /// Every stage kind.
 pub static REGISTRY: &[StageKind] = &[
@@ -333,34 +210,12 @@ pub fn lookup(name: &str) -> Option<&'static StageKind> {
     REGISTRY.iter().find(|k| k.name == name)
 }
 
-fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        ConfigError {
-            path: if path == "." { String::new() } else { path },
-            message: e.into_inner().to_string(),
-        }
-    })
-}
-
-fn check<T: DeserializeOwned>(v: &Value) -> Result<(), ConfigError> {
-    typed::<T>(v).map(|_| ())
-}
-
-/// Deserialises a config that `check` accepted at plan time.
-fn config<T: DeserializeOwned>(ctx: &StageContext<'_>) -> Result<T, Error> {
-    typed(ctx.config).map_err(|e| Error::Stage {
-        stage: ctx.name.to_string(),
-        message: format!("with.{}: {}", e.path, e.message),
-    })
-}
-
 /// The labels table and every image it lists, when they are outside the workdir.
 fn galaxy_inputs(config: &Value, workdir: &Path) -> Vec<PathBuf> {
     let mut paths = external_paths(config, workdir);
     if let Ok(cfg) = serde_json::from_value::<GalaxyImagesConfig>(config.clone()) {
         if !cfg.labels.starts_with(workdir) {
-            if let Ok(files) = sciflow_ingest::dataset::input_files(&cfg) {
+            if let Ok(files) = galaxy_images::input_files(&cfg) {
                 paths.extend(files.into_iter().filter(|p| !p.starts_with(workdir)));
             }
         }
@@ -368,146 +223,6 @@ fn galaxy_inputs(config: &Value, workdir: &Path) -> Vec<PathBuf> {
     paths.sort();
     paths.dedup();
     paths
-}
-
-fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let items: Vec<Value> = Deserialize::deserialize(d)?;
-    items
-        .into_iter()
-        .map(|v| match v {
-            Value::String(s) => Ok(s),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
-            other => Err(serde::de::Error::custom(format!(
-                "argv items must be strings, numbers or booleans, found {other}"
-            ))),
-        })
-        .collect()
-}
-
-/// Configuration of a `command` stage.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommandConfig {
-    /// Program and arguments; `{out}` in an argument becomes the stage's output
-    /// directory. Numbers and booleans (e.g. a whole `${params.n}`) are passed as
-    /// their text.
-    #[serde(deserialize_with = "scalars_as_strings")]
-    argv: Vec<String>,
-    /// Run `argv` (one string) through `sh -c`.
-    #[serde(default)]
-    shell: bool,
-    /// Files or directories the command reads (hashed into the fingerprint).
-    #[serde(default)]
-    inputs: Vec<PathBuf>,
-    /// Output name -> path relative to the output directory; each must exist afterwards.
-    #[serde(default)]
-    outputs: BTreeMap<String, PathBuf>,
-    /// Extra environment variables.
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-}
-
-fn check_command(v: &Value) -> Result<(), ConfigError> {
-    let cfg: CommandConfig = typed(v)?;
-    let err = |path: &str, message: String| {
-        Err(ConfigError {
-            path: path.into(),
-            message,
-        })
-    };
-    if cfg.argv.is_empty() || cfg.argv[0].is_empty() {
-        return err("argv", "expected a program and its arguments".into());
-    }
-    if cfg.shell && cfg.argv.len() != 1 {
-        return err(
-            "argv",
-            "with `shell: true`, give the command line as one string".into(),
-        );
-    }
-    for (name, p) in &cfg.outputs {
-        let escapes = p.is_absolute()
-            || p.components()
-                .any(|c| matches!(c, std::path::Component::ParentDir));
-        if escapes || p.as_os_str().is_empty() {
-            return err(
-                &format!("outputs.{name}"),
-                format!(
-                    "`{}` must be a relative path inside the stage's output directory",
-                    p.display()
-                ),
-            );
-        }
-    }
-    Ok(())
-}
-
-fn command_inputs(config: &Value, _workdir: &Path) -> Vec<PathBuf> {
-    serde_json::from_value::<CommandConfig>(config.clone())
-        .map_or_else(|_| Vec::new(), |c| c.inputs)
-}
-
-fn run_command(ctx: &StageContext<'_>) -> Result<(), Error> {
-    let cfg: CommandConfig = config(ctx)?;
-    let out_dir = ctx.out.to_string_lossy();
-    let args: Vec<String> = cfg
-        .argv
-        .iter()
-        .map(|a| a.replace("{out}", &out_dir))
-        .collect();
-    let mut cmd = if cfg.shell {
-        let mut c = std::process::Command::new("sh");
-        c.arg("-c").arg(&args[0]);
-        c
-    } else {
-        let mut c = std::process::Command::new(&args[0]);
-        c.args(&args[1..]);
-        c
-    };
-    let file = |name: &str| {
-        let p = ctx.out.join(name);
-        std::fs::File::create(&p).map_err(|source| Error::Io {
-            op: "failed to create",
-            path: p,
-            source,
-        })
-    };
-    cmd.env("PIPELINE_OUT", ctx.out)
-        .env("PIPELINE_SEED", ctx.seed.to_string())
-        .envs(&cfg.env)
-        .stdin(std::process::Stdio::null())
-        .stdout(file("stdout.log")?)
-        .stderr(file("stderr.log")?);
-    tracing::debug!("{}: {:?}", ctx.name, args);
-    let status = cmd.status().map_err(|e| Error::Stage {
-        stage: ctx.name.to_string(),
-        message: format!("cannot start `{}`: {e}", args[0]),
-    })?;
-    if !status.success() {
-        let stderr = std::fs::read_to_string(ctx.out.join("stderr.log")).unwrap_or_default();
-        let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(Error::Stage {
-            stage: ctx.name.to_string(),
-            message: format!(
-                "`{}` exited with {status}; last lines of stderr:\n{}",
-                args.join(" "),
-                tail.join("\n")
-            ),
-        });
-    }
-    for (name, p) in &cfg.outputs {
-        if !ctx.out.join(p).exists() {
-            return Err(Error::Stage {
-                stage: ctx.name.to_string(),
-                message: format!(
-                    "the command did not write its declared output `{name}` ({})",
-                    p.display()
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 fn run_synthetic_galaxies(ctx: &StageContext<'_>) -> Result<(), Error> {
@@ -573,10 +288,10 @@ fn run_galaxy_images(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: GalaxyImagesConfig = config(ctx)?;
     write_dataset_stage(
         ctx,
-        dataset::input_count(&cfg)?,
+        galaxy_images::input_count(&cfg)?,
         "images",
         |part, progress| {
-            Ok(dataset::write_partition(
+            Ok(galaxy_images::write_partition(
                 &cfg,
                 ctx.seed,
                 ctx.out,
@@ -586,7 +301,7 @@ fn run_galaxy_images(ctx: &StageContext<'_>) -> Result<(), Error> {
             )?)
         },
         |size| {
-            let info = dataset::finalize(&cfg, ctx.seed, ctx.out, size)?;
+            let info = galaxy_images::finalize(&cfg, ctx.seed, ctx.out, size)?;
             let detail = format!("{} shards", info.shards.len());
             Ok((info, detail))
         },
@@ -621,10 +336,10 @@ fn run_waveforms(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: WaveformsConfig = config(ctx)?;
     write_dataset_stage(
         ctx,
-        waveset::input_count(&cfg)?,
+        waveform_writer::input_count(&cfg)?,
         "waveforms",
         |part, progress| {
-            Ok(waveset::write_partition(
+            Ok(waveform_writer::write_partition(
                 &cfg,
                 ctx.seed,
                 ctx.out,
@@ -634,7 +349,7 @@ fn run_waveforms(ctx: &StageContext<'_>) -> Result<(), Error> {
             )?)
         },
         |size| {
-            let info = waveset::finalize(&cfg, ctx.seed, ctx.out, size)?;
+            let info = waveform_writer::finalize(&cfg, ctx.seed, ctx.out, size)?;
             let detail = format!("{} samples each", info.x.sample_shape[1]);
             Ok((info, detail))
         },
@@ -643,50 +358,58 @@ fn run_waveforms(ctx: &StageContext<'_>) -> Result<(), Error> {
 
 fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: ClassifierConfig = config(ctx)?;
-    let epochs = cfg.epochs.get();
+    let ckpt = ctx.checkpointing(cfg.checkpoint_every);
+    train_stage(ctx, cfg.epochs.get(), &[], |observer| {
+        Ok(sciflow_train::train_classifier(
+            &cfg,
+            ctx.seed,
+            ctx.out,
+            ctx.comm,
+            Some(&ckpt),
+            observer,
+        )?)
+    })
+}
+
+fn run_train_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: RegressorConfig = config(ctx)?;
+    let ckpt = ctx.checkpointing(cfg.checkpoint_every);
+    train_stage(ctx, cfg.epochs.get(), &TARGETS, |observer| {
+        Ok(sciflow_train::regressor::train_regressor(
+            &cfg,
+            ctx.seed,
+            ctx.out,
+            ctx.comm,
+            Some(&ckpt),
+            observer,
+        )?)
+    })
+}
+
+/// What every training stage shares: a progress bar of the epoch's steps,
+/// and each epoch's figures recorded as metrics and printed as a line.
+/// `targets` names the regression targets of `val_mae`.
+fn train_stage(
+    ctx: &StageContext<'_>,
+    epochs: usize,
+    targets: &[&str],
+    train: impl FnOnce(Observer<'_>) -> Result<TrainHistory, Error>,
+) -> Result<(), Error> {
     let bar = ctx.progress.bar(0, ctx.name, "steps");
-    let report = sciflow_train::train_classifier(
-        &cfg,
-        ctx.seed,
-        ctx.out,
-        ctx.comm,
-        Some(&ctx.checkpointing(cfg.checkpoint_every)),
-        &mut |step, steps| {
+    let report = train(Observer {
+        on_step: Box::new(|step, steps| {
             bar.set_length(steps as u64);
             bar.set_position(step as u64);
-        },
-        &mut |s| {
-            let step = s.epoch as i64 + 1;
-            ctx.metrics.record(step, "train_loss", s.train_loss);
-            ctx.metrics.record(step, "train_accuracy", s.train_accuracy);
-            ctx.metrics
-                .record(step, "samples_per_second", s.samples_per_second);
-            ctx.metrics.record(step, "epoch_seconds", s.seconds);
-            ctx.metrics
-                .record(step, "data_wait_seconds", s.data_wait_seconds);
-            ctx.metrics
-                .record(step, "allreduce_seconds", s.allreduce_seconds);
-            ctx.metrics.record(step, "lr", s.lr);
-            if let (Some(l), Some(a)) = (s.val_loss, s.val_accuracy) {
-                ctx.metrics.record(step, "val_loss", l);
-                ctx.metrics.record(step, "val_accuracy", a);
-            }
-            let val = match (s.val_loss, s.val_accuracy) {
-                (Some(l), Some(a)) => format!(", val loss {l:.4} accuracy {a:.3}"),
-                _ => String::new(),
-            };
-            let line = format!(
-                "{}: epoch {}/{epochs}: loss {:.4} accuracy {:.3}{val} ({:.1} s, {:.0} samples/s)",
+        }),
+        on_epoch: Box::new(|s| {
+            let line = record_epoch(ctx, s, targets);
+            bar.println_or_log(&format!(
+                "{}: epoch {}/{epochs}: {line}",
                 ctx.name,
-                s.epoch + 1,
-                s.train_loss,
-                s.train_accuracy,
-                s.seconds,
-                s.samples_per_second
-            );
-            bar.println_or_log(&line);
-        },
-    )?;
+                s.epoch + 1
+            ));
+        }),
+    })?;
     bar.finish_and_clear();
     tracing::debug!(
         "{}: {} steps per epoch on {} ranks",
@@ -697,54 +420,46 @@ fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-fn run_train_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
-    let cfg: RegressorConfig = config(ctx)?;
-    let epochs = cfg.epochs.get();
-    let ckpt = ctx.checkpointing(cfg.checkpoint_every);
-    sciflow_train::regressor::train_regressor(
-        &cfg,
-        ctx.seed,
-        ctx.out,
-        ctx.comm,
-        Some(&ckpt),
-        &mut |s| {
-            let step = s.epoch as i64 + 1;
-            ctx.metrics.record(step, "train_loss", s.train_loss);
-            ctx.metrics
-                .record(step, "samples_per_second", s.samples_per_second);
-            ctx.metrics.record(step, "epoch_seconds", s.seconds);
-            ctx.metrics
-                .record(step, "data_wait_seconds", s.data_wait_seconds);
-            ctx.metrics
-                .record(step, "allreduce_seconds", s.allreduce_seconds);
-            ctx.metrics.record(step, "lr", s.lr);
-            let mut val = String::new();
-            if let (Some(l), Some(mae)) = (s.val_loss, &s.val_mae) {
-                ctx.metrics.record(step, "val_loss", l);
-                for (name, m) in ["q", "chi1z", "chi2z"].iter().zip(mae) {
-                    ctx.metrics.record(step, &format!("val_mae_{name}"), *m);
-                }
-                val = format!(
-                    ", val loss {l:.4}, MAE q {:.3} chi1z {:.3} chi2z {:.3}",
-                    mae[0], mae[1], mae[2]
-                );
-            }
-            tracing::info!(
-                "{}: epoch {}/{epochs}: loss {:.4}{val} ({:.1} s, {:.0} samples/s)",
-                ctx.name,
-                s.epoch + 1,
-                s.train_loss,
-                s.seconds,
-                s.samples_per_second
-            );
-        },
-    )?;
-    Ok(())
+/// Records an epoch's figures in the run's metrics (step = epoch, from 1)
+/// and returns them as a line for the log.
+fn record_epoch(ctx: &StageContext<'_>, s: &EpochStats, targets: &[&str]) -> String {
+    let step = s.epoch as i64 + 1;
+    let m = ctx.metrics;
+    m.record(step, "train_loss", s.train_loss);
+    m.record(step, "samples_per_second", s.samples_per_second);
+    m.record(step, "epoch_seconds", s.seconds);
+    m.record(step, "data_wait_seconds", s.data_wait_seconds);
+    m.record(step, "allreduce_seconds", s.allreduce_seconds);
+    m.record(step, "lr", s.lr);
+    let mut line = format!("loss {:.4}", s.train_loss);
+    if let Some(a) = s.train_accuracy {
+        m.record(step, "train_accuracy", a);
+        line += &format!(" accuracy {a:.3}");
+    }
+    if let Some(l) = s.val_loss {
+        m.record(step, "val_loss", l);
+        line += &format!(", val loss {l:.4}");
+    }
+    if let Some(a) = s.val_accuracy {
+        m.record(step, "val_accuracy", a);
+        line += &format!(" accuracy {a:.3}");
+    }
+    if let Some(mae) = &s.val_mae {
+        line += ", MAE";
+        for (name, v) in targets.iter().zip(mae) {
+            m.record(step, &format!("val_mae_{name}"), *v);
+            line += &format!(" {name} {v:.3}");
+        }
+    }
+    line + &format!(
+        " ({:.1} s, {:.0} samples/s)",
+        s.seconds, s.samples_per_second
+    )
 }
 
 fn run_eval_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: EvalRegressorConfig = config(ctx)?;
-    let r = sciflow_eval::waveforms::evaluate_regressor(&cfg, ctx.out, ctx.threads)?;
+    let r = sciflow_eval::regressor::evaluate_regressor(&cfg, ctx.out, ctx.threads)?;
     for (name, e) in [
         ("q", &r.errors.q),
         ("chi1z", &r.errors.chi1z),
@@ -792,7 +507,7 @@ fn run_scaling_figure(ctx: &StageContext<'_>) -> Result<(), Error> {
 
 fn run_eval_overlap(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: OverlapConfig = config(ctx)?;
-    let r = sciflow_eval::waveforms::overlap_stage(&cfg, ctx.out)?;
+    let r = sciflow_eval::regressor::overlap_stage(&cfg, ctx.out)?;
     ctx.metrics.record(0, "median_overlap", r.median_overlap);
     ctx.metrics.record(0, "p05_overlap", r.p05_overlap);
     tracing::info!(

@@ -56,26 +56,22 @@ pub fn write(
 ) -> Result<PathBuf, Error> {
     let id = match id {
         Some(id) => id,
-        None => records.last_run()?.ok_or_else(|| Error::Records {
+        None => records.last_run()?.ok_or_else(|| Error::NotRecorded {
             path: workdir.join(".pipeline/records.sqlite"),
             message: "no runs recorded".into(),
         })?,
     };
-    let run = records.run_info(id)?.ok_or_else(|| Error::Records {
+    let run = records.run_info(id)?.ok_or_else(|| Error::NotRecorded {
         path: workdir.join(".pipeline/records.sqlite"),
         message: format!("no run {id} recorded"),
     })?;
     let html = render(records, workdir, &run)?;
     let path = out.map_or_else(|| path_for(workdir, id), Path::to_path_buf);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            op: "failed to create",
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(Error::io("failed to create", dir))?;
     }
     // Written aside and renamed: a reader never sees half a page.
-    sciflow_ingest::dataset::write_atomic(&path, html.as_bytes())?;
+    sciflow_ingest::files::write_atomic(&path, html.as_bytes())?;
     Ok(path)
 }
 
@@ -236,11 +232,7 @@ fn render(records: &Records, workdir: &Path, run: &RunInfo) -> Result<String, Er
     let mut figures = 0;
     for s in &stages {
         for png in pngs(&workdir.join(&s.stage))? {
-            let bytes = std::fs::read(&png).map_err(|source| Error::Io {
-                op: "failed to read",
-                path: png.clone(),
-                source,
-            })?;
+            let bytes = std::fs::read(&png).map_err(Error::io("failed to read", &png))?;
             let name = png.file_name().map_or(String::new(), |n| {
                 format!("{}/{}", s.stage, n.to_string_lossy())
             });
@@ -339,13 +331,7 @@ fn pngs(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         Ok(e) => e,
         // A failed or never-run stage has no output directory.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Io {
-                op: "failed to list",
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(Error::io("failed to list", dir)(source)),
     };
     let mut out: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -129,13 +129,9 @@ pub fn submit(
             .join(format!("{}.sbatch", wf.name))
     });
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            op: "failed to create",
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(Error::io("failed to create", dir))?;
     }
-    sciflow_ingest::dataset::write_atomic(&path, text.as_bytes())?;
+    sciflow_ingest::files::write_atomic(&path, text.as_bytes())?;
     if opts.dry_run {
         return Ok((path, text, None));
     }

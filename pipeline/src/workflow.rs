@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
-use crate::registry::{self, StageKind};
+use crate::registry;
+use crate::stage::StageKind;
 use crate::yaml::{self, Node, Pos, Value};
 
 /// One problem in a workflow file.
@@ -126,11 +127,8 @@ impl Workflow {
 /// Reads and compiles a workflow file. `overrides` are `key=value` strings
 /// (`params.image_size=128`, `seed=7`, `workdir=/scratch/run`).
 pub fn load(file: &Path, overrides: &[String]) -> Result<Workflow, crate::Error> {
-    let text = std::fs::read_to_string(file).map_err(|source| crate::Error::Io {
-        op: "failed to read workflow",
-        path: file.to_path_buf(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(file).map_err(crate::Error::io("failed to read workflow", file))?;
     compile(&text, file, overrides).map_err(crate::Error::Config)
 }
 

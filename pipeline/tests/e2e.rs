@@ -295,7 +295,8 @@ fn the_waveform_workflow_runs_end_to_end_small() {
     let png = std::fs::read(wd.join("overlap/overlaps.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // The regenerated bank holds the predicted parameters, clipped to physical values.
-    let bank = sciflow_ingest::waveform::read_bank(&wd.join("regenerate/bank.h5")).unwrap();
+    let bank =
+        sciflow_ingest::readers::waveforms::read_bank(&wd.join("regenerate/bank.h5")).unwrap();
     assert_eq!(bank.len(), 6);
     assert!(bank
         .params

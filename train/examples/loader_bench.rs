@@ -9,8 +9,7 @@
 
 use std::time::Instant;
 
-use sciflow_ingest::dataset::Split;
-use sciflow_ingest::{Loader, LoaderConfig};
+use sciflow_ingest::{Loader, LoaderConfig, Split};
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();

@@ -89,13 +89,7 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(1)
     });
-    let threads = match a.threads {
-        Some(n) => {
-            tch::set_num_threads(n as i32);
-            n
-        }
-        None => sciflow_train::set_threads_for_rank(comm.local_size()),
-    };
+    let threads = sciflow_train::set_threads_for_rank(comm.local_size(), a.threads);
     tch::manual_seed(comm.rank() as i64);
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let opts = (Kind::Float, tch::Device::Cpu);

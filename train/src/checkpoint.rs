@@ -69,10 +69,12 @@ impl Checkpointing {
         let Some(pos) = load(&self.dir, vs, opt, seed, comm.size())? else {
             return Ok(None);
         };
-        let history = serde_json::from_value(pos.history.clone()).map_err(|e| Error::Model {
-            path: self.dir.clone(),
-            message: format!("checkpoint history: {e}"),
-        })?;
+        let history =
+            serde_json::from_value(pos.history.clone()).map_err(|source| Error::Parse {
+                path: self.dir.join("current/position.json"),
+                what: "checkpoint history",
+                source,
+            })?;
         tracing::info!(
             "resuming from {} at epoch {}, step {}",
             self.dir.display(),
@@ -150,9 +152,8 @@ pub fn step_seed(seed: u64, rank: usize, global_step: usize) -> i64 {
     (h >> 1) as i64
 }
 
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-    let path = path.to_path_buf();
-    move |source| Error::Io { op, path, source }
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::io(op, path, source)
 }
 
 /// Writes a checkpoint into `dir` (rank 0 only: every rank holds the same state).
@@ -211,9 +212,10 @@ pub fn load(
     };
     let json = src.join("position.json");
     let text = std::fs::read(&json).map_err(io("failed to read", &json))?;
-    let pos: Position = serde_json::from_slice(&text).map_err(|e| Error::Model {
+    let pos: Position = serde_json::from_slice(&text).map_err(|source| Error::Parse {
         path: json.clone(),
-        message: format!("not a checkpoint position: {e}"),
+        what: "checkpoint position",
+        source,
     })?;
     if pos.seed != seed || pos.world_size != world_size {
         return Err(Error::Config(format!(

@@ -29,7 +29,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A model directory whose `model.json` is missing or malformed.
+    /// A JSON file of ours (`model.json`, `history.json`, a checkpoint's
+    /// position) that does not parse.
+    #[error("{path}: not a valid {what}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What it should have held.
+        what: &'static str,
+        /// serde_json's error, with its line and column.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A model directory or checkpoint that does not fit this run.
     #[error("{path}: {message}")]
     Model {
         /// The offending file.
@@ -46,6 +58,14 @@ pub enum Error {
 }
 
 impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
     pub(crate) fn torch(context: impl Into<String>) -> impl FnOnce(tch::TchError) -> Error {
         let context = context.into();
         move |source| Error::Torch { context, source }

@@ -1,6 +1,12 @@
 //! Models in libtorch (through tch) and their training, on one process or
 //! data-parallel over MPI.
 //!
+//! One training loop ([`learner::fit`]) serves every model: a [`Task`]
+//! (the [`classifier`], the waveform [`regressor`]) brings its network, loss
+//! and metrics; the loop owns seeding, loaders, the learning-rate plan,
+//! gradient averaging, checkpoints, progress and `history.json`
+//! ([`TrainHistory`]). A trained model is a directory ([`model_dir`]).
+//!
 //! Data parallelism is the Horovod pattern: rank 0 broadcasts the initial
 //! weights; after each backward pass every rank's gradients are fused into one
 //! contiguous buffer and averaged with a single allreduce, so all ranks apply
@@ -15,27 +21,29 @@ pub mod allreduce;
 pub mod checkpoint;
 pub mod classifier;
 pub mod dist;
+pub mod history;
+pub mod learner;
 pub mod model;
+pub mod model_dir;
 pub mod optim;
 pub mod regressor;
 pub mod wavenet;
 
 mod error;
 
-pub use classifier::{train_classifier, ClassifierConfig, EpochStats, TrainReport};
+pub use classifier::{train_classifier, ClassifierConfig};
 pub use dist::{Comm, Single};
 pub use error::{Error, Result};
+pub use history::{EpochStats, TrainHistory};
+pub use learner::{Observer, Task};
 pub use model::{load_model, ModelConfig, ModelInfo};
 
-/// Sets libtorch's intra-op threads to this process's share of the cores, so
-/// that N ranks on one node do not oversubscribe it. `PIPELINE_THREADS`
-/// overrides the computed value.
-pub fn set_threads_for_rank(local_ranks: usize) -> usize {
+/// Sets libtorch's intra-op threads to `threads`, or else to this process's
+/// share of the cores, so that N ranks on one node do not oversubscribe it.
+/// Returns the number set.
+pub fn set_threads_for_rank(local_ranks: usize, threads: Option<usize>) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let n = std::env::var("PIPELINE_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or((cores / local_ranks.max(1)).max(1));
+    let n = threads.unwrap_or((cores / local_ranks.max(1)).max(1));
     tch::set_num_threads(n as i32);
     n
 }

@@ -508,50 +508,9 @@ pub fn load_initial_weights(vs: &mut nn::VarStore, path: &Path) -> Result<InitRe
     Ok(report)
 }
 
-/// Writes `weights.safetensors` and `model.json` into `dir`.
-pub fn save_model(dir: &Path, vs: &nn::VarStore, info: &ModelInfo) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
-        op: "failed to create",
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
-    let weights = dir.join("weights.safetensors");
-    vs.save(&weights).map_err(Error::torch(format!(
-        "failed to write {}",
-        weights.display()
-    )))?;
-    let json = dir.join("model.json");
-    std::fs::write(
-        &json,
-        serde_json::to_vec_pretty(info).expect("model info serialises"),
-    )
-    .map_err(|e| Error::Io {
-        op: "failed to write",
-        path: json,
-        source: e,
-    })
-}
-
-/// Loads a model directory onto the CPU.
+/// Loads a classifier's model directory onto the CPU.
 pub fn load_model(dir: &Path) -> Result<(nn::VarStore, Box<dyn ModuleT>, ModelInfo)> {
-    let json = dir.join("model.json");
-    let text = std::fs::read_to_string(&json).map_err(|e| Error::Io {
-        op: "failed to read",
-        path: json.clone(),
-        source: e,
-    })?;
-    let info: ModelInfo = serde_json::from_str(&text).map_err(|e| Error::Model {
-        path: json,
-        message: format!("not a model description: {e}"),
-    })?;
-    let mut vs = nn::VarStore::new(tch::Device::Cpu);
-    let net = build(&vs, &info);
-    let weights = dir.join("weights.safetensors");
-    vs.load(&weights).map_err(Error::torch(format!(
-        "failed to load {}",
-        weights.display()
-    )))?;
-    Ok((vs, net, info))
+    crate::model_dir::load(dir, "model description", build)
 }
 
 #[cfg(test)]

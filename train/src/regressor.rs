@@ -8,106 +8,49 @@
 //! units: a mass ratio q >= 1 and dimensionless spins |chi| <= 1, each
 //! violation penalised quadratically with weight `constraint_weight`.
 
-use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
-use sciflow_ingest::dataset::Split;
-use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig};
+use sciflow_ingest::{Batch, DatasetInfo, Split};
 
-use crate::allreduce::{average_gradients, broadcast_parameters, bucket_elems};
-use crate::checkpoint::{self, At, Checkpointing, Position};
-use crate::classifier::Waited;
-use crate::dist::Comm;
-use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
+use crate::checkpoint::Checkpointing;
+use crate::dist::{Comm, Single};
+use crate::history::TrainHistory;
+use crate::learner::{fit, training_config, Figures, Observer, Task};
 use crate::wavenet::{WaveNet, WaveNetConfig};
 use crate::{Error, Result};
 
-/// Configuration of `train.regressor`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegressorConfig {
-    /// The waveform dataset.
-    pub data: PathBuf,
-    /// Network size.
-    #[serde(default)]
-    pub model: WaveNetConfig,
-    /// Passes over the training split.
-    pub epochs: NonZeroUsize,
-    /// Samples per step on each rank.
-    #[serde(default = "default_batch")]
-    pub batch_size: NonZeroUsize,
-    /// Base learning rate.
-    #[serde(default = "default_lr")]
-    pub lr: f64,
-    /// How the rate scales with the global batch.
-    #[serde(default)]
-    pub lr_scaling: LrScaling,
-    /// Epochs of linear warm-up.
-    #[serde(default)]
-    pub warmup_epochs: usize,
-    /// The schedule after warm-up.
-    #[serde(default)]
-    pub lr_schedule: LrSchedule,
-    /// The optimizer.
-    #[serde(default)]
-    pub optimizer: OptimizerKind,
-    /// L2 weight decay.
-    #[serde(default)]
-    pub weight_decay: f64,
-    /// Weight of the q >= 1, |chi| <= 1 penalty.
-    #[serde(default = "default_constraint")]
-    pub constraint_weight: f64,
-    /// Weight of a squared-error term on the effective spin
-    /// chi_eff = (q chi1z + chi2z) / (1 + q), in units of its training-set
-    /// standard deviation (targets q, chi1z, chi2z only; default 0, off).
-    /// The waveform, and so the overlap, depends on chi_eff far more than on
-    /// either spin alone.
-    #[serde(default)]
-    pub chi_eff_weight: f64,
-    /// Weight of each target's squared error (standardised units); default
-    /// all 1. A target the data barely determines (the smaller body's spin)
-    /// can be weighted down so its irreducible error does not drown the
-    /// gradient of the others.
-    #[serde(default)]
-    pub target_weights: Option<Vec<f64>>,
-    /// Ranks with fewer training samples repeat some, so every rank takes
-    /// the same number of full batches (see `train.classifier`).
-    #[serde(default)]
-    pub pad: bool,
-    /// Checkpoint every this many steps as well as at each epoch's end (0:
-    /// epoch ends only), when the run has a checkpoint directory.
-    #[serde(default)]
-    pub checkpoint_every: usize,
-    /// Gradient buckets in MiB (see `train.classifier`; 0: one buffer).
-    #[serde(default)]
-    pub allreduce_bucket_mb: f64,
-    /// Batches the loader prepares ahead.
-    #[serde(default = "default_prefetch")]
-    pub prefetch: NonZeroUsize,
-    /// Loader threads.
-    #[serde(default = "default_workers")]
-    pub workers: NonZeroUsize,
+training_config! {
+    /// Configuration of `train.regressor`.
+    pub struct RegressorConfig {
+        default_batch: 64,
+        /// Network size.
+        #[serde(default)]
+        pub model: WaveNetConfig,
+        /// Weight of the q >= 1, |chi| <= 1 penalty.
+        #[serde(default = "default_constraint")]
+        pub constraint_weight: f64,
+        /// Weight of a squared-error term on the effective spin
+        /// chi_eff = (q chi1z + chi2z) / (1 + q), in units of its training-set
+        /// standard deviation (targets q, chi1z, chi2z only; default 0, off).
+        /// The waveform, and so the overlap, depends on chi_eff far more than on
+        /// either spin alone.
+        #[serde(default)]
+        pub chi_eff_weight: f64,
+        /// Weight of each target's squared error (standardised units); default
+        /// all 1. A target the data barely determines (the smaller body's spin)
+        /// can be weighted down so its irreducible error does not drown the
+        /// gradient of the others.
+        #[serde(default)]
+        pub target_weights: Option<Vec<f64>>,
+    }
 }
 
-fn default_batch() -> NonZeroUsize {
-    NonZeroUsize::new(64).unwrap()
-}
-fn default_lr() -> f64 {
-    1e-3
-}
 fn default_constraint() -> f64 {
     1.0
-}
-fn default_prefetch() -> NonZeroUsize {
-    NonZeroUsize::new(4).unwrap()
-}
-fn default_workers() -> NonZeroUsize {
-    NonZeroUsize::new(2).unwrap()
 }
 
 /// The contents of a regressor's `model.json`.
@@ -142,31 +85,6 @@ pub struct RegressorInfo {
     pub created_by: String,
 }
 
-/// One epoch of regressor training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RegEpochStats {
-    /// Zero-based epoch.
-    pub epoch: usize,
-    /// Mean training loss (standardised MSE + constraint penalty).
-    pub train_loss: f64,
-    /// Mean validation loss, if there is a validation split.
-    pub val_loss: Option<f64>,
-    /// Validation mean absolute error per target, physical units.
-    pub val_mae: Option<Vec<f64>>,
-    /// Learning rate at the end of the epoch.
-    pub lr: f64,
-    /// Wall time of the training part.
-    pub seconds: f64,
-    /// Training samples per second, all ranks together.
-    pub samples_per_second: f64,
-    /// Seconds the training loop waited for the loader (rank 0's).
-    #[serde(default)]
-    pub data_wait_seconds: f64,
-    /// Seconds spent averaging gradients across ranks (rank 0's).
-    #[serde(default)]
-    pub allreduce_seconds: f64,
-}
-
 /// A trained regressor, ready to predict.
 pub struct Regressor {
     /// Its variables.
@@ -194,31 +112,20 @@ fn stats_tensors(info: &RegressorInfo) -> (Tensor, Tensor) {
 
 /// Loads a regressor's model directory.
 pub fn load_regressor(dir: &Path) -> Result<Regressor> {
-    let json = dir.join("model.json");
-    let text = std::fs::read_to_string(&json).map_err(|e| Error::Io {
-        op: "failed to read",
-        path: json.clone(),
-        source: e,
-    })?;
-    let info: RegressorInfo = serde_json::from_str(&text).map_err(|e| Error::Model {
-        path: json,
-        message: format!("not a regressor description: {e}"),
-    })?;
-    let mut vs = nn::VarStore::new(tch::Device::Cpu);
-    let net = WaveNet::new(
-        &vs.root(),
-        info.in_channels,
-        info.target_names.len(),
-        &info.model,
-    );
-    let w = dir.join("weights.safetensors");
-    vs.load(&w)
-        .map_err(Error::torch(format!("failed to load {}", w.display())))?;
+    let (vs, net, info) =
+        crate::model_dir::load(dir, "regressor description", |vs, info: &RegressorInfo| {
+            WaveNet::new(
+                &vs.root(),
+                info.in_channels,
+                info.target_names.len(),
+                &info.model,
+            )
+        })?;
     Ok(Regressor { vs, net, info })
 }
 
 /// Batch buffers as tensors (x [n, C, T], targets [n, k]).
-pub fn regression_tensors(batch: &sciflow_ingest::Batch) -> Result<(Tensor, Tensor)> {
+pub fn regression_tensors(batch: &Batch) -> Result<(Tensor, Tensor)> {
     let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
     let x = Tensor::from_slice(&batch.x)
         .f_reshape(&shape)
@@ -305,16 +212,91 @@ fn target_weight_tensor(weights: Option<&[f64]>, k: usize) -> Result<Tensor> {
     Ok(Tensor::from_slice(&w).view([1, k as i64]))
 }
 
+/// The regression task: the standardised, weighted MSE plus the physical
+/// constraints (and the chi_eff term); validation also sums each target's
+/// absolute error in physical units.
+struct Regression {
+    info: RegressorInfo,
+    model: WaveNetConfig,
+    terms: LossTerms,
+    mean: Tensor,
+    std: Tensor,
+    weights: Tensor,
+}
+
+impl Regression {
+    fn loss(&self, out: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
+        loss_of(out, y, (&self.mean, &self.std, &self.weights), self.terms)
+    }
+
+    fn targets(&self) -> usize {
+        self.info.target_names.len()
+    }
+}
+
+impl Task for Regression {
+    fn build(&mut self, vs: &mut nn::VarStore) -> Result<Box<dyn ModuleT>> {
+        Ok(Box::new(WaveNet::new(
+            &vs.root(),
+            self.info.in_channels,
+            self.targets(),
+            &self.model,
+        )))
+    }
+
+    fn train_step(&self, net: &dyn ModuleT, batch: &Batch) -> Result<(Tensor, Vec<f64>)> {
+        let (x, y) = regression_tensors(batch)?;
+        let (loss, _) = self.loss(&net.forward_t(&x, true), &y);
+        let m = batch.shape[0] as f64;
+        let sums = vec![loss.double_value(&[]) * m];
+        Ok((loss, sums))
+    }
+
+    fn valid_step(&self, net: &dyn ModuleT, batch: &Batch) -> Result<Vec<f64>> {
+        let (x, y) = regression_tensors(batch)?;
+        let (loss, phys) = self.loss(&net.forward_t(&x, false), &y);
+        let m = batch.shape[0] as f64;
+        let mae = (phys - &y).abs().sum_dim_intlist(0, false, Kind::Float);
+        let mut sums = vec![loss.double_value(&[]) * m];
+        sums.extend((0..self.targets()).map(|j| mae.double_value(&[j as i64])));
+        Ok(sums)
+    }
+
+    fn train_sums(&self) -> usize {
+        1
+    }
+
+    fn valid_sums(&self) -> usize {
+        1 + self.targets()
+    }
+
+    fn figures(&self, train: &[f64], samples: f64, valid: Option<(&[f64], f64)>) -> Figures {
+        let valid = valid.filter(|(_, n)| *n > 0.0);
+        Figures {
+            train_loss: train[0] / samples.max(1.0),
+            train_accuracy: None,
+            val_loss: valid.map(|(v, n)| v[0] / n),
+            val_accuracy: None,
+            val_mae: valid.map(|(v, n)| v[1..].iter().map(|s| s / n).collect()),
+        }
+    }
+
+    fn save(&self, dir: &Path, vs: &nn::VarStore) -> Result<()> {
+        crate::model_dir::save(dir, vs, &self.info)
+    }
+}
+
 /// Trains the regressor; rank 0 writes `weights.safetensors`, `model.json`
-/// and `history.json` into `out`. Every rank calls it with the same arguments.
+/// and `history.json` into `out`. Every rank calls it with the same
+/// arguments. See [`fit`] for the rest.
 pub fn train_regressor(
     config: &RegressorConfig,
     seed: u64,
     out: &Path,
     comm: &dyn Comm,
     checkpoints: Option<&Checkpointing>,
-    on_epoch: &mut dyn FnMut(&RegEpochStats),
-) -> Result<Vec<RegEpochStats>> {
+    observer: Observer<'_>,
+) -> Result<TrainHistory> {
     let info = DatasetInfo::load(&config.data)?;
     if info.y.dtype != "F32" || info.x.sample_shape.len() != 2 {
         return Err(Error::Config(format!(
@@ -325,44 +307,16 @@ pub fn train_regressor(
         )));
     }
     let k = info.y.sample_shape.iter().product::<usize>();
-    let loader_cfg = |shuffle: bool, even: bool| LoaderConfig {
-        batch_size: config.batch_size.get(),
-        shuffle,
-        shuffle_buffer: 4 * config.batch_size.get(),
-        prefetch: config.prefetch.get(),
-        workers: config.workers.get(),
-        drop_last: false,
-        pad: config.pad && even,
-        even_steps: even,
-        seed,
-        rank: comm.rank(),
-        world_size: comm.size(),
-    };
-    let train = Loader::new(&config.data, Split::Train, loader_cfg(true, true))?;
-    let val = Loader::new(&config.data, Split::Val, loader_cfg(false, false))?;
-    if train.is_empty() {
-        return Err(Error::Config(format!(
-            "{} has no training samples",
-            config.data.display()
-        )));
-    }
-    // Target statistics over the whole training split (every rank reads it all,
-    // unshuffled, so all agree without communication).
-    let all = Loader::new(
-        &config.data,
-        Split::Train,
-        LoaderConfig {
-            rank: 0,
-            world_size: 1,
-            ..loader_cfg(false, false)
-        },
-    )?;
     if config.chi_eff_weight > 0.0 && k != 3 {
         return Err(Error::Config(format!(
             "chi_eff_weight needs targets (q, chi1z, chi2z); {} has {k}",
             config.data.display()
         )));
     }
+    let loop_config = config.loop_config();
+    // Target statistics over the whole training split (every rank reads it all,
+    // in order, so all agree without communication).
+    let all = loop_config.loader(Split::Train, false, seed, &Single)?;
     let (mut sum, mut sq, mut n) = (vec![0.0f64; k], vec![0.0f64; k], 0usize);
     let (mut ce_sum, mut ce_sq) = (0.0f64, 0.0f64);
     for b in all.epoch(0) {
@@ -381,6 +335,12 @@ pub fn train_regressor(
             n += 1;
         }
     }
+    if n == 0 {
+        return Err(Error::Config(format!(
+            "{} has no training samples",
+            config.data.display()
+        )));
+    }
     let ce_mean = ce_sum / n as f64;
     let terms = LossTerms {
         constraint: config.constraint_weight,
@@ -396,9 +356,6 @@ pub fn train_regressor(
         .zip(&mean)
         .map(|(s, m)| (s / n as f64 - m * m).max(0.0).sqrt().max(1e-6))
         .collect();
-
-    tch::manual_seed(seed as i64);
-    let mut vs = nn::VarStore::new(tch::Device::Cpu);
     let model_info = RegressorInfo {
         arch: "wavenet".into(),
         model: config.model.clone(),
@@ -418,167 +375,34 @@ pub fn train_regressor(
         epochs: config.epochs.get(),
         created_by: concat!("sciflow-train ", env!("CARGO_PKG_VERSION")).into(),
     };
-    let net = WaveNet::new(&vs.root(), model_info.in_channels, k, &config.model);
     let (mean_t, std_t) = stats_tensors(&model_info);
-    let tw_t = target_weight_tensor(config.target_weights.as_deref(), k)?;
-    let stats = (&mean_t, &std_t, &tw_t);
-    let mut opt = Optimizer::new(
-        config.optimizer,
-        config.weight_decay,
-        vs.trainable_variables(),
-    );
-    broadcast_parameters(opt.params(), comm);
-    let steps0 = train.steps_per_epoch(0);
-    let plan = LrPlan {
-        base: config.lr,
-        scaling: config.lr_scaling,
-        global_batch: config.batch_size.get() * comm.size(),
-        warmup_steps: config.warmup_epochs * steps0,
-        steps_per_epoch: steps0,
-        total_steps: steps0 * config.epochs.get(),
-        schedule: config.lr_schedule.clone(),
+    let mut task = Regression {
+        weights: target_weight_tensor(config.target_weights.as_deref(), k)?,
+        info: model_info,
+        model: config.model.clone(),
+        terms,
+        mean: mean_t,
+        std: std_t,
     };
-    let mut history: Vec<RegEpochStats> = Vec::new();
-    let mut step_no = 0;
-    let mut lr = config.lr;
-    let mut resumed: Option<Position> = None;
-    if let Some(c) = checkpoints {
-        if let Some((pos, done)) = c.restore(&mut vs, &mut opt, seed, comm)? {
-            history = done;
-            step_no = pos.global_step;
-            resumed = Some(pos);
-        }
-    }
-    let first_epoch = resumed.as_ref().map_or(0, |p| p.epoch);
-    for epoch in first_epoch..config.epochs.get() {
-        let steps = train.steps_per_epoch(epoch as u64);
-        let (first, mut sums, before) = match resumed.take() {
-            Some(p) => (p.step, [p.sums[0], p.sums[1]], p.seconds),
-            None => (0, [0.0f64; 2], 0.0),
-        };
-        let started = Instant::now();
-        let mut reduce_s = 0.0;
-        let mut batches = Waited::new(train.epoch_from(epoch as u64, first));
-        for (i, batch) in batches.by_ref().enumerate() {
-            let step = first + i;
-            let batch = batch?;
-            tch::manual_seed(checkpoint::step_seed(seed, comm.rank(), step_no));
-            let (x, y) = regression_tensors(&batch)?;
-            let out_t = net.forward_t(&x, true);
-            let (loss, _) = loss_of(&out_t, &y, stats, terms);
-            opt.zero_grad();
-            loss.backward();
-            if comm.size() > 1 {
-                reduce_s +=
-                    average_gradients(opt.params(), comm, bucket_elems(config.allreduce_bucket_mb));
-            }
-            lr = plan.at(step_no);
-            opt.step(lr);
-            step_no += 1;
-            let m = batch.shape[0] as f64;
-            sums[0] += loss.double_value(&[]) * m;
-            sums[1] += m;
-            if let Some(c) = checkpoints {
-                if c.every_steps > 0 && step_no % c.every_steps == 0 && step + 1 < steps {
-                    let at = At {
-                        epoch,
-                        step: step + 1,
-                        global_step: step_no,
-                        sums: &sums,
-                        seconds: before + started.elapsed().as_secs_f64(),
-                        history: &history,
-                    };
-                    c.save(at, &vs, &opt, seed, comm)?;
-                }
-            }
-        }
-        let seconds = before + started.elapsed().as_secs_f64();
-        comm.allreduce_sum_f64(&mut sums);
-        // Validation: loss and MAE per target, all ranks together.
-        let mut vsums = vec![0.0f64; 2 + k];
-        if !val.is_empty() {
-            tch::no_grad(|| -> Result<()> {
-                for batch in val.epoch(0) {
-                    let batch = batch?;
-                    let (x, y) = regression_tensors(&batch)?;
-                    let (loss, phys) = loss_of(&net.forward_t(&x, false), &y, stats, terms);
-                    let m = batch.shape[0] as f64;
-                    vsums[0] += loss.double_value(&[]) * m;
-                    vsums[1] += m;
-                    let mae = (phys - &y).abs().sum_dim_intlist(0, false, Kind::Float);
-                    for j in 0..k {
-                        vsums[2 + j] += mae.double_value(&[j as i64]);
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        comm.allreduce_sum_f64(&mut vsums);
-        let stats = RegEpochStats {
-            epoch,
-            train_loss: sums[0] / sums[1].max(1.0),
-            val_loss: (vsums[1] > 0.0).then(|| vsums[0] / vsums[1]),
-            val_mae: (vsums[1] > 0.0).then(|| vsums[2..].iter().map(|s| s / vsums[1]).collect()),
-            lr,
-            seconds,
-            samples_per_second: sums[1] / seconds.max(1e-9),
-            data_wait_seconds: batches.seconds,
-            allreduce_seconds: reduce_s,
-        };
-        on_epoch(&stats);
-        history.push(stats);
-        if let Some(c) = checkpoints {
-            let at = At {
-                epoch: epoch + 1,
-                step: 0,
-                global_step: step_no,
-                sums: &[0.0; 2],
-                seconds: 0.0,
-                history: &history,
-            };
-            c.save(at, &vs, &opt, seed, comm)?;
-        }
-    }
-    if comm.rank() == 0 {
-        std::fs::create_dir_all(out).map_err(|e| Error::Io {
-            op: "failed to create",
-            path: out.to_path_buf(),
-            source: e,
-        })?;
-        let w = out.join("weights.safetensors");
-        vs.save(&w)
-            .map_err(Error::torch(format!("failed to write {}", w.display())))?;
-        for (name, bytes) in [
-            (
-                "model.json",
-                serde_json::to_vec_pretty(&model_info).expect("serialises"),
-            ),
-            (
-                // The classifier's shape, so one reader serves both.
-                "history.json",
-                serde_json::to_vec_pretty(&serde_json::json!({
-                    "history": &history,
-                    "world_size": comm.size(),
-                }))
-                .expect("serialises"),
-            ),
-        ] {
-            let p = out.join(name);
-            std::fs::write(&p, bytes).map_err(|e| Error::Io {
-                op: "failed to write",
-                path: p,
-                source: e,
-            })?;
-        }
-    }
-    Ok(history)
+    fit(
+        &loop_config,
+        &mut task,
+        seed,
+        out,
+        comm,
+        checkpoints,
+        observer,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sciflow_ingest::dataset::{OnError, SplitFractions};
-    use sciflow_ingest::waveset::{write_dataset, WaveformsConfig};
+    use std::num::NonZeroUsize;
+
+    use crate::optim::{LrScaling, LrSchedule, OptimizerKind};
+    use sciflow_ingest::writers::waveforms::{write_dataset, WaveformsConfig};
+    use sciflow_ingest::{OnError, SplitFractions};
 
     #[test]
     fn trains_on_a_waveform_dataset_and_reloads() {
@@ -633,7 +457,9 @@ mod tests {
             workers: NonZeroUsize::new(1).unwrap(),
         };
         let out = dir.path().join("model");
-        let h = train_regressor(&cfg, 5, &out, &crate::Single, None, &mut |_| {}).unwrap();
+        let h = train_regressor(&cfg, 5, &out, &crate::Single, None, Observer::quiet())
+            .unwrap()
+            .history;
         assert_eq!(h.len(), 3);
         assert!(h
             .iter()
@@ -648,7 +474,7 @@ mod tests {
         assert_eq!(r.predict(&x).size(), vec![2, 3]);
         // Same seed, same weights on CPU.
         let out2 = dir.path().join("model2");
-        train_regressor(&cfg, 5, &out2, &crate::Single, None, &mut |_| {}).unwrap();
+        train_regressor(&cfg, 5, &out2, &crate::Single, None, Observer::quiet()).unwrap();
         assert_eq!(
             std::fs::read(out.join("weights.safetensors")).unwrap(),
             std::fs::read(out2.join("weights.safetensors")).unwrap()

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::wcs::{parse_dec, parse_ra};
+use crate::readers::wcs::{parse_dec, parse_ra};
 use crate::{Error, Result};
 
 /// One labelled image.

@@ -17,7 +17,7 @@ use fitsio::FitsFile;
 use serde::{Deserialize, Serialize};
 
 use crate::preprocess::Image;
-use crate::wcs::{TanWcs, WcsError, WcsKeys};
+use crate::readers::wcs::{TanWcs, WcsError, WcsKeys};
 use crate::{Error, Result};
 
 /// Which HDU holds the image: an index (0 is the primary) or an EXTNAME.
@@ -357,6 +357,18 @@ pub fn write_image(path: &Path, image: &Image, cards: Cards<'_>) -> Result<()> {
         hdu.write_image(&mut f, &image.data).map_err(fits_err)?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io("failed to rename into", path, e))
+}
+
+/// Whether `path` names a FITS file (`.fits`, `.fit`, `.fts`, `.fz`, also gzip- or bzip2-compressed).
+pub fn is_fits(path: &Path) -> bool {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let name = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".bz2"))
+        .unwrap_or(&name);
+    [".fits", ".fit", ".fts", ".fz"]
+        .iter()
+        .any(|e| name.ends_with(e))
 }
 
 #[cfg(test)]

@@ -7,22 +7,21 @@
 //! and hx = -A sin(phi), and divided by its largest amplitude in the window
 //! (the shape carries the parameters; the overall scale depends on distance).
 //! As with images, the split depends only on sample ids and the seed, and
-//! processes cooperate through [`write_partition`] + [`finalize`].
+//! processes cooperate in the two phases of [`crate::shards`]:
+//! [`write_partition`] on every process, then [`finalize`] on one.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use polars::prelude::*;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{
-    part_path, publish, read_parts, shard_name, write_atomic, write_parquet, Counts, DatasetInfo,
-    OnError, Partition, Provenance, ShardRecord, Split, SplitFractions, TensorSchema,
-    FORMAT_VERSION,
+use crate::contract::{
+    DatasetInfo, OnError, Partition, Provenance, Reject, Split, SplitFractions, TensorSchema,
 };
-use crate::waveform::{read_bank, read_lvcnr, read_sxs, Waveform};
+use crate::readers::waveforms::{read_bank, read_lvcnr, read_sxs, Bank, Waveform};
+use crate::shards::{self, Job, Layout, ManifestRow, Part, Planned, ShardBuffer};
 use crate::{Error, Result};
 
 /// Configuration of `ingest.waveforms`.
@@ -138,9 +137,6 @@ impl Item {
     }
 }
 
-/// A rejected input: sample id, source, reason.
-type Reject = (String, String, String);
-
 /// Lists the samples of the inputs, classifying each HDF5 file by its layout.
 fn list_items(config: &WaveformsConfig) -> Result<(Vec<Item>, Vec<Reject>)> {
     let mut files = Vec::new();
@@ -196,7 +192,11 @@ fn list_items(config: &WaveformsConfig) -> Result<(Vec<Item>, Vec<Reject>)> {
             Ok(v) => items.extend(v),
             Err(e) if config.on_error == OnError::Skip => {
                 tracing::warn!("skipping {}: {e}", path.display());
-                rejects.push((path.display().to_string(), path.display().to_string(), e));
+                rejects.push(Reject {
+                    sample_id: path.display().to_string(),
+                    source: path.display().to_string(),
+                    reason: e,
+                });
             }
             Err(e) => return Err(Error::format(&path, None, e)),
         }
@@ -215,7 +215,7 @@ fn list_items(config: &WaveformsConfig) -> Result<(Vec<Item>, Vec<Reject>)> {
 }
 
 /// A bank read once and shared by the samples it holds.
-struct Banks(std::collections::HashMap<PathBuf, crate::waveform::Bank>);
+struct Banks(std::collections::HashMap<PathBuf, Bank>);
 
 impl Banks {
     fn load(items: &[Item]) -> Result<Banks> {
@@ -358,17 +358,22 @@ struct Row {
     source: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Part {
-    grid: Option<(f64, usize)>,
-    shards: Vec<ShardRecord>,
-    rows: Vec<Row>,
-    rejects: Vec<Reject>,
+impl ManifestRow for Row {
+    fn position(&self) -> (u32, u32) {
+        (self.shard, self.index)
+    }
+    fn split(&self) -> Split {
+        self.split
+    }
 }
+
+/// The grid every sample is on, carried in the part files: (start, samples).
+type Header = (f64, usize);
 
 struct Plan {
     items: Vec<Item>,
-    shards: Vec<(usize, Split, Vec<usize>)>,
+    /// Each shard's members, as indices into `items`.
+    shards: Vec<Planned<Vec<usize>>>,
     rejects: Vec<Reject>,
     start: f64,
     samples: usize,
@@ -376,12 +381,7 @@ struct Plan {
 }
 
 fn plan(config: &WaveformsConfig, seed: u64) -> Result<Plan> {
-    let SplitFractions { val, test } = config.split;
-    if !(0.0..=1.0).contains(&val) || !(0.0..=1.0).contains(&test) || val + test > 1.0 {
-        return Err(Error::Config(format!(
-            "split fractions must be in [0, 1] and sum to at most 1: val {val}, test {test}"
-        )));
-    }
+    config.split.check()?;
     let (items, rejects) = list_items(config)?;
     if items.is_empty() {
         return Err(Error::Config("the inputs hold no waveforms".into()));
@@ -402,21 +402,13 @@ fn plan(config: &WaveformsConfig, seed: u64) -> Result<Plan> {
         }
         grid(config, spans.into_iter())?
     };
-    let key = |id: &str| {
-        let mut h = blake3::Hasher::new();
-        h.update(&seed.to_le_bytes());
-        h.update(id.as_bytes());
-        *h.finalize().as_bytes()
-    };
     let mut order: Vec<([u8; 32], usize)> = items
         .iter()
         .enumerate()
-        .map(|(i, it)| (key(&it.id()), i))
+        .map(|(i, it)| (shards::order_key(seed, &it.id()), i))
         .collect();
     order.sort();
-    let n = order.len();
-    let n_test = (n as f64 * test).round() as usize;
-    let n_val = ((n as f64 * val).round() as usize).min(n - n_test);
+    let (n_val, n_test) = config.split.sizes(order.len());
     let mut shards = Vec::new();
     let parts = [
         (Split::Train, &order[n_test + n_val..]),
@@ -425,7 +417,11 @@ fn plan(config: &WaveformsConfig, seed: u64) -> Result<Plan> {
     ];
     for (split, members) in parts {
         for chunk in members.chunks(config.shard_size.get()) {
-            shards.push((shards.len(), split, chunk.iter().map(|m| m.1).collect()));
+            shards.push(Planned {
+                index: shards.len(),
+                split,
+                members: chunk.iter().map(|m| m.1).collect(),
+            });
         }
     }
     Ok(Plan {
@@ -453,81 +449,43 @@ pub fn write_partition(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<()> {
     let plan = plan(config, seed)?;
-    for sub in ["shards", "parts"] {
-        let d = dir.join(sub);
-        std::fs::create_dir_all(&d).map_err(|e| Error::io("failed to create", &d, e))?;
-    }
-    let mine: Vec<&(usize, Split, Vec<usize>)> = plan
-        .shards
-        .iter()
-        .filter(|s| s.0 % part.size == part.rank)
-        .collect();
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: Vec<Result<Part>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                scope.spawn(|| -> Result<Part> {
-                    let mut out = Part::default();
-                    while let Some((index, split, members)) =
-                        mine.get(next.fetch_add(1, Ordering::Relaxed))
-                    {
-                        write_shard(
-                            config,
-                            &plan,
-                            *index,
-                            *split,
-                            members,
-                            dir,
-                            &mut out,
-                            &|| progress(done.fetch_add(1, Ordering::Relaxed) + 1),
-                        )?;
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("ingest thread panicked"))
-            .collect()
-    });
-    let mut merged = Part {
-        grid: Some((plan.start, plan.samples)),
+    let layout = Layout {
+        x: (
+            Dtype::F32,
+            vec![config.representation.channels(), plan.samples],
+        ),
+        y: (Dtype::F32, vec![3]),
+    };
+    let job = Job {
+        dir,
+        part,
+        threads,
+        progress,
+    };
+    let head = Part {
+        header: (plan.start, plan.samples),
+        shards: Vec::new(),
+        rows: Vec::new(),
+        // Inputs rejected while planning: every rank found them, rank 0 reports them.
         rejects: if part.rank == 0 {
             plan.rejects.clone()
         } else {
             Vec::new()
         },
-        ..Part::default()
     };
-    for r in results {
-        let p = r?;
-        merged.shards.extend(p.shards);
-        merged.rows.extend(p.rows);
-        merged.rejects.extend(p.rejects);
-    }
-    write_atomic(
-        &part_path(dir, part.rank),
-        &serde_json::to_vec(&merged).expect("part serialises"),
-    )
+    job.write(&layout, &plan.shards, head, |shard, out, tick| {
+        fill_shard(config, &plan, shard, out, tick)
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_shard(
+fn fill_shard(
     config: &WaveformsConfig,
     plan: &Plan,
-    index: usize,
-    split: Split,
-    members: &[usize],
-    dir: &Path,
-    out: &mut Part,
-    tick: &dyn Fn(),
+    shard: &Planned<Vec<usize>>,
+    out: &mut ShardBuffer<Row>,
+    tick: &dyn Fn(usize),
 ) -> Result<()> {
-    let mut x: Vec<u8> = Vec::new();
-    let mut y: Vec<u8> = Vec::new();
-    let mut rows = Vec::new();
-    for &m in members {
+    for &m in &shard.members {
         let it = &plan.items[m];
         let result = plan.banks.waveform(it, config).and_then(|w| {
             channels(
@@ -543,56 +501,30 @@ fn write_shard(
         });
         match result {
             Ok((data, params)) => {
-                x.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-                y.extend(params.iter().flat_map(|v| (*v as f32).to_le_bytes()));
-                rows.push(Row {
+                out.x.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+                out.y
+                    .extend(params.iter().flat_map(|v| (*v as f32).to_le_bytes()));
+                out.rows.push(Row {
                     sample_id: it.id(),
-                    shard: index as u32,
-                    index: rows.len() as u32,
-                    split,
+                    shard: shard.index as u32,
+                    index: out.rows.len() as u32,
+                    split: shard.split,
                     params,
                     source: it.source(),
                 });
             }
             Err(e) if config.on_error == OnError::Skip => {
                 tracing::warn!("skipping waveform {}: {e}", it.id());
-                out.rejects.push((it.id(), it.source(), e.to_string()));
+                out.rejects.push(Reject {
+                    sample_id: it.id(),
+                    source: it.source(),
+                    reason: e.to_string(),
+                });
             }
             Err(e) => return Err(e),
         }
-        tick();
+        tick(1);
     }
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let n = rows.len();
-    let file = shard_name(index);
-    let path = dir.join(&file);
-    let fmt_err = |e: safetensors::SafeTensorError| {
-        Error::format(&path, None, format!("cannot serialise shard: {e}"))
-    };
-    let xv = TensorView::new(
-        Dtype::F32,
-        vec![n, config.representation.channels(), plan.samples],
-        &x,
-    )
-    .map_err(fmt_err)?;
-    let yv = TensorView::new(Dtype::F32, vec![n, 3], &y).map_err(fmt_err)?;
-    let meta = [("split".to_string(), split.as_str().to_string())]
-        .into_iter()
-        .collect();
-    let bytes =
-        safetensors::tensor::serialize([("x", xv), ("y", yv)], Some(meta)).map_err(fmt_err)?;
-    write_atomic(&path, &bytes)?;
-    out.shards.push(ShardRecord {
-        index,
-        file,
-        split,
-        samples: n,
-        bytes: bytes.len() as u64,
-        blake3: blake3::hash(&bytes).to_hex().to_string(),
-    });
-    out.rows.extend(rows);
     Ok(())
 }
 
@@ -604,34 +536,15 @@ pub fn finalize(
     dir: &Path,
     world_size: usize,
 ) -> Result<DatasetInfo> {
-    let mut all = Part::default();
-    for (rank, part) in read_parts::<Part>(dir, world_size)?.into_iter().enumerate() {
-        if rank == 0 {
-            all.grid = part.grid;
-        }
-        all.shards.extend(part.shards);
-        all.rows.extend(part.rows);
-        all.rejects.extend(part.rejects);
-    }
-    all.shards.sort_by_key(|s| s.index);
-    all.rows.sort_by_key(|r| (r.shard, r.index));
-    all.rejects.sort();
-    let (start, samples) = all.grid.expect("rank 0 records the grid");
-    let count = |s: Split| all.rows.iter().filter(|r| r.split == s).count();
-    let counts = Counts {
-        total: all.rows.len(),
-        train: count(Split::Train),
-        val: count(Split::Val),
-        test: count(Split::Test),
-        rejected: all.rejects.len(),
-    };
-    if counts.total == 0 {
-        return Err(Error::Config(format!(
-            "no waveform could be read ({} rejected); first reason: {}",
-            all.rejects.len(),
-            all.rejects.first().map(|r| r.2.as_str()).unwrap_or("none")
-        )));
-    }
+    let all: Part<Row, Header> = shards::merge(dir, world_size)?;
+    let inputs = config
+        .inputs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    all.check_not_empty(&inputs)?;
+    let (start, samples) = all.header;
     let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
     let param = |k: usize| all.rows.iter().map(|r| r.params[k]).collect::<Vec<f64>>();
     let mut manifest = df!(
@@ -645,52 +558,23 @@ pub fn finalize(
         "source" => col(&|r| r.source.clone()),
     )
     .expect("columns have equal length");
-    write_parquet(&dir.join("manifest.parquet"), &mut manifest)?;
-    let mut rejects = df!(
-        "sample_id" => all.rejects.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
-        "source" => all.rejects.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
-        "reason" => all.rejects.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
-    )
-    .expect("columns have equal length");
-    write_parquet(&dir.join("rejects.parquet"), &mut rejects)?;
-    let mut inputs = blake3::Hasher::new();
-    for s in &all.shards {
-        inputs.update(s.blake3.as_bytes());
-    }
-    let info = DatasetInfo {
-        format: "sciflow-dataset".into(),
-        format_version: FORMAT_VERSION,
-        kind: "waveform_regression".into(),
-        x: TensorSchema {
-            name: "x".into(),
-            dtype: "F32".into(),
-            sample_shape: vec![config.representation.channels(), samples],
-        },
-        y: TensorSchema {
-            name: "y".into(),
-            dtype: "F32".into(),
-            sample_shape: vec![3],
-        },
-        class_names: Vec::new(),
-        target_names: TARGETS.iter().map(|s| s.to_string()).collect(),
-        time_grid: Some([start, config.dt, samples as f64]),
-        shards: all.shards,
-        counts,
-        provenance: Provenance {
-            labels: config
-                .inputs
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            labels_blake3: String::new(),
-            inputs_blake3: inputs.finalize().to_hex().to_string(),
+    let mut info = DatasetInfo::new(
+        "waveform_regression",
+        TensorSchema::new("x", "F32", vec![config.representation.channels(), samples]),
+        TensorSchema::new("y", "F32", vec![3]),
+        Provenance::new(
+            inputs,
+            String::new(),
+            shards::shards_digest(&all.shards),
             seed,
-            config: serde_json::to_value(config).expect("config serialises"),
-            created_by: concat!("sciflow-ingest ", env!("CARGO_PKG_VERSION")).into(),
-        },
-    };
-    publish(dir, &info)?;
+            config,
+        ),
+    );
+    info.target_names = TARGETS.iter().map(|s| s.to_string()).collect();
+    info.time_grid = Some([start, config.dt, samples as f64]);
+    info.counts = all.counts();
+    info.shards = all.shards;
+    shards::publish(dir, &mut manifest, &all.rejects, &info)?;
     Ok(info)
 }
 

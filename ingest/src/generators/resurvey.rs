@@ -18,11 +18,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{write_atomic, Split};
-use crate::fits::{write_image, CardValue};
+use crate::contract::Split;
+use crate::files::write_atomic;
+use crate::generators::synth::{gaussian, gaussian_blur};
 use crate::preprocess::Image;
-use crate::synth::{gaussian, gaussian_blur};
-use crate::{raster, Error, Result};
+use crate::readers::fits::{write_image, CardValue};
+use crate::readers::raster;
+use crate::{Error, Result};
 
 /// Configuration of `ingest.resurvey`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,8 +215,8 @@ pub fn resurvey(
 }
 
 fn reimage(config: &ResurveyConfig, seed: u64, s: &Source, dir: &Path) -> Result<()> {
-    let src = if crate::dataset::is_fits(&s.path) {
-        crate::fits::read_image(&s.path, None)?
+    let src = if crate::readers::fits::is_fits(&s.path) {
+        crate::readers::fits::read_image(&s.path, None)?
     } else {
         raster::read_image(&s.path)?
     };
@@ -270,7 +272,8 @@ fn reimage(config: &ResurveyConfig, seed: u64, s: &Source, dir: &Path) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::{write_dataset, SplitFractions};
+    use crate::contract::SplitFractions;
+    use crate::writers::galaxy_images::write_dataset;
     use crate::GalaxyImagesConfig;
 
     #[test]
@@ -320,7 +323,7 @@ mod tests {
                 std::fs::read(a.join(&name)).unwrap(),
                 std::fs::read(b.join(&name)).unwrap()
             );
-            let img = crate::fits::read_image(&a.join(&name), None).unwrap();
+            let img = crate::readers::fits::read_image(&a.join(&name), None).unwrap();
             assert_eq!((img.height, img.width), (40, 40));
             // Sky level plus source flux: the image is in the new units.
             let mean = img.data.iter().sum::<f32>() / img.data.len() as f32;

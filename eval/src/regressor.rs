@@ -11,10 +11,10 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use sciflow_ingest::dataset::{write_atomic, write_parquet, Split, SplitFractions};
-use sciflow_ingest::waveform::read_bank;
-use sciflow_ingest::waveset::{self, WaveformsConfig};
-use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig};
+use sciflow_ingest::files::{write_atomic, write_parquet};
+use sciflow_ingest::readers::waveforms::read_bank;
+use sciflow_ingest::writers::waveforms::{self as waveform_writer, WaveformsConfig};
+use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig, Split, SplitFractions};
 use sciflow_train::regressor::{load_regressor, regression_tensors};
 
 use crate::figures::{render, Figure, FONT};
@@ -127,11 +127,7 @@ fn manifest_rows(data: &Path, split: Split) -> Result<Vec<(String, [f64; 3])>> {
         path: path.clone(),
         source,
     };
-    let file = std::fs::File::open(&path).map_err(|e| Error::Io {
-        op: "failed to open",
-        path: path.clone(),
-        source: e,
-    })?;
+    let file = std::fs::File::open(&path).map_err(Error::io("failed to open", &path))?;
     let df = ParquetReader::new(file).finish().map_err(table_err)?;
     let s = |n: &str| -> Result<StringChunked> {
         Ok(df
@@ -196,11 +192,7 @@ pub fn evaluate_regressor(
     out: &Path,
     threads: usize,
 ) -> Result<RegressorReport> {
-    std::fs::create_dir_all(out).map_err(|e| Error::Io {
-        op: "failed to create",
-        path: out.to_path_buf(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(out).map_err(Error::io("failed to create", out))?;
     let (data, split) = match &config.inputs {
         None => (config.data.clone(), config.split),
         Some(inputs) => {
@@ -223,7 +215,7 @@ pub fn evaluate_regressor(
                 test: 1.0,
             };
             let dir = out.join("data");
-            waveset::write_dataset(&cfg, info.provenance.seed, &dir, threads, &|_| {})?;
+            waveform_writer::write_dataset(&cfg, info.provenance.seed, &dir, threads, &|_| {})?;
             (dir, Split::Test)
         }
     };
@@ -347,17 +339,9 @@ pub struct OverlapReport {
 /// parameters; writes `overlaps.parquet`, `metrics.json` and
 /// `overlaps.png`/`.svg` (overlap histogram, predicted against true).
 pub fn overlap_stage(config: &OverlapConfig, out: &Path) -> Result<OverlapReport> {
-    std::fs::create_dir_all(out).map_err(|e| Error::Io {
-        op: "failed to create",
-        path: out.to_path_buf(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(out).map_err(Error::io("failed to create", out))?;
     let report_json = config.predictions.join("metrics.json");
-    let text = std::fs::read(&report_json).map_err(|e| Error::Io {
-        op: "failed to read",
-        path: report_json.clone(),
-        source: e,
-    })?;
+    let text = std::fs::read(&report_json).map_err(Error::io("failed to read", &report_json))?;
     let reg: RegressorReport = serde_json::from_slice(&text).map_err(|e| {
         Error::Mismatch(format!(
             "{}: not an eval.regressor report: {e}",

@@ -1,35 +1,29 @@
-//! The dataset writer: labelled images in, sharded safetensors + Parquet manifest out.
-//!
-//! Writing is split in two so that MPI ranks (or any other set of processes
-//! sharing a file system) can cooperate without this crate knowing about MPI:
-//!
-//! 1. every process calls [`write_partition`] with its [`Partition`]; it writes
-//!    the shards it owns (shard `s` belongs to rank `s % size`) and a small
-//!    part file describing them;
-//! 2. after all have finished (the caller's barrier), one process calls
-//!    [`finalize`], which merges the parts into `manifest.parquet`,
-//!    `rejects.parquet` and, last, `dataset.json`.
+//! `ingest.galaxy_images`: labelled images (FITS, JPEG, PNG) in, a dataset
+//! out (`x` [n, C, H, W] f32, `y` [n] i64 class indices).
 //!
 //! The plan (which sample goes to which split, shard and position) depends
 //! only on the labels table, the seed and the shard size, never on the number
 //! of processes or threads, so the same inputs and seed give the same shards
-//! on a laptop and on a cluster.
+//! on a laptop and on a cluster. Processes cooperate in the two phases of
+//! [`crate::shards`]: [`write_partition`] on every process, then [`finalize`]
+//! on one.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use polars::prelude::*;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{read_catalog, CatalogOptions, LabelRow, LabelRule};
-use crate::fits::{self, Hdu};
+use crate::contract::{
+    DatasetInfo, OnError, Partition, Provenance, Reject, Split, SplitFractions, TensorSchema,
+};
 use crate::preprocess::{normalise, Image, Normalisation};
-use crate::{raster, Error, Result};
-
-/// Version of the on-disk dataset contract written into `dataset.json`.
-pub const FORMAT_VERSION: u32 = 1;
+use crate::readers::catalog::{read_catalog, CatalogOptions, LabelRow, LabelRule};
+use crate::readers::fits::{self, Hdu};
+use crate::readers::raster;
+use crate::shards::{self, Job, Layout, ManifestRow, Part, Planned, ShardBuffer};
+use crate::{Error, Result};
 
 /// Configuration of `ingest.galaxy_images`: a labelled image folder into a dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,25 +117,6 @@ fn default_shard_size() -> NonZeroUsize {
     NonZeroUsize::new(256).unwrap()
 }
 
-/// Validation and test fractions, stratified by class.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SplitFractions {
-    /// Fraction of each class held out for validation.
-    pub val: f64,
-    /// Fraction of each class held out for testing.
-    pub test: f64,
-}
-
-impl Default for SplitFractions {
-    fn default() -> Self {
-        SplitFractions {
-            val: 0.1,
-            test: 0.2,
-        }
-    }
-}
-
 /// Policy for missing pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -153,169 +128,7 @@ pub enum NanPolicy {
     Reject,
 }
 
-/// Policy for inputs that cannot be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OnError {
-    /// Record the input in `rejects.parquet` and go on.
-    #[default]
-    Skip,
-    /// Stop with an error naming the input.
-    Fail,
-}
-
-/// The three splits, in shard order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Split {
-    /// Training data.
-    Train,
-    /// Validation data.
-    Val,
-    /// Test data.
-    Test,
-}
-
-impl Split {
-    /// The name used in the manifest and in configs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Val => "val",
-            Split::Test => "test",
-        }
-    }
-}
-
-/// Which share of the work this process does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Partition {
-    /// This process's rank, `0..size`.
-    pub rank: usize,
-    /// Number of cooperating processes.
-    pub size: usize,
-}
-
-impl Partition {
-    /// A single process doing everything.
-    pub const SINGLE: Partition = Partition { rank: 0, size: 1 };
-}
-
-/// One shard as recorded in `dataset.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShardRecord {
-    /// Shard number (file `shards/shard-NNNNN.safetensors`).
-    pub index: usize,
-    /// Path relative to the dataset directory.
-    pub file: String,
-    /// The split all its samples belong to.
-    pub split: Split,
-    /// Number of samples.
-    pub samples: usize,
-    /// Size of the file in bytes.
-    pub bytes: u64,
-    /// BLAKE3 of the file, hex.
-    pub blake3: String,
-}
-
-/// Shape and type of one stored tensor, per sample.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TensorSchema {
-    /// Tensor name inside each shard.
-    pub name: String,
-    /// safetensors dtype name.
-    pub dtype: String,
-    /// Shape of one sample (the shard tensor has a leading sample axis).
-    pub sample_shape: Vec<usize>,
-}
-
-/// Sample counts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Counts {
-    /// Samples stored.
-    pub total: usize,
-    /// Training samples.
-    pub train: usize,
-    /// Validation samples.
-    pub val: usize,
-    /// Test samples.
-    pub test: usize,
-    /// Inputs rejected.
-    pub rejected: usize,
-}
-
-/// Where the data came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Provenance {
-    /// The labels table as given.
-    pub labels: String,
-    /// BLAKE3 of the labels table.
-    pub labels_blake3: String,
-    /// BLAKE3 over every stored sample's id and source-file hash, in manifest order.
-    pub inputs_blake3: String,
-    /// The seed of the split.
-    pub seed: u64,
-    /// The configuration, as resolved.
-    pub config: serde_json::Value,
-    /// The writer and its version.
-    pub created_by: String,
-}
-
-/// The contents of `dataset.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatasetInfo {
-    /// Always `sciflow-dataset`.
-    pub format: String,
-    /// [`FORMAT_VERSION`].
-    pub format_version: u32,
-    /// What the samples are (`image_classification`).
-    pub kind: String,
-    /// Inputs.
-    pub x: TensorSchema,
-    /// Targets (class indices into `class_names`).
-    pub y: TensorSchema,
-    /// Class names, by label index (classification; empty otherwise).
-    pub class_names: Vec<String>,
-    /// Names of the F32 target values, in order (regression; empty otherwise).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub target_names: Vec<String>,
-    /// The time axis of waveform samples: first time (M), spacing (M), samples.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time_grid: Option<[f64; 3]>,
-    /// The shards, in order.
-    pub shards: Vec<ShardRecord>,
-    /// Sample counts.
-    pub counts: Counts,
-    /// Inputs and configuration.
-    pub provenance: Provenance,
-}
-
-impl DatasetInfo {
-    /// Reads `dataset.json` from a dataset directory.
-    pub fn load(dir: &Path) -> Result<Self> {
-        let p = dir.join("dataset.json");
-        let text = std::fs::read_to_string(&p).map_err(|e| Error::io("failed to read", &p, e))?;
-        serde_json::from_str(&text).map_err(|e| {
-            Error::format(
-                &p,
-                Some(format!("line {}", e.line())),
-                format!("not a dataset description: {e}"),
-            )
-        })
-    }
-
-    /// The number of values in one sample's input.
-    pub fn sample_len(&self) -> usize {
-        self.x.sample_shape.iter().product()
-    }
-}
-
-/// A manifest row, before it is written to Parquet.
+/// A manifest row, as the part files carry it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Row {
     sample_id: String,
@@ -332,44 +145,30 @@ struct Row {
     dec: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Reject {
-    sample_id: String,
-    source: String,
-    reason: String,
+impl ManifestRow for Row {
+    fn position(&self) -> (u32, u32) {
+        (self.shard, self.index)
+    }
+    fn split(&self) -> Split {
+        self.split
+    }
 }
 
-/// What one process wrote, read back by [`finalize`].
+/// What the plan says of the whole dataset, carried in the part files so
+/// [`finalize`] need not plan again.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Part {
-    /// The plan's class names and band count, so [`finalize`] need not plan again.
+struct Header {
     classes: Vec<String>,
     channels: usize,
-    shards: Vec<ShardRecord>,
-    rows: Vec<Row>,
-    rejects: Vec<Reject>,
-}
-
-struct PlannedShard {
-    index: usize,
-    split: Split,
-    samples: Vec<(LabelRow, i64)>,
 }
 
 struct Plan {
-    classes: Vec<String>,
-    channels: usize,
-    shards: Vec<PlannedShard>,
+    header: Header,
+    shards: Vec<Planned<Vec<(LabelRow, i64)>>>,
 }
 
 fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
-    let SplitFractions { val, test } = config.split;
-    // All-test (val 0, test 1) is allowed: a set prepared only for evaluation.
-    if !(0.0..=1.0).contains(&val) || !(0.0..=1.0).contains(&test) || val + test > 1.0 {
-        return Err(Error::Config(format!(
-            "split fractions must be in [0, 1] and sum to at most 1: val {val}, test {test}"
-        )));
-    }
+    config.split.check()?;
     if !(config.crop > 0.0 && config.crop <= 1.0) {
         return Err(Error::Config(format!(
             "crop must be in (0, 1], got {}",
@@ -421,14 +220,7 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
     let mut classes: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
     classes.sort();
     classes.dedup();
-    // A keyed hash of the id orders samples: stable under added or removed rows,
-    // independent of the table's order, and different for each seed.
-    let key = |id: &str| {
-        let mut h = blake3::Hasher::new();
-        h.update(&seed.to_le_bytes());
-        h.update(id.as_bytes());
-        *h.finalize().as_bytes()
-    };
+    let key = |id: &str| shards::order_key(seed, id);
     let mut by_split: [Vec<([u8; 32], LabelRow, i64)>; 3] = Default::default();
     for (ci, class) in classes.iter().enumerate() {
         let mut members: Vec<_> = rows
@@ -437,9 +229,7 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
             .map(|r| (key(&r.id), r.clone(), ci as i64))
             .collect();
         members.sort_by_key(|a| a.0);
-        let n = members.len();
-        let n_test = (n as f64 * test).round() as usize;
-        let n_val = ((n as f64 * val).round() as usize).min(n - n_test);
+        let (n_val, n_test) = config.split.sizes(members.len());
         for (i, m) in members.into_iter().enumerate() {
             let s = if i < n_test {
                 2
@@ -451,27 +241,26 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
             by_split[s].push(m);
         }
     }
-    let mut shards = Vec::new();
+    let mut shards: Vec<Planned<Vec<(LabelRow, i64)>>> = Vec::new();
     for (s, split) in [Split::Train, Split::Val, Split::Test]
         .into_iter()
         .enumerate()
     {
         by_split[s].sort_by_key(|a| a.0);
         for chunk in by_split[s].chunks(config.shard_size.get()) {
-            shards.push(PlannedShard {
+            shards.push(Planned {
                 index: shards.len(),
                 split,
-                samples: chunk.iter().map(|(_, r, l)| (r.clone(), *l)).collect(),
+                members: chunk.iter().map(|(_, r, l)| (r.clone(), *l)).collect(),
             });
         }
     }
     let channels = match config.channels {
         Some(c) => c.get(),
-        None => detect_channels(config, shards.iter().flat_map(|s| s.samples.iter()))?,
+        None => detect_channels(config, shards.iter().flat_map(|s| s.members.iter()))?,
     };
     Ok(Plan {
-        classes,
-        channels,
+        header: Header { classes, channels },
         shards,
     })
 }
@@ -491,23 +280,12 @@ fn detect_channels<'a>(
     Err(last_err.unwrap_or_else(|| Error::Config("no images to read".into())))
 }
 
-pub(crate) fn is_fits(path: &Path) -> bool {
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    let name = name
-        .strip_suffix(".gz")
-        .or_else(|| name.strip_suffix(".bz2"))
-        .unwrap_or(&name);
-    [".fits", ".fit", ".fts", ".fz"]
-        .iter()
-        .any(|e| name.ends_with(e))
-}
-
 /// Reads one file by its extension (a stamp of it when `cutout` is set),
 /// centre-cropped by `crop`; returns the image and the BLAKE3 of the file.
 fn read_file(path: &Path, row: &LabelRow, config: &GalaxyImagesConfig) -> Result<(Image, String)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("failed to read", path, e))?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
-    let img = if is_fits(path) {
+    let img = if fits::is_fits(path) {
         let frame = fits::read_frame(path, config.hdu.as_ref(), config.weight_hdu.as_ref())?;
         match (config.cutout, row.ra, row.dec) {
             (Some(size), Some(ra), Some(dec)) => {
@@ -614,40 +392,6 @@ fn load_sample(
     Ok((img.data, hash))
 }
 
-pub(crate) fn shard_name(index: usize) -> String {
-    format!("shards/shard-{index:05}.safetensors")
-}
-
-pub(crate) fn part_path(dir: &Path, rank: usize) -> PathBuf {
-    dir.join("parts").join(format!("part-{rank:05}.json"))
-}
-
-/// Writes `dataset.json` (last: its presence marks the dataset complete) and
-/// removes the part files.
-pub(crate) fn publish(dir: &Path, info: &DatasetInfo) -> Result<()> {
-    write_atomic(
-        &dir.join("dataset.json"),
-        &serde_json::to_vec_pretty(info).expect("info serialises"),
-    )?;
-    let parts = dir.join("parts");
-    std::fs::remove_dir_all(&parts).map_err(|e| Error::io("failed to remove", &parts, e))
-}
-
-/// Reads the part files that `world_size` processes wrote, in rank order.
-pub(crate) fn read_parts<P: serde::de::DeserializeOwned>(
-    dir: &Path,
-    world_size: usize,
-) -> Result<Vec<P>> {
-    (0..world_size)
-        .map(|rank| {
-            let p = part_path(dir, rank);
-            let text = std::fs::read(&p).map_err(|e| Error::io("failed to read", &p, e))?;
-            serde_json::from_slice(&text)
-                .map_err(|e| Error::format(&p, None, format!("corrupt part file: {e}")))
-        })
-        .collect()
-}
-
 /// Writes this process's shards of the dataset into `dir` (created if needed)
 /// with up to `threads` threads. `progress` receives the number of inputs
 /// this process has handled so far.
@@ -660,76 +404,45 @@ pub fn write_partition(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<()> {
     let plan = plan(config, seed)?;
-    for sub in ["shards", "parts"] {
-        let d = dir.join(sub);
-        std::fs::create_dir_all(&d).map_err(|e| Error::io("failed to create", &d, e))?;
-    }
-    let mine: Vec<&PlannedShard> = plan
-        .shards
-        .iter()
-        .filter(|s| s.index % part.size == part.rank)
-        .collect();
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: Vec<Result<Part>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                scope.spawn(|| -> Result<Part> {
-                    let mut out = Part::default();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(shard) = mine.get(i) else {
-                            return Ok(out);
-                        };
-                        write_shard(config, &plan, shard, dir, &mut out, &|| {
-                            progress(done.fetch_add(1, Ordering::Relaxed) + 1)
-                        })?;
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("ingest thread panicked"))
-            .collect()
-    });
-    let mut merged = Part {
-        classes: plan.classes.clone(),
-        channels: plan.channels,
-        ..Part::default()
+    let size = config.size.get();
+    let channels = plan.header.channels;
+    let layout = Layout {
+        x: (Dtype::F32, vec![channels, size, size]),
+        y: (Dtype::I64, vec![]),
     };
-    for r in results {
-        let p = r?;
-        merged.shards.extend(p.shards);
-        merged.rows.extend(p.rows);
-        merged.rejects.extend(p.rejects);
-    }
-    let path = part_path(dir, part.rank);
-    let json = serde_json::to_vec(&merged).expect("part serialises");
-    write_atomic(&path, &json)
+    let job = Job {
+        dir,
+        part,
+        threads,
+        progress,
+    };
+    let head = Part {
+        header: plan.header,
+        shards: Vec::new(),
+        rows: Vec::new(),
+        rejects: Vec::new(),
+    };
+    job.write(&layout, &plan.shards, head, |shard, out, tick| {
+        fill_shard(config, channels, shard, out, tick)
+    })
 }
 
-fn write_shard(
+fn fill_shard(
     config: &GalaxyImagesConfig,
-    plan: &Plan,
-    shard: &PlannedShard,
-    dir: &Path,
-    out: &mut Part,
-    tick: &dyn Fn(),
+    channels: usize,
+    shard: &Planned<Vec<(LabelRow, i64)>>,
+    out: &mut ShardBuffer<Row>,
+    tick: &dyn Fn(usize),
 ) -> Result<()> {
-    let size = config.size.get();
-    let mut x: Vec<u8> = Vec::new();
-    let mut y: Vec<u8> = Vec::new();
-    let mut rows = Vec::new();
-    for (row, label) in &shard.samples {
-        match load_sample(row, config, plan.channels) {
+    for (row, label) in &shard.members {
+        match load_sample(row, config, channels) {
             Ok((data, hash)) => {
-                x.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-                y.extend(label.to_le_bytes());
-                rows.push(Row {
+                out.x.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+                out.y.extend(label.to_le_bytes());
+                out.rows.push(Row {
                     sample_id: row.id.clone(),
                     shard: shard.index as u32,
-                    index: rows.len() as u32,
+                    index: out.rows.len() as u32,
                     split: shard.split,
                     label: *label,
                     source: row.image.to_string_lossy().into_owned(),
@@ -748,37 +461,8 @@ fn write_shard(
             }
             Err(e) => return Err(e),
         }
-        tick();
+        tick(1);
     }
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let n = rows.len();
-    let file = shard_name(shard.index);
-    let path = dir.join(&file);
-    let fmt_err = |e: safetensors::SafeTensorError| {
-        Error::format(&path, None, format!("cannot serialise shard: {e}"))
-    };
-    let xv =
-        TensorView::new(Dtype::F32, vec![n, plan.channels, size, size], &x).map_err(fmt_err)?;
-    let yv = TensorView::new(Dtype::I64, vec![n], &y).map_err(fmt_err)?;
-    // One metadata entry only: safetensors stores metadata as a hash map, whose
-    // order (and so the file's bytes) would otherwise change from run to run.
-    let meta = [("split".to_string(), shard.split.as_str().to_string())]
-        .into_iter()
-        .collect();
-    let bytes =
-        safetensors::tensor::serialize([("x", xv), ("y", yv)], Some(meta)).map_err(fmt_err)?;
-    write_atomic(&path, &bytes)?;
-    out.shards.push(ShardRecord {
-        index: shard.index,
-        file,
-        split: shard.split,
-        samples: n,
-        bytes: bytes.len() as u64,
-        blake3: blake3::hash(&bytes).to_hex().to_string(),
-    });
-    out.rows.extend(rows);
     Ok(())
 }
 
@@ -790,42 +474,10 @@ pub fn finalize(
     dir: &Path,
     world_size: usize,
 ) -> Result<DatasetInfo> {
-    let mut all = Part::default();
-    for (rank, part) in read_parts::<Part>(dir, world_size)?.into_iter().enumerate() {
-        if rank == 0 {
-            (all.classes, all.channels) = (part.classes, part.channels);
-        }
-        all.shards.extend(part.shards);
-        all.rows.extend(part.rows);
-        all.rejects.extend(part.rejects);
-    }
-    all.shards.sort_by_key(|s| s.index);
-    all.rows.sort_by_key(|r| (r.shard, r.index));
-    all.rejects.sort_by(|a, b| a.sample_id.cmp(&b.sample_id));
-
-    let count = |s: Split| all.rows.iter().filter(|r| r.split == s).count();
-    let counts = Counts {
-        total: all.rows.len(),
-        train: count(Split::Train),
-        val: count(Split::Val),
-        test: count(Split::Test),
-        rejected: all.rejects.len(),
-    };
-    if counts.total == 0 {
-        return Err(Error::format(
-            &config.labels,
-            None,
-            format!(
-                "no input could be read ({} rejected); first reason: {}",
-                all.rejects.len(),
-                all.rejects
-                    .first()
-                    .map(|r| r.reason.as_str())
-                    .unwrap_or("none")
-            ),
-        ));
-    }
-
+    let all: Part<Row, Header> = shards::merge(dir, world_size)?;
+    all.check_not_empty(&config.labels.display().to_string())?;
+    let counts = all.counts();
+    let classes = &all.header.classes;
     let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
     let mut manifest = df!(
         "sample_id" => col(&|r| r.sample_id.clone()),
@@ -833,21 +485,13 @@ pub fn finalize(
         "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
         "split" => col(&|r| r.split.as_str().to_string()),
         "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
-        "label_name" => col(&|r| all.classes[r.label as usize].clone()),
+        "label_name" => col(&|r| classes[r.label as usize].clone()),
         "source" => col(&|r| r.source.clone()),
         "source_blake3" => col(&|r| r.source_blake3.clone()),
         "ra" => all.rows.iter().map(|r| r.ra).collect::<Vec<Option<f64>>>(),
         "dec" => all.rows.iter().map(|r| r.dec).collect::<Vec<Option<f64>>>(),
     )
     .expect("columns have equal length");
-    write_parquet(&dir.join("manifest.parquet"), &mut manifest)?;
-    let mut rejects = df!(
-        "sample_id" => all.rejects.iter().map(|r| r.sample_id.clone()).collect::<Vec<_>>(),
-        "source" => all.rejects.iter().map(|r| r.source.clone()).collect::<Vec<_>>(),
-        "reason" => all.rejects.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
-    )
-    .expect("columns have equal length");
-    write_parquet(&dir.join("rejects.parquet"), &mut rejects)?;
 
     let mut inputs = blake3::Hasher::new();
     for r in &all.rows {
@@ -857,35 +501,22 @@ pub fn finalize(
     let labels_bytes = std::fs::read(&config.labels)
         .map_err(|e| Error::io("failed to read", &config.labels, e))?;
     let size = config.size.get();
-    let info = DatasetInfo {
-        format: "sciflow-dataset".into(),
-        format_version: FORMAT_VERSION,
-        kind: "image_classification".into(),
-        x: TensorSchema {
-            name: "x".into(),
-            dtype: "F32".into(),
-            sample_shape: vec![all.channels, size, size],
-        },
-        y: TensorSchema {
-            name: "y".into(),
-            dtype: "I64".into(),
-            sample_shape: vec![],
-        },
-        class_names: all.classes,
-        target_names: Vec::new(),
-        time_grid: None,
-        shards: all.shards,
-        counts,
-        provenance: Provenance {
-            labels: config.labels.to_string_lossy().into_owned(),
-            labels_blake3: blake3::hash(&labels_bytes).to_hex().to_string(),
-            inputs_blake3: inputs.finalize().to_hex().to_string(),
+    let mut info = DatasetInfo::new(
+        "image_classification",
+        TensorSchema::new("x", "F32", vec![all.header.channels, size, size]),
+        TensorSchema::new("y", "I64", vec![]),
+        Provenance::new(
+            config.labels.to_string_lossy().into_owned(),
+            blake3::hash(&labels_bytes).to_hex().to_string(),
+            inputs.finalize().to_hex().to_string(),
             seed,
-            config: serde_json::to_value(config).expect("config serialises"),
-            created_by: concat!("sciflow-ingest ", env!("CARGO_PKG_VERSION")).into(),
-        },
-    };
-    publish(dir, &info)?;
+            config,
+        ),
+    );
+    info.class_names = all.header.classes.clone();
+    info.counts = counts;
+    info.shards = all.shards;
+    shards::publish(dir, &mut manifest, &all.rejects, &info)?;
     Ok(info)
 }
 
@@ -932,28 +563,6 @@ fn catalog_options(config: &GalaxyImagesConfig) -> CatalogOptions {
         label_rule: config.label_rule.clone(),
         image_path: config.image_path.clone(),
     }
-}
-
-/// Writes a table as Parquet under a temporary name and renames it into place.
-pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
-    let tmp = path.with_extension("parquet.tmp");
-    let table_err = |source| Error::Table {
-        op: "write",
-        path: path.to_path_buf(),
-        source,
-    };
-    let f = std::fs::File::create(&tmp).map_err(|e| Error::io("failed to create", &tmp, e))?;
-    ParquetWriter::new(f).finish(df).map_err(table_err)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("failed to rename into", path, e))
-}
-
-/// Writes `bytes` to a temporary sibling and renames it into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io("failed to write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("failed to rename into", path, e))
 }
 
 #[cfg(test)]
@@ -1058,7 +667,7 @@ mod tests {
         let mut csv = std::fs::read_to_string(src.join("labels.csv")).unwrap();
         csv.push_str("999,spiral,0,bad,images/999.jpeg\n");
         std::fs::create_dir(dir.path().join("images")).unwrap();
-        for row in crate::catalog::read_labels(&src.join("labels.csv")).unwrap() {
+        for row in crate::readers::catalog::read_labels(&src.join("labels.csv")).unwrap() {
             std::fs::copy(
                 &row.image,
                 dir.path()
@@ -1116,8 +725,8 @@ mod tests {
 
     #[test]
     fn gz1_table_with_stamps_cut_from_per_band_frames() {
-        use crate::fits::{write_image, CardValue};
-        use crate::wcs::TanWcs;
+        use crate::readers::fits::{write_image, CardValue};
+        use crate::readers::wcs::TanWcs;
         let dir = tempfile::tempdir().unwrap();
         let (w, h) = (120usize, 90usize);
         let scale = 0.396 / 3600.0;
@@ -1155,9 +764,10 @@ mod tests {
             )
             .unwrap();
         }
-        let keys = crate::fits::read_frame(&dir.path().join("frames/field-r.fits"), None, None)
-            .unwrap()
-            .wcs_keys;
+        let keys =
+            crate::readers::fits::read_frame(&dir.path().join("frames/field-r.fits"), None, None)
+                .unwrap()
+                .wcs_keys;
         let wcs = TanWcs::from_keys(&keys).unwrap();
         let mut csv = String::from(
             "OBJID,RA,DEC,NVOTE,P_EL,P_CS,P_EL_DEBIASED,P_CS_DEBIASED,SPIRAL,ELLIPTICAL,UNCERTAIN,image\n",
@@ -1257,7 +867,7 @@ mod tests {
 
     #[test]
     fn missing_pixels_are_filled_or_reject_the_sample_as_configured() {
-        use crate::fits::write_image;
+        use crate::readers::fits::write_image;
         let dir = tempfile::tempdir().unwrap();
         let mut csv = String::from("objid,label,image\n");
         for i in 0..4 {

@@ -18,8 +18,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::fits::{write_image, CardValue};
 use crate::preprocess::Image;
+use crate::readers::fits::{write_image, CardValue};
 use crate::{Error, Result};
 
 /// What to generate.
@@ -234,8 +234,8 @@ pub(crate) fn gaussian_blur(data: &mut [f32], n: usize, sigma: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::read_labels;
-    use crate::fits::read_image;
+    use crate::readers::catalog::read_labels;
+    use crate::readers::fits::read_image;
 
     fn cfg() -> SynthConfig {
         SynthConfig {

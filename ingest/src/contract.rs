@@ -1,0 +1,292 @@
+//! The dataset contract: what `dataset.json` says, how shards are named and
+//! split, and which share of the shards a process writes. Every writer in
+//! [`crate::writers`] produces it, the [`crate::loader`] reads it, and so do
+//! `sciflow-train` and `sciflow-eval`; Python reads the same files with
+//! `safetensors`, `pyarrow` or `polars` and no code of ours.
+//!
+//! ```text
+//! dataset.json                      DatasetInfo: schema, class or target names,
+//!                                   shards with BLAKE3 checksums, counts, provenance
+//! manifest.parquet                  one row per sample (sample_id, shard, index, split, ...)
+//! shards/shard-00000.safetensors    tensors `x` [n, ...] and `y` [n] or [n, k]
+//! rejects.parquet                   inputs skipped (sample_id, source, reason)
+//! ```
+//!
+//! `dataset.json` is written last: a directory without it is not a dataset.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Version of the on-disk dataset contract written into `dataset.json`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Validation and test fractions, stratified by class.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitFractions {
+    /// Fraction of each class held out for validation.
+    pub val: f64,
+    /// Fraction of each class held out for testing.
+    pub test: f64,
+}
+
+impl Default for SplitFractions {
+    fn default() -> Self {
+        SplitFractions {
+            val: 0.1,
+            test: 0.2,
+        }
+    }
+}
+
+impl SplitFractions {
+    /// Checks that both fractions are in [0, 1] and sum to at most 1 (all
+    /// test, a set prepared only for evaluation, is allowed).
+    pub fn check(&self) -> Result<()> {
+        let SplitFractions { val, test } = *self;
+        if !(0.0..=1.0).contains(&val) || !(0.0..=1.0).contains(&test) || val + test > 1.0 {
+            return Err(Error::Config(format!(
+                "split fractions must be in [0, 1] and sum to at most 1: val {val}, test {test}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// (validation, test) sample counts out of `n`: each fraction rounded,
+    /// the test share taken first.
+    pub fn sizes(&self, n: usize) -> (usize, usize) {
+        let n_test = ((n as f64 * self.test).round() as usize).min(n);
+        let n_val = ((n as f64 * self.val).round() as usize).min(n - n_test);
+        (n_val, n_test)
+    }
+}
+
+/// Policy for inputs that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Record the input in `rejects.parquet` and go on.
+    #[default]
+    Skip,
+    /// Stop with an error naming the input.
+    Fail,
+}
+
+/// The three splits, in shard order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Training data.
+    Train,
+    /// Validation data.
+    Val,
+    /// Test data.
+    Test,
+}
+
+impl Split {
+    /// The name used in the manifest and in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// Which share of the work this process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// This process's rank, `0..size`.
+    pub rank: usize,
+    /// Number of cooperating processes.
+    pub size: usize,
+}
+
+impl Partition {
+    /// A single process doing everything.
+    pub const SINGLE: Partition = Partition { rank: 0, size: 1 };
+}
+
+/// One shard as recorded in `dataset.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardRecord {
+    /// Shard number (file `shards/shard-NNNNN.safetensors`).
+    pub index: usize,
+    /// Path relative to the dataset directory.
+    pub file: String,
+    /// The split all its samples belong to.
+    pub split: Split,
+    /// Number of samples.
+    pub samples: usize,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// BLAKE3 of the file, hex.
+    pub blake3: String,
+}
+
+/// Shape and type of one stored tensor, per sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSchema {
+    /// Tensor name inside each shard.
+    pub name: String,
+    /// safetensors dtype name.
+    pub dtype: String,
+    /// Shape of one sample (the shard tensor has a leading sample axis).
+    pub sample_shape: Vec<usize>,
+}
+
+impl TensorSchema {
+    /// A tensor `name` of `dtype` (a safetensors dtype name) and per-sample `shape`.
+    pub fn new(name: &str, dtype: &str, sample_shape: Vec<usize>) -> Self {
+        TensorSchema {
+            name: name.into(),
+            dtype: dtype.into(),
+            sample_shape,
+        }
+    }
+}
+
+/// Sample counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    /// Samples stored.
+    pub total: usize,
+    /// Training samples.
+    pub train: usize,
+    /// Validation samples.
+    pub val: usize,
+    /// Test samples.
+    pub test: usize,
+    /// Inputs rejected.
+    pub rejected: usize,
+}
+
+/// Where the data came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The labels table as given.
+    pub labels: String,
+    /// BLAKE3 of the labels table.
+    pub labels_blake3: String,
+    /// BLAKE3 over every stored sample's id and source-file hash, in manifest order.
+    pub inputs_blake3: String,
+    /// The seed of the split.
+    pub seed: u64,
+    /// The configuration, as resolved.
+    pub config: serde_json::Value,
+    /// The writer and its version.
+    pub created_by: String,
+}
+
+impl Provenance {
+    /// Where a dataset written by this crate came from, with its resolved `config`.
+    pub fn new(
+        labels: String,
+        labels_blake3: String,
+        inputs_blake3: String,
+        seed: u64,
+        config: &impl Serialize,
+    ) -> Self {
+        Provenance {
+            labels,
+            labels_blake3,
+            inputs_blake3,
+            seed,
+            config: serde_json::to_value(config).expect("config serialises"),
+            created_by: concat!("sciflow-ingest ", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
+
+/// The contents of `dataset.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInfo {
+    /// Always `sciflow-dataset`.
+    pub format: String,
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// What the samples are (`image_classification`).
+    pub kind: String,
+    /// Inputs.
+    pub x: TensorSchema,
+    /// Targets (class indices into `class_names`).
+    pub y: TensorSchema,
+    /// Class names, by label index (classification; empty otherwise).
+    pub class_names: Vec<String>,
+    /// Names of the F32 target values, in order (regression; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_names: Vec<String>,
+    /// The time axis of waveform samples: first time (M), spacing (M), samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_grid: Option<[f64; 3]>,
+    /// The shards, in order.
+    pub shards: Vec<ShardRecord>,
+    /// Sample counts.
+    pub counts: Counts,
+    /// Inputs and configuration.
+    pub provenance: Provenance,
+}
+
+/// The `format` of every `dataset.json`.
+pub const FORMAT: &str = "sciflow-dataset";
+
+impl DatasetInfo {
+    /// A description of `kind` with no shards, names or counts yet.
+    pub fn new(kind: &str, x: TensorSchema, y: TensorSchema, provenance: Provenance) -> Self {
+        DatasetInfo {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            kind: kind.into(),
+            x,
+            y,
+            class_names: Vec::new(),
+            target_names: Vec::new(),
+            time_grid: None,
+            shards: Vec::new(),
+            counts: Counts::default(),
+            provenance,
+        }
+    }
+
+    /// Reads `dataset.json` from a dataset directory.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let p = dir.join("dataset.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io("failed to read", &p, e))?;
+        serde_json::from_str(&text).map_err(|source| Error::Parse {
+            path: p.clone(),
+            what: "dataset description",
+            source,
+        })
+    }
+
+    /// The number of values in one sample's input.
+    pub fn sample_len(&self) -> usize {
+        self.x.sample_shape.iter().product()
+    }
+}
+
+/// An input that was skipped, as `rejects.parquet` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Reject {
+    /// The sample the input would have given.
+    pub sample_id: String,
+    /// The file (or `file#index` for one entry of a bank).
+    pub source: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// The path of shard `index`, relative to the dataset directory.
+pub fn shard_name(index: usize) -> String {
+    format!("shards/shard-{index:05}.safetensors")
+}

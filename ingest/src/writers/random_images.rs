@@ -1,0 +1,290 @@
+//! Synthetic image-classification datasets of random tensors, shaped like
+//! ImageNet by default (3 x 224 x 224, 1,000 classes): the reference
+//! benchmark for data-parallel training throughput, where what the pixels
+//! hold does not matter but their size and the I/O path do.
+//!
+//! Each shard's values come from its own generator seeded by (seed, shard),
+//! so the bytes depend on neither the thread count nor the rank count. Pixels
+//! are standard normal (what a normalised photograph looks like to the first
+//! convolution); labels are uniform over the classes. The output is the
+//! ordinary dataset contract (shards, manifest, `dataset.json`), written in
+//! the two phases of [`crate::shards`]: each rank its shards, then rank 0
+//! the manifest.
+
+use std::num::NonZeroUsize;
+use std::path::Path;
+
+use polars::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::Dtype;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{DatasetInfo, Partition, Provenance, Split, SplitFractions, TensorSchema};
+use crate::shards::{self, Job, Layout, ManifestRow, Part, Planned, ShardBuffer};
+use crate::{Error, Result};
+
+/// Configuration of `ingest.random_images`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomImagesConfig {
+    /// Samples in all.
+    pub count: NonZeroUsize,
+    /// Channels per image.
+    #[serde(default = "default_channels")]
+    pub channels: NonZeroUsize,
+    /// Image side in pixels.
+    #[serde(default = "default_size")]
+    pub size: NonZeroUsize,
+    /// Number of classes.
+    #[serde(default = "default_classes")]
+    pub classes: NonZeroUsize,
+    /// Validation and test fractions (of the count, taken from the end).
+    #[serde(default = "no_holdout")]
+    pub split: SplitFractions,
+    /// Samples per shard.
+    #[serde(default = "default_shard")]
+    pub shard_size: NonZeroUsize,
+}
+
+fn default_channels() -> NonZeroUsize {
+    NonZeroUsize::new(3).unwrap()
+}
+fn default_size() -> NonZeroUsize {
+    NonZeroUsize::new(224).unwrap()
+}
+fn default_classes() -> NonZeroUsize {
+    NonZeroUsize::new(1000).unwrap()
+}
+fn default_shard() -> NonZeroUsize {
+    NonZeroUsize::new(64).unwrap()
+}
+fn no_holdout() -> SplitFractions {
+    SplitFractions {
+        val: 0.0,
+        test: 0.0,
+    }
+}
+
+/// A planned shard's samples: the first one's number and how many.
+type Members = (usize, usize);
+
+fn plan(config: &RandomImagesConfig) -> Result<Vec<Planned<Members>>> {
+    let n = config.count.get();
+    let f = config.split;
+    f.check()?;
+    let (n_val, n_test) = f.sizes(n);
+    let n_train = n - n_val - n_test;
+    if n_train == 0 {
+        return Err(Error::Config(format!(
+            "split fractions val {} and test {} leave no training samples",
+            f.val, f.test
+        )));
+    }
+    let mut shards = Vec::new();
+    let mut first = 0;
+    for (split, count) in [
+        (Split::Train, n_train),
+        (Split::Val, n_val),
+        (Split::Test, n_test),
+    ] {
+        let end = first + count;
+        while first < end {
+            let samples = config.shard_size.get().min(end - first);
+            shards.push(Planned {
+                index: shards.len(),
+                split,
+                members: (first, samples),
+            });
+            first += samples;
+        }
+    }
+    Ok(shards)
+}
+
+/// A manifest row: where the sample is and its label.
+#[derive(Debug, Serialize, Deserialize)]
+struct Row {
+    shard: u32,
+    index: u32,
+    split: Split,
+    label: i64,
+}
+
+impl ManifestRow for Row {
+    fn position(&self) -> (u32, u32) {
+        (self.shard, self.index)
+    }
+    fn split(&self) -> Split {
+        self.split
+    }
+}
+
+/// Writes this process's shards into `dir` with up to `threads` threads;
+/// `progress` receives the samples this process has written so far.
+pub fn write_partition(
+    config: &RandomImagesConfig,
+    seed: u64,
+    dir: &Path,
+    part: Partition,
+    threads: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<()> {
+    let plan = plan(config)?;
+    let (c, s) = (config.channels.get(), config.size.get());
+    let layout = Layout {
+        x: (Dtype::F32, vec![c, s, s]),
+        y: (Dtype::I64, vec![]),
+    };
+    let job = Job {
+        dir,
+        part,
+        threads,
+        progress,
+    };
+    let head = Part {
+        header: (),
+        shards: Vec::new(),
+        rows: Vec::new(),
+        rejects: Vec::new(),
+    };
+    job.write(&layout, &plan, head, |shard, out, tick| {
+        fill_shard(config, seed, shard, out);
+        tick(shard.members.1);
+        Ok(())
+    })
+}
+
+fn fill_shard(
+    config: &RandomImagesConfig,
+    seed: u64,
+    shard: &Planned<Members>,
+    out: &mut ShardBuffer<Row>,
+) {
+    let (c, s, k) = (
+        config.channels.get(),
+        config.size.get(),
+        config.classes.get() as u64,
+    );
+    let samples = shard.members.1;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(shard.index as u64);
+    let len = samples * c * s * s;
+    out.x.reserve(len * 4);
+    // Box-Muller pairs: normal pixels without another dependency.
+    for _ in 0..len.div_ceil(2) {
+        let (u, v): (f64, f64) = (rng.random(), rng.random());
+        let r = (-2.0 * (1.0 - u).ln()).sqrt();
+        let a = std::f64::consts::TAU * v;
+        out.x.extend(((r * a.cos()) as f32).to_le_bytes());
+        out.x.extend(((r * a.sin()) as f32).to_le_bytes());
+    }
+    out.x.truncate(len * 4);
+    for index in 0..samples {
+        let label = rng.random_range(0..k) as i64;
+        out.y.extend(label.to_le_bytes());
+        out.rows.push(Row {
+            shard: shard.index as u32,
+            index: index as u32,
+            split: shard.split,
+            label,
+        });
+    }
+}
+
+/// Merges the `world_size` parts into the manifest and `dataset.json`.
+pub fn finalize(
+    config: &RandomImagesConfig,
+    seed: u64,
+    dir: &Path,
+    world_size: usize,
+) -> Result<DatasetInfo> {
+    let all: Part<Row, ()> = shards::merge(dir, world_size)?;
+    let mut manifest = df!(
+        "sample_id" => (0..all.rows.len()).map(|i| format!("random-{i:08}")).collect::<Vec<_>>(),
+        "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
+        "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
+        "split" => all.rows.iter().map(|r| r.split.as_str()).collect::<Vec<_>>(),
+        "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
+    )
+    .expect("columns have equal length");
+    let (c, s) = (config.channels.get(), config.size.get());
+    let mut info = DatasetInfo::new(
+        "image_classification",
+        TensorSchema::new("x", "F32", vec![c, s, s]),
+        TensorSchema::new("y", "I64", vec![]),
+        Provenance::new(
+            String::new(),
+            String::new(),
+            shards::shards_digest(&all.shards),
+            seed,
+            config,
+        ),
+    );
+    info.class_names = (0..config.classes.get())
+        .map(|i| format!("class{i:04}"))
+        .collect();
+    info.counts = all.counts();
+    info.shards = all.shards;
+    shards::publish(dir, &mut manifest, &all.rejects, &info)?;
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::{Loader, LoaderConfig};
+
+    #[test]
+    fn shards_depend_on_the_seed_only_and_the_loader_reads_them() {
+        let cfg = RandomImagesConfig {
+            count: NonZeroUsize::new(50).unwrap(),
+            channels: NonZeroUsize::new(3).unwrap(),
+            size: NonZeroUsize::new(8).unwrap(),
+            classes: NonZeroUsize::new(10).unwrap(),
+            split: SplitFractions {
+                val: 0.2,
+                test: 0.0,
+            },
+            shard_size: NonZeroUsize::new(16).unwrap(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, ranks: usize, threads: usize, seed: u64| {
+            let d = dir.path().join(name);
+            for rank in 0..ranks {
+                let part = Partition { rank, size: ranks };
+                write_partition(&cfg, seed, &d, part, threads, &|_| {}).unwrap();
+            }
+            (finalize(&cfg, seed, &d, ranks).unwrap(), d)
+        };
+        let (a, da) = write("a", 1, 1, 3);
+        let (b, _) = write("b", 3, 2, 3);
+        let (c, _) = write("c", 1, 1, 4);
+        assert_eq!(a.shards, b.shards, "ranks and threads change nothing");
+        assert_ne!(a.shards[0].blake3, c.shards[0].blake3, "the seed does");
+        assert_eq!((a.counts.train, a.counts.val, a.counts.total), (40, 10, 50));
+        assert_eq!(a.x.sample_shape, vec![3, 8, 8]);
+
+        let l = Loader::new(&da, Split::Train, LoaderConfig::new(40, 0)).unwrap();
+        let batch = l.epoch(0).next().unwrap().unwrap();
+        assert_eq!(batch.shape, vec![40, 3, 8, 8]);
+        assert!(batch.y.iter().all(|&y| (0..10).contains(&y)));
+        let mean = batch.x.iter().map(|&v| v as f64).sum::<f64>() / batch.x.len() as f64;
+        let var = batch
+            .x
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / batch.x.len() as f64;
+        assert!(
+            mean.abs() < 0.05 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
+        let m = polars::prelude::ParquetReader::new(
+            std::fs::File::open(da.join("manifest.parquet")).unwrap(),
+        )
+        .finish()
+        .unwrap();
+        assert_eq!(m.height(), 50);
+    }
+}

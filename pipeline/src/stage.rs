@@ -1,0 +1,182 @@
+//! What a stage kind is and what a running stage is given: the
+//! [`StageKind`] entry of the registry, the [`StageContext`] of a run, the
+//! [`MetricsSink`] numbers go to, and the helpers every adapter shares
+//! (typed configs, the default input rule).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use sciflow_train::Comm;
+
+use crate::progress::Progress;
+use crate::Error;
+
+/// Numbers a stage reports while it runs (stage step, name, value); rank 0
+/// stores them in the run records.
+#[derive(Debug, Default)]
+pub struct MetricsSink(Mutex<Vec<(i64, String, f64)>>);
+
+impl MetricsSink {
+    /// Records one value.
+    pub fn record(&self, step: i64, name: &str, value: f64) {
+        if value.is_finite() {
+            self.0
+                .lock()
+                .expect("metrics lock")
+                .push((step, name.to_string(), value));
+        }
+    }
+
+    /// Everything recorded so far.
+    pub fn take(&self) -> Vec<(i64, String, f64)> {
+        std::mem::take(&mut *self.0.lock().expect("metrics lock"))
+    }
+}
+
+/// One output of a stage: a path inside the stage's output directory.
+#[derive(Debug)]
+pub struct Output {
+    /// The name used in references (`${stage.NAME}`).
+    pub name: &'static str,
+    /// Path relative to the stage directory; empty for the directory itself.
+    pub path: &'static str,
+    /// What it is.
+    pub doc: &'static str,
+}
+
+/// A config error inside a `with:` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// Dotted path inside `with` (empty for the block itself).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What a running stage is given.
+pub struct StageContext<'a> {
+    /// The stage's name in the workflow.
+    pub name: &'a str,
+    /// The resolved `with:` block.
+    pub config: &'a Value,
+    /// Where to write outputs (a temporary directory, renamed on success).
+    pub out: &'a Path,
+    /// The workflow's seed.
+    pub seed: u64,
+    /// The job's ranks.
+    pub comm: &'a dyn Comm,
+    /// Threads this rank may use.
+    pub threads: usize,
+    /// Progress display.
+    pub progress: &'a Progress,
+    /// Where to report numbers.
+    pub metrics: &'a MetricsSink,
+    /// This stage's checkpoint directory (training stages save there).
+    pub checkpoint_dir: &'a Path,
+    /// Continue from the checkpoint in `checkpoint_dir` (`--resume`, same fingerprint).
+    pub resume: bool,
+}
+
+impl StageContext<'_> {
+    /// Checkpointing for a training stage that saves every `every_steps` steps.
+    pub(crate) fn checkpointing(
+        &self,
+        every_steps: usize,
+    ) -> sciflow_train::checkpoint::Checkpointing {
+        sciflow_train::checkpoint::Checkpointing {
+            dir: self.checkpoint_dir.to_path_buf(),
+            every_steps,
+            resume: self.resume,
+        }
+    }
+}
+
+/// A kind of stage.
+pub struct StageKind {
+    /// The name used in `uses:`.
+    pub name: &'static str,
+    /// Bumped when the kind's outputs change for the same config.
+    pub version: u32,
+    /// One line on what it does.
+    pub summary: &'static str,
+    /// An example `with:` block (YAML), validated by a test.
+    pub example: &'static str,
+    /// Its outputs.
+    pub outputs: &'static [Output],
+    /// Outputs declared in the stage's own `with.outputs` (name -> relative path) too.
+    pub dynamic_outputs: bool,
+    /// Every rank runs it (true) or rank 0 alone (false).
+    pub collective: bool,
+    /// It saves checkpoints and can resume from them (`--resume`); the
+    /// executor gives it a checkpoint directory.
+    pub checkpoints: bool,
+    /// The external files and directories whose content the stage depends on,
+    /// given its resolved config and the workdir (upstream outputs excluded).
+    pub inputs: fn(&Value, &Path) -> Vec<PathBuf>,
+    /// Checks a `with:` block (types, unknown keys) without I/O.
+    pub check: fn(&Value) -> Result<(), ConfigError>,
+    /// Runs the stage.
+    pub run: fn(&StageContext<'_>) -> Result<(), Error>,
+}
+
+impl std::fmt::Debug for StageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageKind")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StageKind {
+    /// The output named `name`.
+    pub fn output(&self, name: &str) -> Option<&Output> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+}
+
+pub(crate) fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigError {
+            path: if path == "." { String::new() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+pub(crate) fn check<T: DeserializeOwned>(v: &Value) -> Result<(), ConfigError> {
+    typed::<T>(v).map(|_| ())
+}
+
+/// Deserialises a config that `check` accepted at plan time.
+pub(crate) fn config<T: DeserializeOwned>(ctx: &StageContext<'_>) -> Result<T, Error> {
+    typed(ctx.config).map_err(|e| Error::Stage {
+        stage: ctx.name.to_string(),
+        message: format!("with.{}: {}", e.path, e.message),
+    })
+}
+
+/// Paths named in a config that exist outside the workdir (the default input rule).
+pub fn external_paths(config: &serde_json::Value, workdir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![config];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::String(s) => {
+                let p = PathBuf::from(s);
+                if !s.is_empty() && !p.starts_with(workdir) && p.exists() {
+                    out.push(p);
+                }
+            }
+            serde_json::Value::Array(a) => stack.extend(a.iter()),
+            serde_json::Value::Object(m) => stack.extend(m.values()),
+            _ => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
