@@ -1,50 +1,13 @@
 //! End-to-end tests: the `pipeline` binary on real workflow files, on one
 //! process and under `mpirun -n 2`, and the outputs read back by Python.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn pipeline() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pipeline"))
-}
-
-/// Runs `cmd` with a deadline, so a hung MPI job fails the test instead of hanging it.
-fn run_with_deadline(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "still running after {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn mpirun(n: usize) -> Command {
-    let mut c = Command::new("mpirun");
-    // Root in containers and CI; the cargo environment sets the OMPI_ALLOW_* pair too.
-    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .args(["-n", &n.to_string(), "--oversubscribe", "--bind-to", "none"]);
-    c
-}
+use common::{assert_success, mpirun, pipeline, root, run_with_deadline};
 
 /// A small version of the quickstart: fewer images and epochs.
 fn small_quickstart(workdir: &Path) -> Vec<String> {
@@ -70,21 +33,11 @@ fn metrics(workdir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn assert_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn quickstart_runs_end_to_end_and_python_reads_the_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let wd = dir.path().join("wd");
-    let mut cmd = pipeline();
+    let mut cmd = pipeline(&root());
     cmd.args(small_quickstart(&wd)).current_dir(dir.path());
     let out = run_with_deadline(cmd, Duration::from_secs(300));
     assert_success(&out);
@@ -122,7 +75,7 @@ fn quickstart_runs_end_to_end_and_python_reads_the_outputs() {
 fn two_mpi_ranks_share_the_work_and_match_one_rank() {
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    let mut cmd = pipeline();
+    let mut cmd = pipeline(&root());
     cmd.args(small_quickstart(&one)).current_dir(dir.path());
     assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
 
@@ -166,7 +119,7 @@ fn two_mpi_ranks_share_the_work_and_match_one_rank() {
 fn a_failing_rank_ends_the_job_with_its_message() {
     let dir = tempfile::tempdir().unwrap();
     let wd = dir.path().join("wd");
-    let mut cmd = pipeline();
+    let mut cmd = pipeline(&root());
     cmd.args(small_quickstart(&wd))
         .args(["--set", "params.epochs=1"])
         .current_dir(dir.path());
@@ -222,7 +175,7 @@ fn a_bad_workflow_names_file_line_and_key_and_exits_78() {
     std::fs::write(&wf, &text).unwrap();
     let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
     for sub in ["validate", "run"] {
-        let out = pipeline()
+        let out = pipeline(&root())
             .arg(sub)
             .arg(&wf)
             .current_dir(dir.path())
@@ -250,7 +203,11 @@ fn every_shipped_workflow_validates() {
     for entry in std::fs::read_dir(root().join("workflows")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            let out = pipeline().arg("validate").arg(&path).output().unwrap();
+            let out = pipeline(&root())
+                .arg("validate")
+                .arg(&path)
+                .output()
+                .unwrap();
             assert_success(&out);
             n += 1;
         }
@@ -266,7 +223,7 @@ fn the_waveform_workflow_runs_end_to_end_small() {
     let wd = dir.path().join("wd");
     let python = std::env::var("PIPELINE_PYTHON")
         .expect("PIPELINE_PYTHON is unset: run scripts/setup.sh first");
-    let mut cmd = pipeline();
+    let mut cmd = pipeline(&root());
     cmd.current_dir(root()).args([
         "run",
         "workflows/waveforms.yaml",
@@ -361,7 +318,7 @@ fn a_run_killed_with_sigkill_resumes_to_bit_identical_weights() {
     let wf_b = checkpointed_workflow(&b);
 
     // Uninterrupted.
-    let mut cmd = pipeline();
+    let mut cmd = pipeline(&root());
     cmd.arg("run").arg(&wf_a).current_dir(&a);
     assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
     assert!(
@@ -370,7 +327,7 @@ fn a_run_killed_with_sigkill_resumes_to_bit_identical_weights() {
     );
 
     // Killed (SIGKILL) once a mid-epoch checkpoint after the first epoch exists.
-    let mut child = pipeline()
+    let mut child = pipeline(&root())
         .args(["run", "-q"])
         .arg(&wf_b)
         .current_dir(&b)
@@ -404,7 +361,7 @@ fn a_run_killed_with_sigkill_resumes_to_bit_identical_weights() {
     );
 
     // Resumed: continues from the checkpoint, ends identical to the uninterrupted run.
-    let mut cmd = pipeline();
+    let mut cmd = pipeline(&root());
     cmd.args(["run", "--resume"]).arg(&wf_b).current_dir(&b);
     let out = run_with_deadline(cmd, Duration::from_secs(300));
     assert_success(&out);
@@ -488,7 +445,7 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
             "params.waveforms=128",
         ]);
     };
-    let mut cmd = pipeline();
+    let mut cmd = pipeline(&root());
     args(&mut cmd);
     assert_success(&run_with_deadline(cmd, Duration::from_secs(600)));
     let sidecar = |fig: &str| -> serde_json::Value {
@@ -591,7 +548,7 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
     assert!(dom.contains("model_relative_error"), "metrics missing");
 
     // Nothing changed: nothing runs.
-    let mut cmd = pipeline();
+    let mut cmd = pipeline(&root());
     args(&mut cmd);
     let again = run_with_deadline(cmd, Duration::from_secs(60));
     assert_success(&again);
@@ -599,7 +556,7 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
     assert!(stderr.contains("0 stage(s) run, 12 up to date"), "{stderr}");
     // `pipeline report` rewrites a past run's page on demand.
     let out = dir.path().join("again.html");
-    let mut cmd = pipeline();
+    let mut cmd = pipeline(&root());
     cmd.args(["report", "--run", "1", "-o"])
         .arg(&out)
         .arg("-w")

@@ -2,32 +2,13 @@
 //! selection flags, the lock, resume after kill -9, command stages, records,
 //! and Slurm scripts.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn pipeline(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pipeline"));
-    c.current_dir(dir);
-    c
-}
-
-fn ok(out: Output) -> (String, String) {
-    let (so, se) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{so}\nstderr:\n{se}",
-        out.status
-    );
-    (so, se)
-}
+use common::{ok, pipeline, root};
 
 /// A workflow of command stages: gen writes a file from an input; count reads it.
 fn command_workflow(dir: &Path) -> PathBuf {

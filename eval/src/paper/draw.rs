@@ -1,0 +1,256 @@
+//! Drawing the scaling figures: three panels (throughput or time, speed-up,
+//! efficiency) of published, modelled and measured points.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{ScalingSeries, TimeToTrainSeries};
+use crate::figures::{Figure, FONT};
+
+/// (GPUs, value) points of one series.
+type Points = Vec<(f64, f64)>;
+
+impl Figure for ScalingSeries {
+    fn size(&self) -> (u32, u32) {
+        (1500, 460)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        // Each series relative to its own smallest count, per panel: the
+        // published one starts at 2 GPUs, so its reference is 2 GPUs.
+        let speedup = |s: &[(usize, f64)]| -> Points {
+            // Speed-up p0 at p0 GPUs: perfect scaling below that is assumed.
+            let Some(&(_, t0)) = s.first() else {
+                return Vec::new();
+            };
+            s.iter()
+                .map(|&(p, t)| (p as f64, t * p as f64 / t0))
+                .collect()
+        };
+        let efficiency = |s: &[(usize, f64)]| -> Points {
+            let t0 = s.first().map_or(1.0, |x| x.1);
+            s.iter().map(|&(p, t)| (p as f64, t / t0)).collect()
+        };
+        let pts =
+            |s: &[(usize, f64)]| -> Points { s.iter().map(|&(p, t)| (p as f64, t)).collect() };
+        let all = [&self.published, &self.model, &self.measured];
+        draw_panels(
+            root,
+            &self.title,
+            [
+                Panel {
+                    caption: "Per-GPU throughput",
+                    ylabel: "samples/s per GPU (rank)",
+                    log_y: true,
+                    series: all.map(|s| pts(s)).to_vec(),
+                },
+                Panel {
+                    caption: "Speed-up",
+                    ylabel: "speed-up",
+                    log_y: false,
+                    series: all.map(|s| speedup(s)).to_vec(),
+                },
+                Panel {
+                    caption: "Weak-scaling efficiency",
+                    ylabel: "efficiency",
+                    log_y: false,
+                    series: all.map(|s| efficiency(s)).to_vec(),
+                },
+            ],
+            &["published", "model (calibrated)", "measured here"],
+        )
+    }
+}
+
+/// Draws the published/model/measured series and their legend on `chart`.
+fn draw_series<'a, DB: DrawingBackend + 'a, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    series: &[Vec<(f64, f64)>],
+    names: &[&str; 3],
+    colours: &[RGBColor; 3],
+    legend: SeriesLabelPosition,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (k, s) in series.iter().enumerate() {
+        if s.is_empty() {
+            continue;
+        }
+        let c = colours[k];
+        if k == 1 {
+            chart
+                .draw_series(LineSeries::new(s.iter().copied(), c.stroke_width(2)))?
+                .label(names[k])
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c));
+        } else {
+            chart
+                .draw_series(s.iter().map(|&p| Circle::new(p, 5, c.filled())))?
+                .label(names[k])
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, c.filled()));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(legend)
+        .draw()
+}
+
+impl Figure for TimeToTrainSeries {
+    fn size(&self) -> (u32, u32) {
+        (1500, 460)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        // Speed-up against the series' own single-GPU (single-rank) time;
+        // a series without one has no speed-up to show.
+        let speedup = |s: &[(usize, f64)]| -> Points {
+            match s.iter().find(|x| x.0 == 1) {
+                Some(&(_, t1)) => s.iter().map(|&(p, t)| (p as f64, t1 / t)).collect(),
+                None => Vec::new(),
+            }
+        };
+        let efficiency = |s: &[(usize, f64)]| -> Points {
+            speedup(s).into_iter().map(|(p, x)| (p, x / p)).collect()
+        };
+        let pts =
+            |s: &[(usize, f64)]| -> Points { s.iter().map(|&(p, t)| (p as f64, t)).collect() };
+        let all = [&self.published, &self.model, &self.measured];
+        draw_panels(
+            root,
+            &self.title,
+            [
+                Panel {
+                    caption: "Time to train",
+                    ylabel: "hours",
+                    log_y: true,
+                    series: all.map(|s| pts(s)).to_vec(),
+                },
+                Panel {
+                    caption: "Speed-up over one GPU (rank)",
+                    ylabel: "speed-up",
+                    log_y: false,
+                    series: all.map(|s| speedup(s)).to_vec(),
+                },
+                Panel {
+                    caption: "Strong-scaling efficiency",
+                    ylabel: "efficiency",
+                    log_y: false,
+                    series: all.map(|s| efficiency(s)).to_vec(),
+                },
+            ],
+            &[
+                "published",
+                "model (V100, scaled from 1 GPU)",
+                "measured here (CPU, laptop scale)",
+            ],
+        )
+    }
+}
+
+/// One panel of a three-panel scaling figure.
+struct Panel {
+    caption: &'static str,
+    ylabel: &'static str,
+    log_y: bool,
+    /// Published, model, measured.
+    series: Vec<Points>,
+}
+
+/// Draws three panels side by side under `title`, GPUs on a log x axis.
+fn draw_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    panels: [Panel; 3],
+    names: &[&str; 3],
+) -> std::result::Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let root = root.titled(title, (FONT, 18)).map_err(e)?;
+    let areas = root.split_evenly((1, 3));
+    let max_p = panels
+        .iter()
+        .flat_map(|p| p.series.iter().flatten())
+        .map(|x| x.0)
+        .fold(2.0f64, f64::max);
+    let colours = [BLUE, BLACK, RED];
+    for (i, (area, panel)) in areas.iter().zip(panels).enumerate() {
+        // Efficiency falls to the right: its legend goes above the curve.
+        let legend = if i == 2 {
+            SeriesLabelPosition::UpperRight
+        } else {
+            SeriesLabelPosition::LowerRight
+        };
+        let ys = || {
+            panel
+                .series
+                .iter()
+                .flatten()
+                .map(|p| p.1)
+                .filter(|v| *v > 0.0)
+        };
+        let top = ys().fold(0.0f64, f64::max).max(1e-9);
+        let bottom = ys().fold(f64::INFINITY, f64::min).min(top);
+        let x_range = (0.8f64..max_p * 1.25).log_scale();
+        let mut builder = ChartBuilder::on(area);
+        builder
+            .caption(panel.caption, (FONT, 16))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60);
+        let fmt_x = |x: &f64| format!("{x:.0}");
+        let fmt_y = |y: &f64| tick_label(*y);
+        if panel.log_y {
+            // Log axis: a CPU rank and a V100 differ by 100x.
+            let mut chart = builder
+                .build_cartesian_2d(x_range, ((bottom / 2.0)..(top * 2.0)).log_scale())
+                .map_err(e)?;
+            chart
+                .configure_mesh()
+                .x_desc("GPUs (ranks)")
+                .y_desc(panel.ylabel)
+                .x_label_formatter(&fmt_x)
+                .y_label_formatter(&fmt_y)
+                .light_line_style(WHITE)
+                .label_style((FONT, 12))
+                .draw()
+                .map_err(e)?;
+            draw_series(&mut chart, &panel.series, names, &colours, legend).map_err(e)?;
+        } else {
+            let mut chart = builder
+                .build_cartesian_2d(x_range, 0.0..top * 1.15)
+                .map_err(e)?;
+            chart
+                .configure_mesh()
+                .x_desc("GPUs (ranks)")
+                .y_desc(panel.ylabel)
+                .x_label_formatter(&fmt_x)
+                .y_label_formatter(&fmt_y)
+                .light_line_style(WHITE)
+                .label_style((FONT, 12))
+                .draw()
+                .map_err(e)?;
+            draw_series(&mut chart, &panel.series, names, &colours, legend).map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
+/// A y tick label with no more digits than it needs: 20, 2.5, 0.05, 1e-4.
+pub(super) fn tick_label(y: f64) -> String {
+    if y != 0.0 && y.abs() < 0.01 {
+        return format!("{y:.0e}");
+    }
+    let s = format!("{y:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}

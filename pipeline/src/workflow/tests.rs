@@ -1,0 +1,202 @@
+//! Compiling workflow files: what is accepted, and what each error says.
+
+use super::*;
+
+const GOOD: &str = "\
+version: 1
+name: t
+workdir: runs/t
+seed: 3
+params:
+  n: 4
+  size: 16
+stages:
+  ev:
+    uses: eval.classifier
+    with:
+      model: ${tr.model}
+      data: ${ds.dataset}
+  gen:
+    uses: ingest.synthetic_galaxies
+    with:
+      count_per_class: ${params.n}
+      size: ${params.size}
+  ds:
+    uses: ingest.galaxy_images
+    with:
+      labels: ${gen.labels}
+      size: ${params.size}
+  tr:
+    uses: train.classifier
+    with:
+      data: ${ds.dataset}
+      epochs: 1
+";
+
+fn compile_str(text: &str, overrides: &[&str]) -> Result<Workflow, Diagnostics> {
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    compile(text, Path::new("w.yaml"), &o)
+}
+
+const SWEEP: &str = "\
+version: 1
+name: t
+workdir: runs/t
+params:
+  ranks: [1, 2]
+stages:
+  measure:
+    uses: command
+    foreach: { ranks: \"${params.ranks}\", batch: [16, 32] }
+    with:
+      argv: [mpirun, -n, \"${each.ranks}\", run, \"--batch=${each.batch}\", \"{out}/r${each.ranks}\"]
+      outputs: { train: wd/train }
+  figure:
+    uses: eval.scaling_figure
+    with:
+      figure: resnet50_hal
+      runs: [\"${measure.train}\", extra/train]
+";
+
+#[test]
+fn foreach_makes_one_stage_per_combination_and_references_splice_all() {
+    let wf = compile_str(SWEEP, &[]).unwrap();
+    let names: Vec<&str> = wf.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "measure-1-16",
+            "measure-1-32",
+            "measure-2-16",
+            "measure-2-32",
+            "figure"
+        ]
+    );
+    // `${each.x}` alone keeps the value's type; inside a string, its text.
+    let argv = &wf.stages[2].config["argv"];
+    assert_eq!(argv[2], serde_json::json!(2));
+    assert_eq!(argv[4], "--batch=16");
+    assert_eq!(argv[5], "{out}/r2");
+    let fig = wf.stages.last().unwrap();
+    assert_eq!(
+        fig.config["runs"],
+        serde_json::json!([
+            "runs/t/measure-1-16/wd/train",
+            "runs/t/measure-1-32/wd/train",
+            "runs/t/measure-2-16/wd/train",
+            "runs/t/measure-2-32/wd/train",
+            "extra/train"
+        ])
+    );
+    assert_eq!(fig.needs.len(), 4);
+    // The sweep is a parameter: a cluster sets the rank counts.
+    let wf = compile_str(SWEEP, &["params.ranks=[64]"]).unwrap();
+    assert_eq!(wf.stages.len(), 3);
+    assert_eq!(wf.stages[0].name, "measure-64-16");
+}
+
+#[test]
+fn foreach_mistakes_are_reported_where_they_are() {
+    let err = |text: &str| compile_str(text, &[]).unwrap_err().to_string();
+    let e = err(&SWEEP.replace("\"${each.ranks}\", run", "\"${each.rank}\", run"));
+    assert!(e.contains("no `foreach` variable `rank`"), "{e}");
+    let e = err(&SWEEP.replace("ranks: [1, 2]", "ranks: 2"));
+    assert!(
+        e.contains("parameter `ranks` is an integer, not a list"),
+        "{e}"
+    );
+    let e = err(&SWEEP.replace("batch: [16, 32]", "batch: []"));
+    assert!(e.contains("the list is empty"), "{e}");
+    let e = err(&SWEEP.replace(
+        "runs: [\"${measure.train}\", extra/train]",
+        "runs: [\"x${measure.train}\"]",
+    ));
+    assert!(
+        e.contains("is a list of 4 paths and cannot be put inside a string"),
+        "{e}"
+    );
+    let e = err(&SWEEP.replace("figure: resnet50_hal", "figure: \"${each.ranks}\""));
+    assert!(e.contains("only for stages with `foreach`"), "{e}");
+}
+
+#[test]
+fn resolves_references_types_and_order() {
+    let wf = compile_str(GOOD, &["params.size=32"]).unwrap();
+    let names: Vec<&str> = wf.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["gen", "ds", "tr", "ev"]);
+    let gen = &wf.stages[0];
+    assert_eq!(gen.config["count_per_class"], 4);
+    assert_eq!(gen.config["size"], 32);
+    assert_eq!(wf.stages[1].config["labels"], "runs/t/gen/labels.csv");
+    assert_eq!(wf.stages[3].needs, vec!["ds", "tr"]);
+    assert_eq!(wf.seed, 3);
+}
+
+#[test]
+fn reports_every_error_with_positions() {
+    let bad = GOOD
+        .replace("epochs: 1", "epochs: 1\n      epochz: 2")
+        .replace("${gen.labels}", "${gen.lables}")
+        .replace("uses: eval.classifier", "uses: eval.clasifier")
+        .replace("seed: 3", "seed: 3\nsed: 4");
+    let err = compile_str(&bad, &["params.nope=1"]).unwrap_err();
+    let text = err.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("w.yaml:5:1: sed: unknown key")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .starts_with("w.yaml:11:11: stages.ev.uses: unknown stage kind `eval.clasifier`")),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "stages.ds.with.labels: stage `gen` (ingest.synthetic_galaxies) has no output `lables`"
+        )),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("w.yaml:30:7: stages.tr.with.epochz: unknown field `epochz`")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("--set params.nope: no parameter `nope`")),
+        "{text}"
+    );
+    assert_eq!(err.items.len(), 5, "{text}");
+}
+
+#[test]
+fn a_zero_count_points_at_the_value() {
+    let bad = GOOD.replace("epochs: 1", "epochs: 0");
+    let err = compile_str(&bad, &[]).unwrap_err().to_string();
+    assert!(
+        err.starts_with("w.yaml:28:15: stages.tr.with.epochs: invalid value: integer `0`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cycles_are_named() {
+    let text = "version: 1\nname: c\nworkdir: w\nstages:\n  a:\n    uses: train.classifier\n    with: { data: '${b.model}', epochs: 1 }\n  b:\n    uses: train.classifier\n    with: { data: '${a.model}', epochs: 1 }\n";
+    let err = compile_str(text, &[]).unwrap_err().to_string();
+    assert!(err.contains("dependency cycle: a -> b -> a"), "{err}");
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let err = compile_str("version: 1\nstages: [\n", &[]).unwrap_err();
+    assert_eq!(err.items.len(), 1);
+    assert!(err.items[0].pos.is_some());
+    assert!(err.to_string().contains("YAML syntax"), "{err}");
+}
