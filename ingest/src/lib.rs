@@ -21,8 +21,7 @@
 //!
 //! This crate knows nothing of workflows, libtorch or MPI: a distributed caller
 //! passes its rank and world size as a [`Partition`] and synchronises ranks
-//! itself (see [`writers::galaxy_images::write_partition`] and
-//! [`writers::galaxy_images::finalize`]).
+//! itself (see [`writers::DatasetWriter`]).
 
 pub mod contract;
 pub mod files;

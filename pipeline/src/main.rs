@@ -1,4 +1,7 @@
-//! The `pipeline` command: run, validate and list workflow stages.
+//! The `pipeline` command. Its verbs: `run` a workflow (alone or under
+//! mpirun/srun), `plan` what would run and why, `validate` a file, draw its
+//! `dag`, `submit` it to Slurm, read the run records (`history`, `show`,
+//! `metrics`, `report`) and `list` the stage kinds.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use sciflow_eval::paper::{PaperFigureData, ScalingFigureConfig};
@@ -15,9 +16,10 @@ use sciflow_eval::EvalClassifierConfig;
 use sciflow_ingest::generators::resurvey::{self, ResurveyConfig};
 use sciflow_ingest::generators::synth::{self, SynthConfig};
 use sciflow_ingest::writers::galaxy_images::{self, GalaxyImagesConfig};
-use sciflow_ingest::writers::random_images::{self, RandomImagesConfig};
+use sciflow_ingest::writers::random_images::RandomImagesConfig;
+use sciflow_ingest::writers::waveforms::WaveformsConfig;
 use sciflow_ingest::writers::waveforms::TARGETS;
-use sciflow_ingest::writers::waveforms::{self as waveform_writer, WaveformsConfig};
+use sciflow_ingest::writers::DatasetWriter;
 use sciflow_ingest::{DatasetInfo, Partition};
 use sciflow_train::regressor::RegressorConfig;
 use sciflow_train::{ClassifierConfig, EpochStats, Observer, TrainHistory};
@@ -250,110 +252,63 @@ fn run_resurvey(ctx: &StageContext<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The two phases every dataset writer shares: each rank writes its shards
-/// (`write`), all meet at a barrier, rank 0 merges the parts (`finalize`) and
-/// logs what it wrote. `total` inputs are shared among the ranks; the bar
-/// (rank 0's) shows rank 0's share.
-fn write_dataset_stage(
+/// The two phases every dataset writer shares: each rank writes its shards,
+/// all meet at a barrier, rank 0 merges the parts and logs what it wrote.
+/// The inputs are shared among the ranks; the bar (rank 0's) shows rank 0's
+/// share. `detail` says more of the dataset in the log line.
+fn write_dataset_stage<W: DatasetWriter + DeserializeOwned>(
     ctx: &StageContext<'_>,
-    total: usize,
     unit: &str,
-    write: impl FnOnce(Partition, &(dyn Fn(usize) + Sync)) -> Result<(), Error>,
-    finalize: impl FnOnce(usize) -> Result<(DatasetInfo, String), Error>,
+    detail: fn(&DatasetInfo) -> String,
 ) -> Result<(), Error> {
+    let writer: W = config(ctx)?;
     let (rank, size) = (ctx.comm.rank(), ctx.comm.size());
+    let total = writer.input_count()?;
     let bar = ctx
         .progress
         .bar(total.div_ceil(size) as u64, ctx.name, unit);
-    let result = write(Partition { rank, size }, &|i| bar.set_position(i as u64));
+    let result = writer.write_partition(
+        ctx.seed,
+        ctx.out,
+        Partition { rank, size },
+        ctx.threads,
+        &|i| bar.set_position(i as u64),
+    );
     bar.finish_and_clear();
     result?;
     ctx.comm.barrier();
     if rank == 0 {
-        let (info, detail) = finalize(size)?;
+        let info = writer.finalize(ctx.seed, ctx.out, size)?;
         tracing::info!(
-            "{}: {} {unit} (train {}, val {}, test {}), {} rejected, {detail}",
+            "{}: {} {unit} (train {}, val {}, test {}), {} rejected, {}",
             ctx.name,
             info.counts.total,
             info.counts.train,
             info.counts.val,
             info.counts.test,
             info.counts.rejected,
+            detail(&info)
         );
     }
     Ok(())
 }
 
+fn shard_count(info: &DatasetInfo) -> String {
+    format!("{} shards", info.shards.len())
+}
+
 fn run_galaxy_images(ctx: &StageContext<'_>) -> Result<(), Error> {
-    let cfg: GalaxyImagesConfig = config(ctx)?;
-    write_dataset_stage(
-        ctx,
-        galaxy_images::input_count(&cfg)?,
-        "images",
-        |part, progress| {
-            Ok(galaxy_images::write_partition(
-                &cfg,
-                ctx.seed,
-                ctx.out,
-                part,
-                ctx.threads,
-                progress,
-            )?)
-        },
-        |size| {
-            let info = galaxy_images::finalize(&cfg, ctx.seed, ctx.out, size)?;
-            let detail = format!("{} shards", info.shards.len());
-            Ok((info, detail))
-        },
-    )
+    write_dataset_stage::<GalaxyImagesConfig>(ctx, "images", shard_count)
 }
 
 fn run_random_images(ctx: &StageContext<'_>) -> Result<(), Error> {
-    let cfg: RandomImagesConfig = config(ctx)?;
-    write_dataset_stage(
-        ctx,
-        cfg.count.get(),
-        "images",
-        |part, progress| {
-            Ok(random_images::write_partition(
-                &cfg,
-                ctx.seed,
-                ctx.out,
-                part,
-                ctx.threads,
-                progress,
-            )?)
-        },
-        |size| {
-            let info = random_images::finalize(&cfg, ctx.seed, ctx.out, size)?;
-            let detail = format!("{} shards", info.shards.len());
-            Ok((info, detail))
-        },
-    )
+    write_dataset_stage::<RandomImagesConfig>(ctx, "images", shard_count)
 }
 
 fn run_waveforms(ctx: &StageContext<'_>) -> Result<(), Error> {
-    let cfg: WaveformsConfig = config(ctx)?;
-    write_dataset_stage(
-        ctx,
-        waveform_writer::input_count(&cfg)?,
-        "waveforms",
-        |part, progress| {
-            Ok(waveform_writer::write_partition(
-                &cfg,
-                ctx.seed,
-                ctx.out,
-                part,
-                ctx.threads,
-                progress,
-            )?)
-        },
-        |size| {
-            let info = waveform_writer::finalize(&cfg, ctx.seed, ctx.out, size)?;
-            let detail = format!("{} samples each", info.x.sample_shape[1]);
-            Ok((info, detail))
-        },
-    )
+    write_dataset_stage::<WaveformsConfig>(ctx, "waveforms", |info| {
+        format!("{} samples each", info.x.sample_shape[1])
+    })
 }
 
 fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{DatasetInfo, Partition, Provenance, Split, SplitFractions, TensorSchema};
 use crate::shards::{self, Job, Layout, ManifestRow, Part, Planned, ShardBuffer};
+use crate::writers::DatasetWriter;
 use crate::{Error, Result};
 
 /// Configuration of `ingest.random_images`.
@@ -120,39 +121,81 @@ impl ManifestRow for Row {
     }
 }
 
-/// Writes this process's shards into `dir` with up to `threads` threads;
-/// `progress` receives the samples this process has written so far.
-pub fn write_partition(
-    config: &RandomImagesConfig,
-    seed: u64,
-    dir: &Path,
-    part: Partition,
-    threads: usize,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<()> {
-    let plan = plan(config)?;
-    let (c, s) = (config.channels.get(), config.size.get());
-    let layout = Layout {
-        x: (Dtype::F32, vec![c, s, s]),
-        y: (Dtype::I64, vec![]),
-    };
-    let job = Job {
-        dir,
-        part,
-        threads,
-        progress,
-    };
-    let head = Part {
-        header: (),
-        shards: Vec::new(),
-        rows: Vec::new(),
-        rejects: Vec::new(),
-    };
-    job.write(&layout, &plan, head, |shard, out, tick| {
-        fill_shard(config, seed, shard, out);
-        tick(shard.members.1);
-        Ok(())
-    })
+impl DatasetWriter for RandomImagesConfig {
+    /// The samples to generate.
+    fn input_count(&self) -> Result<usize> {
+        Ok(self.count.get())
+    }
+
+    /// Writes this process's shards into `dir` with up to `threads` threads;
+    /// `progress` receives the samples this process has written so far.
+    fn write_partition(
+        &self,
+        seed: u64,
+        dir: &Path,
+        part: Partition,
+        threads: usize,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<()> {
+        let config = self;
+        let plan = plan(config)?;
+        let (c, s) = (config.channels.get(), config.size.get());
+        let layout = Layout {
+            x: (Dtype::F32, vec![c, s, s]),
+            y: (Dtype::I64, vec![]),
+        };
+        let job = Job {
+            dir,
+            part,
+            threads,
+            progress,
+        };
+        let head = Part {
+            header: (),
+            shards: Vec::new(),
+            rows: Vec::new(),
+            rejects: Vec::new(),
+        };
+        job.write(&layout, &plan, head, |shard, out, tick| {
+            fill_shard(config, seed, shard, out);
+            tick(shard.members.1);
+            Ok(())
+        })
+    }
+
+    /// Merges the `world_size` parts into the manifest and `dataset.json`.
+    fn finalize(&self, seed: u64, dir: &Path, world_size: usize) -> Result<DatasetInfo> {
+        let config = self;
+        let all: Part<Row, ()> = shards::merge(dir, world_size)?;
+        let mut manifest = df!(
+        "sample_id" => (0..all.rows.len()).map(|i| format!("random-{i:08}")).collect::<Vec<_>>(),
+        "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
+        "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
+        "split" => all.rows.iter().map(|r| r.split.as_str()).collect::<Vec<_>>(),
+        "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
+    )
+    .expect("columns have equal length");
+        let (c, s) = (config.channels.get(), config.size.get());
+        let mut info = DatasetInfo::new(
+            "image_classification",
+            TensorSchema::new("x", "F32", vec![c, s, s]),
+            TensorSchema::new("y", "I64", vec![]),
+            Provenance::new(
+                String::new(),
+                String::new(),
+                shards::shards_digest(&all.shards),
+                seed,
+                config,
+            ),
+        );
+        info.class_names = (0..config.classes.get())
+            .map(|i| format!("class{i:04}"))
+            .collect();
+        info.counts = all.counts();
+        info.shards = all.shards;
+        shards::publish(dir, &mut manifest, &all.rejects, &info)?;
+        Ok(info)
+    }
 }
 
 fn fill_shard(
@@ -192,44 +235,6 @@ fn fill_shard(
     }
 }
 
-/// Merges the `world_size` parts into the manifest and `dataset.json`.
-pub fn finalize(
-    config: &RandomImagesConfig,
-    seed: u64,
-    dir: &Path,
-    world_size: usize,
-) -> Result<DatasetInfo> {
-    let all: Part<Row, ()> = shards::merge(dir, world_size)?;
-    let mut manifest = df!(
-        "sample_id" => (0..all.rows.len()).map(|i| format!("random-{i:08}")).collect::<Vec<_>>(),
-        "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
-        "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
-        "split" => all.rows.iter().map(|r| r.split.as_str()).collect::<Vec<_>>(),
-        "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
-    )
-    .expect("columns have equal length");
-    let (c, s) = (config.channels.get(), config.size.get());
-    let mut info = DatasetInfo::new(
-        "image_classification",
-        TensorSchema::new("x", "F32", vec![c, s, s]),
-        TensorSchema::new("y", "I64", vec![]),
-        Provenance::new(
-            String::new(),
-            String::new(),
-            shards::shards_digest(&all.shards),
-            seed,
-            config,
-        ),
-    );
-    info.class_names = (0..config.classes.get())
-        .map(|i| format!("class{i:04}"))
-        .collect();
-    info.counts = all.counts();
-    info.shards = all.shards;
-    shards::publish(dir, &mut manifest, &all.rejects, &info)?;
-    Ok(info)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,9 +258,10 @@ mod tests {
             let d = dir.path().join(name);
             for rank in 0..ranks {
                 let part = Partition { rank, size: ranks };
-                write_partition(&cfg, seed, &d, part, threads, &|_| {}).unwrap();
+                cfg.write_partition(seed, &d, part, threads, &|_| {})
+                    .unwrap();
             }
-            (finalize(&cfg, seed, &d, ranks).unwrap(), d)
+            (cfg.finalize(seed, &d, ranks).unwrap(), d)
         };
         let (a, da) = write("a", 1, 1, 3);
         let (b, _) = write("b", 3, 2, 3);

@@ -23,6 +23,8 @@ use crate::readers::catalog::{read_catalog, CatalogOptions, LabelRow, LabelRule}
 use crate::readers::fits::{self, Hdu};
 use crate::readers::raster;
 use crate::shards::{self, Job, Layout, ManifestRow, Part, Planned, ShardBuffer};
+pub use crate::writers::write_dataset;
+use crate::writers::DatasetWriter;
 use crate::{Error, Result};
 
 /// Configuration of `ingest.galaxy_images`: a labelled image folder into a dataset.
@@ -392,39 +394,100 @@ fn load_sample(
     Ok((img.data, hash))
 }
 
-/// Writes this process's shards of the dataset into `dir` (created if needed)
-/// with up to `threads` threads. `progress` receives the number of inputs
-/// this process has handled so far.
-pub fn write_partition(
-    config: &GalaxyImagesConfig,
-    seed: u64,
-    dir: &Path,
-    part: Partition,
-    threads: usize,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<()> {
-    let plan = plan(config, seed)?;
-    let size = config.size.get();
-    let channels = plan.header.channels;
-    let layout = Layout {
-        x: (Dtype::F32, vec![channels, size, size]),
-        y: (Dtype::I64, vec![]),
-    };
-    let job = Job {
-        dir,
-        part,
-        threads,
-        progress,
-    };
-    let head = Part {
-        header: plan.header,
-        shards: Vec::new(),
-        rows: Vec::new(),
-        rejects: Vec::new(),
-    };
-    job.write(&layout, &plan.shards, head, |shard, out, tick| {
-        fill_shard(config, channels, shard, out, tick)
-    })
+impl DatasetWriter for GalaxyImagesConfig {
+    /// Number of inputs the plan covers (for progress bars).
+    fn input_count(&self) -> Result<usize> {
+        let config = self;
+        Ok(read_catalog(&config.labels, &catalog_options(config))?
+            .rows
+            .len())
+    }
+
+    /// Writes this process's shards of the dataset into `dir` (created if needed)
+    /// with up to `threads` threads. `progress` receives the number of inputs
+    /// this process has handled so far.
+    fn write_partition(
+        &self,
+        seed: u64,
+        dir: &Path,
+        part: Partition,
+        threads: usize,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<()> {
+        let config = self;
+        let plan = plan(config, seed)?;
+        let size = config.size.get();
+        let channels = plan.header.channels;
+        let layout = Layout {
+            x: (Dtype::F32, vec![channels, size, size]),
+            y: (Dtype::I64, vec![]),
+        };
+        let job = Job {
+            dir,
+            part,
+            threads,
+            progress,
+        };
+        let head = Part {
+            header: plan.header,
+            shards: Vec::new(),
+            rows: Vec::new(),
+            rejects: Vec::new(),
+        };
+        job.write(&layout, &plan.shards, head, |shard, out, tick| {
+            fill_shard(config, channels, shard, out, tick)
+        })
+    }
+
+    /// Merges the parts written by `world_size` processes into the final manifest,
+    /// rejects table and `dataset.json`, and removes the parts.
+    fn finalize(&self, seed: u64, dir: &Path, world_size: usize) -> Result<DatasetInfo> {
+        let config = self;
+        let all: Part<Row, Header> = shards::merge(dir, world_size)?;
+        all.check_not_empty(&config.labels.display().to_string())?;
+        let counts = all.counts();
+        let classes = &all.header.classes;
+        let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
+        let mut manifest = df!(
+            "sample_id" => col(&|r| r.sample_id.clone()),
+            "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
+            "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
+            "split" => col(&|r| r.split.as_str().to_string()),
+            "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
+            "label_name" => col(&|r| classes[r.label as usize].clone()),
+            "source" => col(&|r| r.source.clone()),
+            "source_blake3" => col(&|r| r.source_blake3.clone()),
+            "ra" => all.rows.iter().map(|r| r.ra).collect::<Vec<Option<f64>>>(),
+            "dec" => all.rows.iter().map(|r| r.dec).collect::<Vec<Option<f64>>>(),
+        )
+        .expect("columns have equal length");
+
+        let mut inputs = blake3::Hasher::new();
+        for r in &all.rows {
+            inputs.update(r.sample_id.as_bytes());
+            inputs.update(r.source_blake3.as_bytes());
+        }
+        let labels_bytes = std::fs::read(&config.labels)
+            .map_err(|e| Error::io("failed to read", &config.labels, e))?;
+        let size = config.size.get();
+        let mut info = DatasetInfo::new(
+            "image_classification",
+            TensorSchema::new("x", "F32", vec![all.header.channels, size, size]),
+            TensorSchema::new("y", "I64", vec![]),
+            Provenance::new(
+                config.labels.to_string_lossy().into_owned(),
+                blake3::hash(&labels_bytes).to_hex().to_string(),
+                inputs.finalize().to_hex().to_string(),
+                seed,
+                config,
+            ),
+        );
+        info.class_names = all.header.classes.clone();
+        info.counts = counts;
+        info.shards = all.shards;
+        shards::publish(dir, &mut manifest, &all.rejects, &info)?;
+        Ok(info)
+    }
 }
 
 fn fill_shard(
@@ -464,79 +527,6 @@ fn fill_shard(
         tick(1);
     }
     Ok(())
-}
-
-/// Merges the parts written by `world_size` processes into the final manifest,
-/// rejects table and `dataset.json`, and removes the parts.
-pub fn finalize(
-    config: &GalaxyImagesConfig,
-    seed: u64,
-    dir: &Path,
-    world_size: usize,
-) -> Result<DatasetInfo> {
-    let all: Part<Row, Header> = shards::merge(dir, world_size)?;
-    all.check_not_empty(&config.labels.display().to_string())?;
-    let counts = all.counts();
-    let classes = &all.header.classes;
-    let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
-    let mut manifest = df!(
-        "sample_id" => col(&|r| r.sample_id.clone()),
-        "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
-        "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
-        "split" => col(&|r| r.split.as_str().to_string()),
-        "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
-        "label_name" => col(&|r| classes[r.label as usize].clone()),
-        "source" => col(&|r| r.source.clone()),
-        "source_blake3" => col(&|r| r.source_blake3.clone()),
-        "ra" => all.rows.iter().map(|r| r.ra).collect::<Vec<Option<f64>>>(),
-        "dec" => all.rows.iter().map(|r| r.dec).collect::<Vec<Option<f64>>>(),
-    )
-    .expect("columns have equal length");
-
-    let mut inputs = blake3::Hasher::new();
-    for r in &all.rows {
-        inputs.update(r.sample_id.as_bytes());
-        inputs.update(r.source_blake3.as_bytes());
-    }
-    let labels_bytes = std::fs::read(&config.labels)
-        .map_err(|e| Error::io("failed to read", &config.labels, e))?;
-    let size = config.size.get();
-    let mut info = DatasetInfo::new(
-        "image_classification",
-        TensorSchema::new("x", "F32", vec![all.header.channels, size, size]),
-        TensorSchema::new("y", "I64", vec![]),
-        Provenance::new(
-            config.labels.to_string_lossy().into_owned(),
-            blake3::hash(&labels_bytes).to_hex().to_string(),
-            inputs.finalize().to_hex().to_string(),
-            seed,
-            config,
-        ),
-    );
-    info.class_names = all.header.classes.clone();
-    info.counts = counts;
-    info.shards = all.shards;
-    shards::publish(dir, &mut manifest, &all.rejects, &info)?;
-    Ok(info)
-}
-
-/// Writes a whole dataset from one process (both phases).
-pub fn write_dataset(
-    config: &GalaxyImagesConfig,
-    seed: u64,
-    dir: &Path,
-    threads: usize,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<DatasetInfo> {
-    write_partition(config, seed, dir, Partition::SINGLE, threads, progress)?;
-    finalize(config, seed, dir, 1)
-}
-
-/// Number of inputs the plan covers (for progress bars).
-pub fn input_count(config: &GalaxyImagesConfig) -> Result<usize> {
-    Ok(read_catalog(&config.labels, &catalog_options(config))?
-        .rows
-        .len())
 }
 
 /// Every file the dataset reads: the labels table and each sample's image(s)

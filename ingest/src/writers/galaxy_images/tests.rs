@@ -73,17 +73,10 @@ fn same_seed_same_shards_whatever_the_ranks_and_threads() {
     write_dataset(&cfg, 5, one.path(), 1, &|_| {}).unwrap();
     let three = tempfile::tempdir().unwrap();
     for rank in 0..3 {
-        write_partition(
-            &cfg,
-            5,
-            three.path(),
-            Partition { rank, size: 3 },
-            2,
-            &|_| {},
-        )
-        .unwrap();
+        cfg.write_partition(5, three.path(), Partition { rank, size: 3 }, 2, &|_| {})
+            .unwrap();
     }
-    let a = finalize(&cfg, 5, three.path(), 3).unwrap();
+    let a = cfg.finalize(5, three.path(), 3).unwrap();
     let b = DatasetInfo::load(one.path()).unwrap();
     assert_eq!(a.shards, b.shards);
     assert_eq!(shard_bytes(one.path()), shard_bytes(three.path()));

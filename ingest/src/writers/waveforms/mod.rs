@@ -22,6 +22,8 @@ use crate::contract::{
 };
 use crate::readers::waveforms::{read_bank, read_lvcnr, read_sxs, Bank, Waveform};
 use crate::shards::{self, Job, Layout, ManifestRow, Part, Planned, ShardBuffer};
+pub use crate::writers::write_dataset;
+use crate::writers::DatasetWriter;
 use crate::{Error, Result};
 
 /// Configuration of `ingest.waveforms`.
@@ -434,48 +436,98 @@ fn plan(config: &WaveformsConfig, seed: u64) -> Result<Plan> {
     })
 }
 
-/// Number of waveforms the inputs hold (for progress bars).
-pub fn input_count(config: &WaveformsConfig) -> Result<usize> {
-    Ok(list_items(config)?.0.len())
-}
+impl DatasetWriter for WaveformsConfig {
+    /// Number of waveforms the inputs hold (for progress bars).
+    fn input_count(&self) -> Result<usize> {
+        let config = self;
+        Ok(list_items(config)?.0.len())
+    }
 
-/// Writes this process's shards into `dir` with up to `threads` threads.
-pub fn write_partition(
-    config: &WaveformsConfig,
-    seed: u64,
-    dir: &Path,
-    part: Partition,
-    threads: usize,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<()> {
-    let plan = plan(config, seed)?;
-    let layout = Layout {
-        x: (
-            Dtype::F32,
-            vec![config.representation.channels(), plan.samples],
-        ),
-        y: (Dtype::F32, vec![3]),
-    };
-    let job = Job {
-        dir,
-        part,
-        threads,
-        progress,
-    };
-    let head = Part {
-        header: (plan.start, plan.samples),
-        shards: Vec::new(),
-        rows: Vec::new(),
-        // Inputs rejected while planning: every rank found them, rank 0 reports them.
-        rejects: if part.rank == 0 {
-            plan.rejects.clone()
-        } else {
-            Vec::new()
-        },
-    };
-    job.write(&layout, &plan.shards, head, |shard, out, tick| {
-        fill_shard(config, &plan, shard, out, tick)
-    })
+    /// Writes this process's shards into `dir` with up to `threads` threads.
+    fn write_partition(
+        &self,
+        seed: u64,
+        dir: &Path,
+        part: Partition,
+        threads: usize,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<()> {
+        let config = self;
+        let plan = plan(config, seed)?;
+        let layout = Layout {
+            x: (
+                Dtype::F32,
+                vec![config.representation.channels(), plan.samples],
+            ),
+            y: (Dtype::F32, vec![3]),
+        };
+        let job = Job {
+            dir,
+            part,
+            threads,
+            progress,
+        };
+        let head = Part {
+            header: (plan.start, plan.samples),
+            shards: Vec::new(),
+            rows: Vec::new(),
+            // Inputs rejected while planning: every rank found them, rank 0 reports them.
+            rejects: if part.rank == 0 {
+                plan.rejects.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        job.write(&layout, &plan.shards, head, |shard, out, tick| {
+            fill_shard(config, &plan, shard, out, tick)
+        })
+    }
+
+    /// Merges the parts of `world_size` processes into `manifest.parquet`,
+    /// `rejects.parquet` and, last, `dataset.json`.
+    fn finalize(&self, seed: u64, dir: &Path, world_size: usize) -> Result<DatasetInfo> {
+        let config = self;
+        let all: Part<Row, Header> = shards::merge(dir, world_size)?;
+        let inputs = config
+            .inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        all.check_not_empty(&inputs)?;
+        let (start, samples) = all.header;
+        let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
+        let param = |k: usize| all.rows.iter().map(|r| r.params[k]).collect::<Vec<f64>>();
+        let mut manifest = df!(
+            "sample_id" => col(&|r| r.sample_id.clone()),
+            "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
+            "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
+            "split" => col(&|r| r.split.as_str().to_string()),
+            "q" => param(0),
+            "chi1z" => param(1),
+            "chi2z" => param(2),
+            "source" => col(&|r| r.source.clone()),
+        )
+        .expect("columns have equal length");
+        let mut info = DatasetInfo::new(
+            "waveform_regression",
+            TensorSchema::new("x", "F32", vec![config.representation.channels(), samples]),
+            TensorSchema::new("y", "F32", vec![3]),
+            Provenance::new(
+                inputs,
+                String::new(),
+                shards::shards_digest(&all.shards),
+                seed,
+                config,
+            ),
+        );
+        info.target_names = TARGETS.iter().map(|s| s.to_string()).collect();
+        info.time_grid = Some([start, config.dt, samples as f64]);
+        info.counts = all.counts();
+        info.shards = all.shards;
+        shards::publish(dir, &mut manifest, &all.rejects, &info)?;
+        Ok(info)
+    }
 }
 
 fn fill_shard(
@@ -526,68 +578,6 @@ fn fill_shard(
         tick(1);
     }
     Ok(())
-}
-
-/// Merges the parts of `world_size` processes into `manifest.parquet`,
-/// `rejects.parquet` and, last, `dataset.json`.
-pub fn finalize(
-    config: &WaveformsConfig,
-    seed: u64,
-    dir: &Path,
-    world_size: usize,
-) -> Result<DatasetInfo> {
-    let all: Part<Row, Header> = shards::merge(dir, world_size)?;
-    let inputs = config
-        .inputs
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    all.check_not_empty(&inputs)?;
-    let (start, samples) = all.header;
-    let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
-    let param = |k: usize| all.rows.iter().map(|r| r.params[k]).collect::<Vec<f64>>();
-    let mut manifest = df!(
-        "sample_id" => col(&|r| r.sample_id.clone()),
-        "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
-        "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
-        "split" => col(&|r| r.split.as_str().to_string()),
-        "q" => param(0),
-        "chi1z" => param(1),
-        "chi2z" => param(2),
-        "source" => col(&|r| r.source.clone()),
-    )
-    .expect("columns have equal length");
-    let mut info = DatasetInfo::new(
-        "waveform_regression",
-        TensorSchema::new("x", "F32", vec![config.representation.channels(), samples]),
-        TensorSchema::new("y", "F32", vec![3]),
-        Provenance::new(
-            inputs,
-            String::new(),
-            shards::shards_digest(&all.shards),
-            seed,
-            config,
-        ),
-    );
-    info.target_names = TARGETS.iter().map(|s| s.to_string()).collect();
-    info.time_grid = Some([start, config.dt, samples as f64]);
-    info.counts = all.counts();
-    info.shards = all.shards;
-    shards::publish(dir, &mut manifest, &all.rejects, &info)?;
-    Ok(info)
-}
-
-/// Writes a whole waveform dataset from one process.
-pub fn write_dataset(
-    config: &WaveformsConfig,
-    seed: u64,
-    dir: &Path,
-    threads: usize,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<DatasetInfo> {
-    write_partition(config, seed, dir, Partition::SINGLE, threads, progress)?;
-    finalize(config, seed, dir, 1)
 }
 
 #[cfg(test)]
