@@ -22,7 +22,7 @@ use sciflow_ingest::writers::waveforms::TARGETS;
 use sciflow_ingest::writers::DatasetWriter;
 use sciflow_ingest::{DatasetInfo, Partition};
 use sciflow_train::regressor::RegressorConfig;
-use sciflow_train::{ClassifierConfig, EpochStats, Observer, TrainHistory};
+use sciflow_train::{ClassifierConfig, EpochStats, Observer, Run, TrainHistory};
 
 use crate::command::{check_command, command_inputs, run_command};
 use crate::stage::{check, config, external_paths, Output, StageContext, StageKind};
@@ -317,11 +317,13 @@ fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
     train_stage(ctx, cfg.epochs.get(), &[], |observer| {
         Ok(sciflow_train::train_classifier(
             &cfg,
-            ctx.seed,
-            ctx.out,
-            ctx.comm,
-            Some(&ckpt),
-            observer,
+            Run {
+                seed: ctx.seed,
+                out: ctx.out,
+                comm: ctx.comm,
+                checkpoints: Some(&ckpt),
+                observer,
+            },
         )?)
     })
 }
@@ -332,11 +334,13 @@ fn run_train_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
     train_stage(ctx, cfg.epochs.get(), &TARGETS, |observer| {
         Ok(sciflow_train::regressor::train_regressor(
             &cfg,
-            ctx.seed,
-            ctx.out,
-            ctx.comm,
-            Some(&ckpt),
-            observer,
+            Run {
+                seed: ctx.seed,
+                out: ctx.out,
+                comm: ctx.comm,
+                checkpoints: Some(&ckpt),
+                observer,
+            },
         )?)
     })
 }

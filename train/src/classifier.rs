@@ -2,17 +2,15 @@
 //! the one training loop of [`crate::learner`], with right-angle rotations,
 //! flips and shifts of each training image.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
 use sciflow_ingest::{Batch, DatasetInfo};
 
-use crate::checkpoint::Checkpointing;
-use crate::dist::Comm;
 use crate::history::TrainHistory;
-use crate::learner::{fit, training_config, Figures, Observer, StepAt, Task};
+use crate::learner::{fit, training_config, Figures, Run, StepAt, Task};
 use crate::model::{build, ModelConfig, ModelInfo};
 use crate::{Error, Result};
 
@@ -118,22 +116,18 @@ impl Task for Classification<'_> {
         }
     }
 
-    fn save(&self, dir: &Path, vs: &nn::VarStore) -> Result<()> {
-        crate::model_dir::save(dir, vs, &self.info)
+    type Info = ModelInfo;
+
+    fn info(&self) -> &ModelInfo {
+        &self.info
     }
 }
 
 /// Trains a classifier on `config.data` and, on rank 0, writes the model
 /// directory (`weights.safetensors`, `model.json`, `history.json`) into `out`.
 /// See [`fit`] for the rest.
-pub fn train_classifier(
-    config: &ClassifierConfig,
-    seed: u64,
-    out: &Path,
-    comm: &dyn Comm,
-    checkpoints: Option<&Checkpointing>,
-    observer: Observer<'_>,
-) -> Result<TrainHistory> {
+pub fn train_classifier(config: &ClassifierConfig, run: Run<'_>) -> Result<TrainHistory> {
+    let (seed, comm) = (run.seed, run.comm);
     let info = DatasetInfo::load(&config.data)?;
     if info.x.sample_shape.len() != 3 || info.class_names.len() < 2 {
         return Err(Error::Config(format!(
@@ -157,15 +151,7 @@ pub fn train_classifier(
             created_by: concat!("sciflow-train ", env!("CARGO_PKG_VERSION")).into(),
         },
     };
-    fit(
-        &config.loop_config(),
-        &mut task,
-        seed,
-        out,
-        comm,
-        checkpoints,
-        observer,
-    )
+    fit(&config.loop_config(), &mut task, run)
 }
 
 /// Batch buffers as tensors; shapes come from the data, so they are checked.

@@ -241,9 +241,11 @@ pub trait Task {
     /// they cover; `valid` is `None` without a validation split.
     fn figures(&self, train: &[f64], samples: f64, valid: Option<(&[f64], f64)>) -> Figures;
 
-    /// Writes the model directory (`weights.safetensors`, `model.json`;
-    /// see [`crate::model_dir::save`]) for the variables in `vs`.
-    fn save(&self, dir: &Path, vs: &nn::VarStore) -> Result<()>;
+    /// What `model.json` holds (see [`crate::model_dir`]).
+    type Info: serde::Serialize;
+
+    /// The description written as `model.json` beside the weights.
+    fn info(&self) -> &Self::Info;
 }
 
 /// Reports from a running [`fit`].
@@ -264,21 +266,36 @@ impl Observer<'static> {
     }
 }
 
+/// One training run's surroundings: what every training entry point
+/// ([`crate::train_classifier`], [`crate::regressor::train_regressor`])
+/// takes besides its configuration.
+pub struct Run<'a> {
+    /// The run's seed.
+    pub seed: u64,
+    /// The model directory to write (rank 0).
+    pub out: &'a Path,
+    /// The job's ranks; every rank calls with the same arguments.
+    pub comm: &'a dyn Comm,
+    /// Where and how often to checkpoint, and whether to resume.
+    pub checkpoints: Option<&'a Checkpointing>,
+    /// Who hears of steps and epochs.
+    pub observer: Observer<'a>,
+}
+
 /// Trains `task` on `config.data` and, on rank 0, writes the model directory
-/// (`weights.safetensors`, `model.json`, `history.json`) into `out`.
+/// (`weights.safetensors`, `model.json`, `history.json`) into `run.out`.
 ///
-/// Every rank of `comm` must call this with the same arguments. With
-/// `checkpoints`, the state is saved at each epoch's end (and every
+/// Every rank of `run.comm` must call this with the same arguments. With
+/// checkpoints, the state is saved at each epoch's end (and every
 /// `every_steps` steps), and a `resume` continues from it exactly.
-pub fn fit(
-    config: &LoopConfig,
-    task: &mut dyn Task,
-    seed: u64,
-    out: &Path,
-    comm: &dyn Comm,
-    checkpoints: Option<&Checkpointing>,
-    observer: Observer<'_>,
-) -> Result<TrainHistory> {
+pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<TrainHistory> {
+    let Run {
+        seed,
+        out,
+        comm,
+        checkpoints,
+        observer,
+    } = run;
     let train = config.loader(Split::Train, true, seed, comm)?;
     let val = config.loader(Split::Val, false, seed, comm)?;
     if train.steps_per_epoch(0) == 0 {
@@ -390,7 +407,7 @@ pub fn fit(
         }
         let seconds = before + started.elapsed().as_secs_f64();
         comm.allreduce_sum_f64(&mut sums);
-        let valid = validate(task, &*net, &val, comm)?;
+        let valid = validate(&*task, &*net, &val, comm)?;
         let samples = sums[n_sums];
         let figures = task.figures(
             &sums[..n_sums],
@@ -430,7 +447,7 @@ pub fn fit(
         steps_per_epoch: steps0,
     };
     if comm.rank() == 0 {
-        task.save(out, &vs)?;
+        crate::model_dir::save(out, &vs, task.info())?;
         report.save(out)?;
     }
     Ok(report)
@@ -438,8 +455,8 @@ pub fn fit(
 
 /// The task's validation sums over a split, all ranks together, and the
 /// samples they cover; `None` for an empty split (the same on every rank).
-fn validate(
-    task: &dyn Task,
+fn validate<T: Task>(
+    task: &T,
     net: &dyn ModuleT,
     loader: &Loader,
     comm: &dyn Comm,

@@ -35,7 +35,7 @@ pub use classifier::{train_classifier, ClassifierConfig};
 pub use dist::{Comm, Single};
 pub use error::{Error, Result};
 pub use history::{EpochStats, TrainHistory};
-pub use learner::{Observer, Task};
+pub use learner::{Observer, Run, Task};
 pub use model::{load_model, ModelConfig, ModelInfo};
 
 /// Sets libtorch's intra-op threads to `threads`, or else to this process's

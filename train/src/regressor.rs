@@ -16,10 +16,9 @@ use tch::{Kind, Tensor};
 
 use sciflow_ingest::{Batch, DatasetInfo, Split};
 
-use crate::checkpoint::Checkpointing;
-use crate::dist::{Comm, Single};
+use crate::dist::Single;
 use crate::history::TrainHistory;
-use crate::learner::{fit, training_config, Figures, Observer, Task};
+use crate::learner::{fit, training_config, Figures, Run, Task};
 use crate::wavenet::{WaveNet, WaveNetConfig};
 use crate::{Error, Result};
 
@@ -281,22 +280,18 @@ impl Task for Regression {
         }
     }
 
-    fn save(&self, dir: &Path, vs: &nn::VarStore) -> Result<()> {
-        crate::model_dir::save(dir, vs, &self.info)
+    type Info = RegressorInfo;
+
+    fn info(&self) -> &RegressorInfo {
+        &self.info
     }
 }
 
 /// Trains the regressor; rank 0 writes `weights.safetensors`, `model.json`
 /// and `history.json` into `out`. Every rank calls it with the same
 /// arguments. See [`fit`] for the rest.
-pub fn train_regressor(
-    config: &RegressorConfig,
-    seed: u64,
-    out: &Path,
-    comm: &dyn Comm,
-    checkpoints: Option<&Checkpointing>,
-    observer: Observer<'_>,
-) -> Result<TrainHistory> {
+pub fn train_regressor(config: &RegressorConfig, run: Run<'_>) -> Result<TrainHistory> {
+    let (seed, comm) = (run.seed, run.comm);
     let info = DatasetInfo::load(&config.data)?;
     if info.y.dtype != "F32" || info.x.sample_shape.len() != 2 {
         return Err(Error::Config(format!(
@@ -384,15 +379,7 @@ pub fn train_regressor(
         mean: mean_t,
         std: std_t,
     };
-    fit(
-        &loop_config,
-        &mut task,
-        seed,
-        out,
-        comm,
-        checkpoints,
-        observer,
-    )
+    fit(&loop_config, &mut task, run)
 }
 
 #[cfg(test)]
@@ -400,6 +387,7 @@ mod tests {
     use super::*;
     use std::num::NonZeroUsize;
 
+    use crate::learner::Observer;
     use crate::optim::{LrScaling, LrSchedule, OptimizerKind};
     use sciflow_ingest::writers::waveforms::{write_dataset, WaveformsConfig};
     use sciflow_ingest::{OnError, SplitFractions};
@@ -457,9 +445,14 @@ mod tests {
             workers: NonZeroUsize::new(1).unwrap(),
         };
         let out = dir.path().join("model");
-        let h = train_regressor(&cfg, 5, &out, &crate::Single, None, Observer::quiet())
-            .unwrap()
-            .history;
+        let run = |out| Run {
+            seed: 5,
+            out,
+            comm: &crate::Single,
+            checkpoints: None,
+            observer: Observer::quiet(),
+        };
+        let h = train_regressor(&cfg, run(&out)).unwrap().history;
         assert_eq!(h.len(), 3);
         assert!(h
             .iter()
@@ -474,7 +467,7 @@ mod tests {
         assert_eq!(r.predict(&x).size(), vec![2, 3]);
         // Same seed, same weights on CPU.
         let out2 = dir.path().join("model2");
-        train_regressor(&cfg, 5, &out2, &crate::Single, None, Observer::quiet()).unwrap();
+        train_regressor(&cfg, run(&out2)).unwrap();
         assert_eq!(
             std::fs::read(out.join("weights.safetensors")).unwrap(),
             std::fs::read(out2.join("weights.safetensors")).unwrap()
