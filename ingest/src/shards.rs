@@ -58,12 +58,32 @@ pub(crate) struct ShardBuffer<R> {
     pub rejects: Vec<Reject>,
 }
 
+/// Where a stored sample is: its shard, its position there, its split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Place {
+    /// Shard number.
+    pub shard: u32,
+    /// Position within the shard.
+    pub index: u32,
+    /// The shard's split.
+    pub split: Split,
+}
+
+impl<M> Planned<M> {
+    /// The place of this shard's `index`-th stored sample.
+    pub fn place(&self, index: usize) -> Place {
+        Place {
+            shard: self.index as u32,
+            index: index as u32,
+            split: self.split,
+        }
+    }
+}
+
 /// A manifest row, as far as the shared writer needs to know it.
 pub(crate) trait ManifestRow {
-    /// (shard, index in shard): the manifest's order.
-    fn position(&self) -> (u32, u32);
-    /// The sample's split.
-    fn split(&self) -> Split;
+    /// Where the sample is stored.
+    fn place(&self) -> &Place;
 }
 
 /// What one process wrote, and after [`merge`], what all wrote.
@@ -80,10 +100,23 @@ pub(crate) struct Part<R, H> {
     pub rejects: Vec<Reject>,
 }
 
+impl<R, H> Part<R, H> {
+    /// What a process starts with: the plan's header, and the inputs the
+    /// plan itself rejected (which one rank should report).
+    pub fn new(header: H, rejects: Vec<Reject>) -> Self {
+        Part {
+            header,
+            shards: Vec::new(),
+            rows: Vec::new(),
+            rejects,
+        }
+    }
+}
+
 impl<R: ManifestRow, H> Part<R, H> {
     /// Samples per split, and the rejects.
     pub fn counts(&self) -> Counts {
-        let count = |s: Split| self.rows.iter().filter(|r| r.split() == s).count();
+        let count = |s: Split| self.rows.iter().filter(|r| r.place().split == s).count();
         Counts {
             total: self.rows.len(),
             train: count(Split::Train),
@@ -91,6 +124,16 @@ impl<R: ManifestRow, H> Part<R, H> {
             test: count(Split::Test),
             rejected: self.rejects.len(),
         }
+    }
+
+    /// The manifest's `shard`, `index` and `split` columns.
+    pub fn place_columns(&self) -> (Vec<u32>, Vec<u32>, Vec<&'static str>) {
+        let places = self.rows.iter().map(|r| r.place());
+        (
+            places.clone().map(|p| p.shard).collect(),
+            places.clone().map(|p| p.index).collect(),
+            places.map(|p| p.split.as_str()).collect(),
+        )
     }
 
     /// The error for a dataset with no sample at all, naming `inputs`.
@@ -109,8 +152,9 @@ impl<R: ManifestRow, H> Part<R, H> {
     }
 }
 
-/// One process's share of a dataset write.
-pub(crate) struct Job<'a> {
+/// One process's share of a dataset write: where, which shards, with how
+/// many threads, and who hears of progress.
+pub struct Job<'a> {
     /// The dataset directory (created if needed).
     pub dir: &'a Path,
     /// Which shards are this process's.
@@ -121,12 +165,22 @@ pub(crate) struct Job<'a> {
     pub progress: &'a (dyn Fn(usize) + Sync),
 }
 
-impl Job<'_> {
+impl<'a> Job<'a> {
+    /// The whole write on one process.
+    pub fn single(dir: &'a Path, threads: usize, progress: &'a (dyn Fn(usize) + Sync)) -> Self {
+        Job {
+            dir,
+            part: Partition::SINGLE,
+            threads,
+            progress,
+        }
+    }
+
     /// Writes this process's shards of `plan` and its part file. `fill`
     /// produces one shard's samples and calls its last argument with the
     /// number of inputs it has just handled; `head` carries the header and
     /// any rejects found while planning (which one rank should report).
-    pub fn write<M, R, H, F>(
+    pub(crate) fn write<M, R, H, F>(
         &self,
         layout: &Layout,
         plan: &[Planned<M>],
@@ -271,7 +325,7 @@ where
     }
     let mut all = all.ok_or_else(|| Error::Config("no process wrote a part".into()))?;
     all.shards.sort_by_key(|s| s.index);
-    all.rows.sort_by_key(|r| r.position());
+    all.rows.sort_by_key(|r| (r.place().shard, r.place().index));
     all.rejects.sort();
     Ok(all)
 }

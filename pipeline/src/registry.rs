@@ -19,7 +19,7 @@ use sciflow_ingest::writers::galaxy_images::{self, GalaxyImagesConfig};
 use sciflow_ingest::writers::random_images::RandomImagesConfig;
 use sciflow_ingest::writers::waveforms::WaveformsConfig;
 use sciflow_ingest::writers::waveforms::TARGETS;
-use sciflow_ingest::writers::DatasetWriter;
+use sciflow_ingest::writers::{DatasetWriter, Job};
 use sciflow_ingest::{DatasetInfo, Partition};
 use sciflow_train::regressor::RegressorConfig;
 use sciflow_train::{ClassifierConfig, EpochStats, Observer, Run, TrainHistory};
@@ -267,13 +267,13 @@ fn write_dataset_stage<W: DatasetWriter + DeserializeOwned>(
     let bar = ctx
         .progress
         .bar(total.div_ceil(size) as u64, ctx.name, unit);
-    let result = writer.write_partition(
-        ctx.seed,
-        ctx.out,
-        Partition { rank, size },
-        ctx.threads,
-        &|i| bar.set_position(i as u64),
-    );
+    let job = Job {
+        dir: ctx.out,
+        part: Partition { rank, size },
+        threads: ctx.threads,
+        progress: &|i| bar.set_position(i as u64),
+    };
+    let result = writer.write_partition(ctx.seed, &job);
     bar.finish_and_clear();
     result?;
     ctx.comm.barrier();

@@ -8,7 +8,9 @@ pub mod waveforms;
 
 use std::path::Path;
 
-use crate::contract::{DatasetInfo, Partition};
+pub use crate::shards::Job;
+
+use crate::contract::DatasetInfo;
 use crate::Result;
 
 /// What every dataset writer's configuration can do: the engine drives them
@@ -17,17 +19,8 @@ pub trait DatasetWriter: Sync {
     /// Number of inputs the plan covers (for progress bars).
     fn input_count(&self) -> Result<usize>;
 
-    /// Writes this process's shards into `dir` (created if needed) with up
-    /// to `threads` threads. `progress` receives the number of inputs this
-    /// process has handled so far.
-    fn write_partition(
-        &self,
-        seed: u64,
-        dir: &Path,
-        part: Partition,
-        threads: usize,
-        progress: &(dyn Fn(usize) + Sync),
-    ) -> Result<()>;
+    /// Writes this process's shards (see [`Job`]) and its part file.
+    fn write_partition(&self, seed: u64, job: &Job<'_>) -> Result<()>;
 
     /// Merges the parts written by `world_size` processes into
     /// `manifest.parquet`, `rejects.parquet` and, last, `dataset.json`, and
@@ -43,6 +36,6 @@ pub fn write_dataset(
     threads: usize,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<DatasetInfo> {
-    writer.write_partition(seed, dir, Partition::SINGLE, threads, progress)?;
+    writer.write_partition(seed, &Job::single(dir, threads, progress))?;
     writer.finalize(seed, dir, 1)
 }

@@ -20,9 +20,9 @@ use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{DatasetInfo, Partition, Provenance, Split, SplitFractions, TensorSchema};
-use crate::shards::{self, Job, Layout, ManifestRow, Part, Planned, ShardBuffer};
-use crate::writers::DatasetWriter;
+use crate::contract::{DatasetInfo, Provenance, Split, SplitFractions, TensorSchema};
+use crate::shards::{self, Layout, ManifestRow, Part, Place, Planned, ShardBuffer};
+use crate::writers::{DatasetWriter, Job};
 use crate::{Error, Result};
 
 /// Configuration of `ingest.random_images`.
@@ -106,18 +106,14 @@ fn plan(config: &RandomImagesConfig) -> Result<Vec<Planned<Members>>> {
 /// A manifest row: where the sample is and its label.
 #[derive(Debug, Serialize, Deserialize)]
 struct Row {
-    shard: u32,
-    index: u32,
-    split: Split,
+    #[serde(flatten)]
+    place: Place,
     label: i64,
 }
 
 impl ManifestRow for Row {
-    fn position(&self) -> (u32, u32) {
-        (self.shard, self.index)
-    }
-    fn split(&self) -> Split {
-        self.split
+    fn place(&self) -> &Place {
+        &self.place
     }
 }
 
@@ -127,16 +123,7 @@ impl DatasetWriter for RandomImagesConfig {
         Ok(self.count.get())
     }
 
-    /// Writes this process's shards into `dir` with up to `threads` threads;
-    /// `progress` receives the samples this process has written so far.
-    fn write_partition(
-        &self,
-        seed: u64,
-        dir: &Path,
-        part: Partition,
-        threads: usize,
-        progress: &(dyn Fn(usize) + Sync),
-    ) -> Result<()> {
+    fn write_partition(&self, seed: u64, job: &Job<'_>) -> Result<()> {
         let config = self;
         let plan = plan(config)?;
         let (c, s) = (config.channels.get(), config.size.get());
@@ -144,18 +131,7 @@ impl DatasetWriter for RandomImagesConfig {
             x: (Dtype::F32, vec![c, s, s]),
             y: (Dtype::I64, vec![]),
         };
-        let job = Job {
-            dir,
-            part,
-            threads,
-            progress,
-        };
-        let head = Part {
-            header: (),
-            shards: Vec::new(),
-            rows: Vec::new(),
-            rejects: Vec::new(),
-        };
+        let head = Part::new((), Vec::new());
         job.write(&layout, &plan, head, |shard, out, tick| {
             fill_shard(config, seed, shard, out);
             tick(shard.members.1);
@@ -163,15 +139,15 @@ impl DatasetWriter for RandomImagesConfig {
         })
     }
 
-    /// Merges the `world_size` parts into the manifest and `dataset.json`.
     fn finalize(&self, seed: u64, dir: &Path, world_size: usize) -> Result<DatasetInfo> {
         let config = self;
         let all: Part<Row, ()> = shards::merge(dir, world_size)?;
+        let (shard, index, split) = all.place_columns();
         let mut manifest = df!(
         "sample_id" => (0..all.rows.len()).map(|i| format!("random-{i:08}")).collect::<Vec<_>>(),
-        "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
-        "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
-        "split" => all.rows.iter().map(|r| r.split.as_str()).collect::<Vec<_>>(),
+        "shard" => shard,
+        "index" => index,
+        "split" => split,
         "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
     )
     .expect("columns have equal length");
@@ -227,9 +203,7 @@ fn fill_shard(
         let label = rng.random_range(0..k) as i64;
         out.y.extend(label.to_le_bytes());
         out.rows.push(Row {
-            shard: shard.index as u32,
-            index: index as u32,
-            split: shard.split,
+            place: shard.place(index),
             label,
         });
     }
@@ -238,6 +212,7 @@ fn fill_shard(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::Partition;
     use crate::loader::{Loader, LoaderConfig};
 
     #[test]
@@ -258,8 +233,13 @@ mod tests {
             let d = dir.path().join(name);
             for rank in 0..ranks {
                 let part = Partition { rank, size: ranks };
-                cfg.write_partition(seed, &d, part, threads, &|_| {})
-                    .unwrap();
+                let job = Job {
+                    dir: &d,
+                    part,
+                    threads,
+                    progress: &|_| {},
+                };
+                cfg.write_partition(seed, &job).unwrap();
             }
             (cfg.finalize(seed, &d, ranks).unwrap(), d)
         };

@@ -16,15 +16,15 @@ use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{
-    DatasetInfo, OnError, Partition, Provenance, Reject, Split, SplitFractions, TensorSchema,
+    DatasetInfo, OnError, Provenance, Reject, Split, SplitFractions, TensorSchema,
 };
 use crate::preprocess::{normalise, Image, Normalisation};
 use crate::readers::catalog::{read_catalog, CatalogOptions, LabelRow, LabelRule};
 use crate::readers::fits::{self, Hdu};
 use crate::readers::raster;
-use crate::shards::{self, Job, Layout, ManifestRow, Part, Planned, ShardBuffer};
+use crate::shards::{self, Layout, ManifestRow, Part, Place, Planned, ShardBuffer};
 pub use crate::writers::write_dataset;
-use crate::writers::DatasetWriter;
+use crate::writers::{DatasetWriter, Job};
 use crate::{Error, Result};
 
 /// Configuration of `ingest.galaxy_images`: a labelled image folder into a dataset.
@@ -134,9 +134,8 @@ pub enum NanPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Row {
     sample_id: String,
-    shard: u32,
-    index: u32,
-    split: Split,
+    #[serde(flatten)]
+    place: Place,
     label: i64,
     source: String,
     source_blake3: String,
@@ -148,11 +147,8 @@ struct Row {
 }
 
 impl ManifestRow for Row {
-    fn position(&self) -> (u32, u32) {
-        (self.shard, self.index)
-    }
-    fn split(&self) -> Split {
-        self.split
+    fn place(&self) -> &Place {
+        &self.place
     }
 }
 
@@ -403,17 +399,7 @@ impl DatasetWriter for GalaxyImagesConfig {
             .len())
     }
 
-    /// Writes this process's shards of the dataset into `dir` (created if needed)
-    /// with up to `threads` threads. `progress` receives the number of inputs
-    /// this process has handled so far.
-    fn write_partition(
-        &self,
-        seed: u64,
-        dir: &Path,
-        part: Partition,
-        threads: usize,
-        progress: &(dyn Fn(usize) + Sync),
-    ) -> Result<()> {
+    fn write_partition(&self, seed: u64, job: &Job<'_>) -> Result<()> {
         let config = self;
         let plan = plan(config, seed)?;
         let size = config.size.get();
@@ -422,25 +408,12 @@ impl DatasetWriter for GalaxyImagesConfig {
             x: (Dtype::F32, vec![channels, size, size]),
             y: (Dtype::I64, vec![]),
         };
-        let job = Job {
-            dir,
-            part,
-            threads,
-            progress,
-        };
-        let head = Part {
-            header: plan.header,
-            shards: Vec::new(),
-            rows: Vec::new(),
-            rejects: Vec::new(),
-        };
+        let head = Part::new(plan.header, Vec::new());
         job.write(&layout, &plan.shards, head, |shard, out, tick| {
             fill_shard(config, channels, shard, out, tick)
         })
     }
 
-    /// Merges the parts written by `world_size` processes into the final manifest,
-    /// rejects table and `dataset.json`, and removes the parts.
     fn finalize(&self, seed: u64, dir: &Path, world_size: usize) -> Result<DatasetInfo> {
         let config = self;
         let all: Part<Row, Header> = shards::merge(dir, world_size)?;
@@ -448,11 +421,12 @@ impl DatasetWriter for GalaxyImagesConfig {
         let counts = all.counts();
         let classes = &all.header.classes;
         let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
+        let (shard, index, split) = all.place_columns();
         let mut manifest = df!(
             "sample_id" => col(&|r| r.sample_id.clone()),
-            "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
-            "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
-            "split" => col(&|r| r.split.as_str().to_string()),
+            "shard" => shard,
+            "index" => index,
+            "split" => split,
             "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
             "label_name" => col(&|r| classes[r.label as usize].clone()),
             "source" => col(&|r| r.source.clone()),
@@ -504,9 +478,7 @@ fn fill_shard(
                 out.y.extend(label.to_le_bytes());
                 out.rows.push(Row {
                     sample_id: row.id.clone(),
-                    shard: shard.index as u32,
-                    index: out.rows.len() as u32,
-                    split: shard.split,
+                    place: shard.place(out.rows.len()),
                     label: *label,
                     source: row.image.to_string_lossy().into_owned(),
                     source_blake3: hash,

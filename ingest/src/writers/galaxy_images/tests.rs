@@ -1,6 +1,7 @@
 //! Writing datasets: plans, shards, manifests, rejects, and what ranks and threads change (nothing).
 
 use super::*;
+use crate::contract::Partition;
 
 fn gz1_config() -> GalaxyImagesConfig {
     GalaxyImagesConfig {
@@ -73,8 +74,13 @@ fn same_seed_same_shards_whatever_the_ranks_and_threads() {
     write_dataset(&cfg, 5, one.path(), 1, &|_| {}).unwrap();
     let three = tempfile::tempdir().unwrap();
     for rank in 0..3 {
-        cfg.write_partition(5, three.path(), Partition { rank, size: 3 }, 2, &|_| {})
-            .unwrap();
+        let job = Job {
+            dir: three.path(),
+            part: Partition { rank, size: 3 },
+            threads: 2,
+            progress: &|_| {},
+        };
+        cfg.write_partition(5, &job).unwrap();
     }
     let a = cfg.finalize(5, three.path(), 3).unwrap();
     let b = DatasetInfo::load(one.path()).unwrap();

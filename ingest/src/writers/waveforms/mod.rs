@@ -18,12 +18,12 @@ use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{
-    DatasetInfo, OnError, Partition, Provenance, Reject, Split, SplitFractions, TensorSchema,
+    DatasetInfo, OnError, Provenance, Reject, Split, SplitFractions, TensorSchema,
 };
 use crate::readers::waveforms::{read_bank, read_lvcnr, read_sxs, Bank, Waveform};
-use crate::shards::{self, Job, Layout, ManifestRow, Part, Planned, ShardBuffer};
+use crate::shards::{self, Layout, ManifestRow, Part, Place, Planned, ShardBuffer};
 pub use crate::writers::write_dataset;
-use crate::writers::DatasetWriter;
+use crate::writers::{DatasetWriter, Job};
 use crate::{Error, Result};
 
 /// Configuration of `ingest.waveforms`.
@@ -353,19 +353,15 @@ fn channels(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Row {
     sample_id: String,
-    shard: u32,
-    index: u32,
-    split: Split,
+    #[serde(flatten)]
+    place: Place,
     params: [f64; 3],
     source: String,
 }
 
 impl ManifestRow for Row {
-    fn position(&self) -> (u32, u32) {
-        (self.shard, self.index)
-    }
-    fn split(&self) -> Split {
-        self.split
+    fn place(&self) -> &Place {
+        &self.place
     }
 }
 
@@ -443,15 +439,7 @@ impl DatasetWriter for WaveformsConfig {
         Ok(list_items(config)?.0.len())
     }
 
-    /// Writes this process's shards into `dir` with up to `threads` threads.
-    fn write_partition(
-        &self,
-        seed: u64,
-        dir: &Path,
-        part: Partition,
-        threads: usize,
-        progress: &(dyn Fn(usize) + Sync),
-    ) -> Result<()> {
+    fn write_partition(&self, seed: u64, job: &Job<'_>) -> Result<()> {
         let config = self;
         let plan = plan(config, seed)?;
         let layout = Layout {
@@ -461,30 +449,18 @@ impl DatasetWriter for WaveformsConfig {
             ),
             y: (Dtype::F32, vec![3]),
         };
-        let job = Job {
-            dir,
-            part,
-            threads,
-            progress,
+        // Inputs rejected while planning: every rank found them, rank 0 reports them.
+        let rejects = if job.part.rank == 0 {
+            plan.rejects.clone()
+        } else {
+            Vec::new()
         };
-        let head = Part {
-            header: (plan.start, plan.samples),
-            shards: Vec::new(),
-            rows: Vec::new(),
-            // Inputs rejected while planning: every rank found them, rank 0 reports them.
-            rejects: if part.rank == 0 {
-                plan.rejects.clone()
-            } else {
-                Vec::new()
-            },
-        };
+        let head = Part::new((plan.start, plan.samples), rejects);
         job.write(&layout, &plan.shards, head, |shard, out, tick| {
             fill_shard(config, &plan, shard, out, tick)
         })
     }
 
-    /// Merges the parts of `world_size` processes into `manifest.parquet`,
-    /// `rejects.parquet` and, last, `dataset.json`.
     fn finalize(&self, seed: u64, dir: &Path, world_size: usize) -> Result<DatasetInfo> {
         let config = self;
         let all: Part<Row, Header> = shards::merge(dir, world_size)?;
@@ -498,11 +474,12 @@ impl DatasetWriter for WaveformsConfig {
         let (start, samples) = all.header;
         let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
         let param = |k: usize| all.rows.iter().map(|r| r.params[k]).collect::<Vec<f64>>();
+        let (shard, index, split) = all.place_columns();
         let mut manifest = df!(
             "sample_id" => col(&|r| r.sample_id.clone()),
-            "shard" => all.rows.iter().map(|r| r.shard).collect::<Vec<u32>>(),
-            "index" => all.rows.iter().map(|r| r.index).collect::<Vec<u32>>(),
-            "split" => col(&|r| r.split.as_str().to_string()),
+            "shard" => shard,
+            "index" => index,
+            "split" => split,
             "q" => param(0),
             "chi1z" => param(1),
             "chi2z" => param(2),
@@ -558,9 +535,7 @@ fn fill_shard(
                     .extend(params.iter().flat_map(|v| (*v as f32).to_le_bytes()));
                 out.rows.push(Row {
                     sample_id: it.id(),
-                    shard: shard.index as u32,
-                    index: out.rows.len() as u32,
-                    split: shard.split,
+                    place: shard.place(out.rows.len()),
                     params,
                     source: it.source(),
                 });
