@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use polars::prelude::DataFrame;
+use polars::prelude::{Column, DataFrame};
 use safetensors::tensor::{Dtype, TensorView};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -126,14 +126,27 @@ impl<R: ManifestRow, H> Part<R, H> {
         }
     }
 
-    /// The manifest's `shard`, `index` and `split` columns.
-    pub fn place_columns(&self) -> (Vec<u32>, Vec<u32>, Vec<&'static str>) {
+    /// The manifest: `sample_id` (one per row, in manifest order), the
+    /// rows' `shard`, `index` and `split`, then the writer's own `columns`.
+    pub fn manifest(&self, sample_ids: Vec<String>, columns: Vec<Column>) -> DataFrame {
         let places = self.rows.iter().map(|r| r.place());
-        (
-            places.clone().map(|p| p.shard).collect(),
-            places.clone().map(|p| p.index).collect(),
-            places.map(|p| p.split.as_str()).collect(),
-        )
+        let mut all = vec![
+            Column::new("sample_id".into(), sample_ids),
+            Column::new(
+                "shard".into(),
+                places.clone().map(|p| p.shard).collect::<Vec<u32>>(),
+            ),
+            Column::new(
+                "index".into(),
+                places.clone().map(|p| p.index).collect::<Vec<u32>>(),
+            ),
+            Column::new(
+                "split".into(),
+                places.map(|p| p.split.as_str()).collect::<Vec<_>>(),
+            ),
+        ];
+        all.extend(columns);
+        DataFrame::new_infer_height(all).expect("columns have equal length")
     }
 
     /// The error for a dataset with no sample at all, naming `inputs`.

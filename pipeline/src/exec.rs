@@ -98,7 +98,7 @@ pub struct Decision {
 }
 
 fn kind_id(stage: &Stage) -> String {
-    format!("{}@{}", stage.kind.name, stage.kind.version)
+    format!("{}@{}", stage.kind.name, stage.kind.props.version)
 }
 
 /// Decides whether `stage` must run. `pending` holds stages that will run
@@ -111,7 +111,7 @@ pub fn decide(
     pending: &HashSet<String>,
 ) -> Result<Decision, Error> {
     let mut inputs = Vec::new();
-    for p in (stage.kind.inputs)(&stage.config, &wf.workdir) {
+    for p in (stage.kind.props.inputs)(&stage.config, &wf.workdir) {
         if !p.exists() {
             return Err(Error::Stage {
                 stage: stage.name.clone(),
@@ -410,7 +410,7 @@ impl<'a> Root<'a> {
             std::fs::remove_dir_all(tmp).map_err(Error::io("failed to clear", tmp))?;
         }
         std::fs::create_dir_all(tmp).map_err(Error::io("failed to create", tmp))?;
-        let resume = stage.kind.checkpoints
+        let resume = stage.kind.props.checkpoints
             && prepare_checkpoints(&dirs.checkpoints, &d.fingerprint, resume, &stage.name)?;
         let reason = d.reasons.join("; ");
         tracing::info!("{}: running ({}): {reason}", stage.name, stage.kind.name);
@@ -444,7 +444,7 @@ impl<'a> Root<'a> {
             &dirs.scratch.join(format!("{}.old", stage.name)),
         )?;
         let ckpt = &dirs.checkpoints;
-        if stage.kind.checkpoints && ckpt.exists() {
+        if stage.kind.props.checkpoints && ckpt.exists() {
             std::fs::remove_dir_all(ckpt).map_err(Error::io("failed to remove", ckpt))?;
             // `.checkpoints` itself goes once no stage has one (fails, harmlessly, if some do).
             let _ = std::fs::remove_dir(wf.workdir.join(".checkpoints"));
@@ -592,7 +592,7 @@ impl Runner<'_> {
         comm.broadcast_bytes(&mut resume, 0);
         let clock = Instant::now();
         let metrics = MetricsSink::default();
-        let result = if stage.kind.collective || rank == 0 {
+        let result = if stage.kind.props.collective || rank == 0 {
             let ctx = StageContext {
                 name: &stage.name,
                 config: &stage.config,

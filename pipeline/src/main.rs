@@ -275,7 +275,7 @@ fn list() {
         outln!(
             "{}  ({})",
             kind.name,
-            if kind.collective {
+            if kind.props.collective {
                 "collective"
             } else {
                 "rank 0"

@@ -98,28 +98,52 @@ impl StageContext<'_> {
 pub struct StageKind {
     /// The name used in `uses:`.
     pub name: &'static str,
-    /// Bumped when the kind's outputs change for the same config.
-    pub version: u32,
     /// One line on what it does.
     pub summary: &'static str,
     /// An example `with:` block (YAML), validated by a test.
     pub example: &'static str,
     /// Its outputs.
     pub outputs: &'static [Output],
-    /// Outputs declared in the stage's own `with.outputs` (name -> relative path) too.
-    pub dynamic_outputs: bool,
+    /// How it runs (most kinds take [`Props::ROOT`] or [`Props::COLLECTIVE`]).
+    pub props: Props,
+    /// Checks a `with:` block (types, unknown keys) without I/O.
+    pub check: fn(&Value) -> Result<(), ConfigError>,
+    /// Runs the stage.
+    pub run: fn(&StageContext<'_>) -> Result<(), Error>,
+}
+
+/// How a stage kind runs, apart from what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Props {
+    /// Bumped when the kind's outputs change for the same config.
+    pub version: u32,
     /// Every rank runs it (true) or rank 0 alone (false).
     pub collective: bool,
     /// It saves checkpoints and can resume from them (`--resume`); the
     /// executor gives it a checkpoint directory.
     pub checkpoints: bool,
+    /// Outputs declared in the stage's own `with.outputs` (name -> relative path) too.
+    pub dynamic_outputs: bool,
     /// The external files and directories whose content the stage depends on,
     /// given its resolved config and the workdir (upstream outputs excluded).
     pub inputs: fn(&Value, &Path) -> Vec<PathBuf>,
-    /// Checks a `with:` block (types, unknown keys) without I/O.
-    pub check: fn(&Value) -> Result<(), ConfigError>,
-    /// Runs the stage.
-    pub run: fn(&StageContext<'_>) -> Result<(), Error>,
+}
+
+impl Props {
+    /// Version 1, rank 0 alone, no checkpoints, the outputs it declares, and
+    /// the paths its config names outside the workdir as inputs.
+    pub const ROOT: Props = Props {
+        version: 1,
+        collective: false,
+        checkpoints: false,
+        dynamic_outputs: false,
+        inputs: external_paths,
+    };
+    /// As [`Props::ROOT`], run by every rank.
+    pub const COLLECTIVE: Props = Props {
+        collective: true,
+        ..Props::ROOT
+    };
 }
 
 impl std::fmt::Debug for StageKind {

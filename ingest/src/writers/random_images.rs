@@ -142,15 +142,15 @@ impl DatasetWriter for RandomImagesConfig {
     fn finalize(&self, seed: u64, dir: &Path, world_size: usize) -> Result<DatasetInfo> {
         let config = self;
         let all: Part<Row, ()> = shards::merge(dir, world_size)?;
-        let (shard, index, split) = all.place_columns();
-        let mut manifest = df!(
-        "sample_id" => (0..all.rows.len()).map(|i| format!("random-{i:08}")).collect::<Vec<_>>(),
-        "shard" => shard,
-        "index" => index,
-        "split" => split,
-        "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
-    )
-    .expect("columns have equal length");
+        let mut manifest = all.manifest(
+            (0..all.rows.len())
+                .map(|i| format!("random-{i:08}"))
+                .collect(),
+            vec![Column::new(
+                "label".into(),
+                all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
+            )],
+        );
         let (c, s) = (config.channels.get(), config.size.get());
         let mut info = DatasetInfo::new(
             "image_classification",

@@ -106,7 +106,7 @@ impl Workflow {
                     s.name.clone(),
                     serde_json::json!({
                         "uses": s.kind.name,
-                        "version": s.kind.version,
+                        "version": s.kind.props.version,
                         "after": s.needs,
                         "with": s.config,
                     }),
@@ -364,7 +364,10 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     // Outputs that stages of kinds like `command` declare in `with.outputs`.
     let mut dyn_outputs: HashMap<String, Vec<(String, String)>> = HashMap::new();
     for (n, _, node) in stage_nodes {
-        if !kinds.get(n.as_str()).is_some_and(|k| k.dynamic_outputs) {
+        if !kinds
+            .get(n.as_str())
+            .is_some_and(|k| k.props.dynamic_outputs)
+        {
             continue;
         }
         if let Some(Node {

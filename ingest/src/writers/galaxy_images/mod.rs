@@ -421,20 +421,29 @@ impl DatasetWriter for GalaxyImagesConfig {
         let counts = all.counts();
         let classes = &all.header.classes;
         let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
-        let (shard, index, split) = all.place_columns();
-        let mut manifest = df!(
-            "sample_id" => col(&|r| r.sample_id.clone()),
-            "shard" => shard,
-            "index" => index,
-            "split" => split,
-            "label" => all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
-            "label_name" => col(&|r| classes[r.label as usize].clone()),
-            "source" => col(&|r| r.source.clone()),
-            "source_blake3" => col(&|r| r.source_blake3.clone()),
-            "ra" => all.rows.iter().map(|r| r.ra).collect::<Vec<Option<f64>>>(),
-            "dec" => all.rows.iter().map(|r| r.dec).collect::<Vec<Option<f64>>>(),
-        )
-        .expect("columns have equal length");
+        let mut manifest = all.manifest(
+            col(&|r| r.sample_id.clone()),
+            vec![
+                Column::new(
+                    "label".into(),
+                    all.rows.iter().map(|r| r.label).collect::<Vec<i64>>(),
+                ),
+                Column::new(
+                    "label_name".into(),
+                    col(&|r| classes[r.label as usize].clone()),
+                ),
+                Column::new("source".into(), col(&|r| r.source.clone())),
+                Column::new("source_blake3".into(), col(&|r| r.source_blake3.clone())),
+                Column::new(
+                    "ra".into(),
+                    all.rows.iter().map(|r| r.ra).collect::<Vec<Option<f64>>>(),
+                ),
+                Column::new(
+                    "dec".into(),
+                    all.rows.iter().map(|r| r.dec).collect::<Vec<Option<f64>>>(),
+                ),
+            ],
+        );
 
         let mut inputs = blake3::Hasher::new();
         for r in &all.rows {

@@ -474,18 +474,15 @@ impl DatasetWriter for WaveformsConfig {
         let (start, samples) = all.header;
         let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
         let param = |k: usize| all.rows.iter().map(|r| r.params[k]).collect::<Vec<f64>>();
-        let (shard, index, split) = all.place_columns();
-        let mut manifest = df!(
-            "sample_id" => col(&|r| r.sample_id.clone()),
-            "shard" => shard,
-            "index" => index,
-            "split" => split,
-            "q" => param(0),
-            "chi1z" => param(1),
-            "chi2z" => param(2),
-            "source" => col(&|r| r.source.clone()),
-        )
-        .expect("columns have equal length");
+        let mut manifest = all.manifest(
+            col(&|r| r.sample_id.clone()),
+            vec![
+                Column::new("q".into(), param(0)),
+                Column::new("chi1z".into(), param(1)),
+                Column::new("chi2z".into(), param(2)),
+                Column::new("source".into(), col(&|r| r.source.clone())),
+            ],
+        );
         let mut info = DatasetInfo::new(
             "waveform_regression",
             TensorSchema::new("x", "F32", vec![config.representation.channels(), samples]),
