@@ -27,10 +27,10 @@ pub struct EvalClassifierConfig {
     /// The dataset directory.
     pub data: PathBuf,
     /// The split scored.
-    #[serde(default = "default_split")]
+    #[serde(default = "crate::default_split")]
     pub split: Split,
     /// Samples per forward pass.
-    #[serde(default = "default_batch")]
+    #[serde(default = "crate::default_batch")]
     pub batch_size: NonZeroUsize,
     /// Score another labelled folder (its `labels.csv`) or labels table instead
     /// of `data`'s split: its images are prepared exactly as `data` was (the
@@ -66,13 +66,6 @@ pub enum Decision {
 
 fn default_threads() -> NonZeroUsize {
     std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
-}
-
-fn default_split() -> Split {
-    Split::Test
-}
-fn default_batch() -> NonZeroUsize {
-    NonZeroUsize::new(128).unwrap()
 }
 
 /// The contents of `metrics.json`.

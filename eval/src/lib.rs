@@ -17,3 +17,13 @@ mod error;
 pub use classifier::{evaluate_classifier, EvalClassifierConfig, EvalReport};
 pub use error::{Error, Result};
 pub use metrics::{classification_metrics, Metrics};
+
+/// What an evaluation scores unless told otherwise: the held-out test split.
+fn default_split() -> sciflow_ingest::Split {
+    sciflow_ingest::Split::Test
+}
+
+/// Samples per forward pass unless told otherwise.
+fn default_batch() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(128).expect("positive")
+}

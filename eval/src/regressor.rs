@@ -30,22 +30,15 @@ pub struct EvalRegressorConfig {
     /// The dataset it was trained on.
     pub data: PathBuf,
     /// The split scored.
-    #[serde(default = "default_split")]
+    #[serde(default = "crate::default_split")]
     pub split: Split,
     /// Score other waveforms instead (a bank file, or a folder of LVC/SXS
     /// files): prepared as `data` was, into `<out>/data`, all of it scored.
     #[serde(default)]
     pub inputs: Option<PathBuf>,
     /// Samples per forward pass.
-    #[serde(default = "default_batch")]
+    #[serde(default = "crate::default_batch")]
     pub batch_size: NonZeroUsize,
-}
-
-fn default_split() -> Split {
-    Split::Test
-}
-fn default_batch() -> NonZeroUsize {
-    NonZeroUsize::new(128).unwrap()
 }
 
 /// Errors of one parameter.

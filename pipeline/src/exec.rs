@@ -2,7 +2,7 @@
 //!
 //! Rank 0 owns the workdir lock and the run records. For each stage in
 //! order it computes the stage's fingerprint and compares it with what the
-//! current output was made from ([`decide`]); it broadcasts the run/skip
+//! current output was made from ([`crate::plan::decide`]); it broadcasts the run/skip
 //! decision, so every rank follows the same plan. A stage that runs writes
 //! into `<workdir>/.tmp/<stage>`; rank 0 renames it into place only when every
 //! rank has finished it, then hashes the output: a later stage whose inputs
@@ -10,205 +10,20 @@
 //! previous output (or none) under the stage's name, so the next run redoes
 //! exactly the unfinished stages.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sciflow_train::Comm;
 
-use crate::fingerprint::{config_diff, fingerprint, hash_path};
+use crate::fingerprint::hash_path;
+use crate::plan::{decide, kind_id, Decision, Selection};
 use crate::progress::Progress;
 use crate::records::{Records, StageState};
 use crate::stage::{MetricsSink, StageContext};
 use crate::workflow::{Stage, Workflow};
 use crate::Error;
-
-/// Which stages to consider and which to force.
-#[derive(Debug, Clone, Default)]
-pub struct Selection {
-    /// Run these even if up to date.
-    pub force: Vec<String>,
-    /// Stop after this stage (it and what it depends on).
-    pub until: Option<String>,
-    /// Only this stage (its upstream outputs must exist).
-    pub only: Option<String>,
-    /// Continue stages from their checkpoints where the fingerprint matches.
-    pub resume: bool,
-}
-
-impl Selection {
-    /// The stages selected, in order; an unknown name is an error.
-    pub fn stages<'a>(&self, wf: &'a Workflow) -> Result<Vec<&'a Stage>, Error> {
-        let known = |n: &str| {
-            if wf.stages.iter().any(|s| s.name == n) {
-                Ok(())
-            } else {
-                Err(Error::Stage {
-                    stage: n.to_string(),
-                    message: format!(
-                        "no such stage; the workflow has: {}",
-                        wf.stages
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                })
-            }
-        };
-        for f in &self.force {
-            known(f)?;
-        }
-        if let Some(only) = &self.only {
-            known(only)?;
-            return Ok(wf.stages.iter().filter(|s| &s.name == only).collect());
-        }
-        if let Some(until) = &self.until {
-            known(until)?;
-            let mut keep: HashSet<&str> = HashSet::from([until.as_str()]);
-            for s in wf.stages.iter().rev() {
-                if keep.contains(s.name.as_str()) {
-                    keep.extend(s.needs.iter().map(|n| n.as_str()));
-                }
-            }
-            return Ok(wf
-                .stages
-                .iter()
-                .filter(|s| keep.contains(s.name.as_str()))
-                .collect());
-        }
-        Ok(wf.stages.iter().collect())
-    }
-}
-
-/// What to do with a stage, and why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    /// Run it (else it is up to date).
-    pub run: bool,
-    /// Human-readable reasons.
-    pub reasons: Vec<String>,
-    /// The fingerprint it has now (empty when it depends on a stage that will run).
-    pub fingerprint: String,
-    /// External inputs and their hashes.
-    pub inputs: Vec<(String, String)>,
-    /// Upstream stages and their output hashes.
-    pub upstream: Vec<(String, String)>,
-}
-
-fn kind_id(stage: &Stage) -> String {
-    format!("{}@{}", stage.kind.name, stage.kind.props.version)
-}
-
-/// Decides whether `stage` must run. `pending` holds stages that will run
-/// before it in this run (their outputs are not known yet).
-pub fn decide(
-    wf: &Workflow,
-    stage: &Stage,
-    records: &Records,
-    forced: bool,
-    pending: &HashSet<String>,
-) -> Result<Decision, Error> {
-    let mut inputs = Vec::new();
-    for p in (stage.kind.props.inputs)(&stage.config, &wf.workdir) {
-        if !p.exists() {
-            return Err(Error::Stage {
-                stage: stage.name.clone(),
-                message: format!("input {} does not exist", p.display()),
-            });
-        }
-        let (h, _) = hash_path(records, &p)?;
-        inputs.push((p.to_string_lossy().into_owned(), h));
-    }
-    let mut reasons = Vec::new();
-    let mut upstream = Vec::new();
-    for dep in &stage.needs {
-        if pending.contains(dep) {
-            reasons.push(format!("upstream `{dep}` runs first"));
-            continue;
-        }
-        match records.stage_state(dep)? {
-            Some(s) => upstream.push((dep.clone(), s.output_hash)),
-            None => {
-                return Err(Error::Stage {
-                    stage: stage.name.clone(),
-                    message: format!(
-                        "upstream stage `{dep}` has no output yet; run it first (drop --only)"
-                    ),
-                })
-            }
-        }
-    }
-    let kind = kind_id(stage);
-    let fp = if reasons.is_empty() {
-        fingerprint(&kind, &stage.config, &inputs, &upstream)
-    } else {
-        String::new()
-    };
-    let decision = |run: bool, reasons: Vec<String>| Decision {
-        run,
-        reasons,
-        fingerprint: fp.clone(),
-        inputs: inputs.clone(),
-        upstream: upstream.clone(),
-    };
-    if forced {
-        reasons.insert(0, "forced".into());
-    }
-    let out = wf.stage_dir(&stage.name);
-    let Some(old) = records.stage_state(&stage.name)? else {
-        reasons.insert(0, "never run".into());
-        return Ok(decision(true, reasons));
-    };
-    if !out.exists() {
-        reasons.insert(0, "output missing".into());
-        return Ok(decision(true, reasons));
-    }
-    if old.kind != kind {
-        reasons.push(format!("stage kind changed: {} -> {kind}", old.kind));
-    }
-    let mut diff = Vec::new();
-    config_diff(
-        &old.config,
-        &stage.config,
-        &format!("stages.{}.with", stage.name),
-        &mut diff,
-    );
-    reasons.extend(diff.into_iter().map(|d| format!("config {d}")));
-    let old_inputs: HashMap<&str, &str> = old
-        .inputs
-        .iter()
-        .map(|(p, h)| (p.as_str(), h.as_str()))
-        .collect();
-    for (p, h) in &inputs {
-        match old_inputs.get(p.as_str()) {
-            Some(oh) if oh == h => {}
-            Some(_) => reasons.push(format!("input changed: {p}")),
-            None => reasons.push(format!("new input: {p}")),
-        }
-    }
-    let old_up: HashMap<&str, &str> = old
-        .upstream
-        .iter()
-        .map(|(p, h)| (p.as_str(), h.as_str()))
-        .collect();
-    for (dep, h) in &upstream {
-        if old_up.get(dep.as_str()) != Some(&h.as_str()) {
-            reasons.push(format!("upstream `{dep}` output changed"));
-        }
-    }
-    let (now_hash, _) = hash_path(records, &out)?;
-    if now_hash != old.output_hash {
-        reasons.push("output was modified since it was written".into());
-    }
-    if reasons.is_empty() && fp != old.fingerprint {
-        // Parts of the fingerprint that no rule above names (e.g. input order).
-        reasons.push("fingerprint changed".into());
-    }
-    let run = !reasons.is_empty();
-    Ok(decision(run, reasons))
-}
 
 /// How one stage went.
 #[derive(Debug, Clone, PartialEq)]
@@ -630,38 +445,6 @@ impl Runner<'_> {
             seconds,
         })
     }
-}
-
-/// What `pipeline plan` shows for one stage.
-#[derive(Debug, Clone)]
-pub struct PlanLine {
-    /// The stage.
-    pub stage: String,
-    /// The decision.
-    pub decision: Decision,
-}
-
-/// Decides every selected stage without running anything (rank 0 view).
-pub fn plan(wf: &Workflow, selection: &Selection) -> Result<Vec<PlanLine>, Error> {
-    let mut records = Records::open(&wf.workdir)?;
-    let stages = selection.stages(wf)?;
-    // One read transaction for all the lookups, not one lock per query.
-    records.batch(|records| {
-        let mut pending: HashSet<String> = HashSet::new();
-        let mut lines = Vec::with_capacity(stages.len());
-        for stage in stages {
-            let forced = selection.force.iter().any(|f| f == &stage.name);
-            let d = decide(wf, stage, records, forced, &pending)?;
-            if d.run {
-                pending.insert(stage.name.clone());
-            }
-            lines.push(PlanLine {
-                stage: stage.name.clone(),
-                decision: d,
-            });
-        }
-        Ok(lines)
-    })
 }
 
 /// Readies a stage's checkpoint directory and says whether to resume from it:

@@ -15,6 +15,7 @@ pub mod command;
 pub mod dag;
 pub mod exec;
 pub mod fingerprint;
+pub mod plan;
 pub mod progress;
 pub mod records;
 pub mod registry;

@@ -12,12 +12,12 @@ use clap::{Parser, Subcommand};
 // markedly faster than glibc's malloc at that.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use sciflow_pipeline::exec::Selection;
+use sciflow_pipeline::plan::Selection;
 use sciflow_pipeline::progress::Progress;
 use sciflow_pipeline::records::{utc, Records};
 use sciflow_pipeline::registry::REGISTRY;
 use sciflow_pipeline::slurm::SubmitOptions;
-use sciflow_pipeline::{dag, exec, slurm, workflow, Error};
+use sciflow_pipeline::{dag, exec, plan, slurm, workflow, Error};
 
 /// Scientific data to trained models: ingest, train and evaluate, as declared
 /// in a YAML workflow, on a laptop or under MPI.
@@ -313,7 +313,7 @@ fn validate(args: &WorkflowArgs) -> Result<(), Error> {
 
 fn plan(args: &WorkflowArgs, selection: &Selection) -> Result<(), Error> {
     let wf = workflow::load(&args.workflow, &args.set)?;
-    let lines = exec::plan(&wf, selection)?;
+    let lines = plan::plan(&wf, selection)?;
     let (run, fresh): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l.decision.run);
     if run.is_empty() {
         outln!("nothing to run: {} stage(s) up to date", fresh.len());

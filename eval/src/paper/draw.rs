@@ -1,6 +1,7 @@
 //! Drawing the scaling figures: three panels (throughput or time, speed-up,
 //! efficiency) of published, modelled and measured points.
 
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -34,32 +35,20 @@ impl Figure for ScalingSeries {
             let t0 = s.first().map_or(1.0, |x| x.1);
             s.iter().map(|&(p, t)| (p as f64, t / t0)).collect()
         };
-        let pts =
-            |s: &[(usize, f64)]| -> Points { s.iter().map(|&(p, t)| (p as f64, t)).collect() };
-        let all = [&self.published, &self.model, &self.measured];
+        let panels = scaling_panels(
+            [&self.published, &self.model, &self.measured],
+            [
+                ("Per-GPU throughput", "samples/s per GPU (rank)"),
+                ("Speed-up", "speed-up"),
+                ("Weak-scaling efficiency", "efficiency"),
+            ],
+            &speedup,
+            &efficiency,
+        );
         draw_panels(
             root,
             &self.title,
-            [
-                Panel {
-                    caption: "Per-GPU throughput",
-                    ylabel: "samples/s per GPU (rank)",
-                    log_y: true,
-                    series: all.map(|s| pts(s)).to_vec(),
-                },
-                Panel {
-                    caption: "Speed-up",
-                    ylabel: "speed-up",
-                    log_y: false,
-                    series: all.map(|s| speedup(s)).to_vec(),
-                },
-                Panel {
-                    caption: "Weak-scaling efficiency",
-                    ylabel: "efficiency",
-                    log_y: false,
-                    series: all.map(|s| efficiency(s)).to_vec(),
-                },
-            ],
+            panels,
             &["published", "model (calibrated)", "measured here"],
         )
     }
@@ -123,32 +112,20 @@ impl Figure for TimeToTrainSeries {
         let efficiency = |s: &[(usize, f64)]| -> Points {
             speedup(s).into_iter().map(|(p, x)| (p, x / p)).collect()
         };
-        let pts =
-            |s: &[(usize, f64)]| -> Points { s.iter().map(|&(p, t)| (p as f64, t)).collect() };
-        let all = [&self.published, &self.model, &self.measured];
+        let panels = scaling_panels(
+            [&self.published, &self.model, &self.measured],
+            [
+                ("Time to train", "hours"),
+                ("Speed-up over one GPU (rank)", "speed-up"),
+                ("Strong-scaling efficiency", "efficiency"),
+            ],
+            &speedup,
+            &efficiency,
+        );
         draw_panels(
             root,
             &self.title,
-            [
-                Panel {
-                    caption: "Time to train",
-                    ylabel: "hours",
-                    log_y: true,
-                    series: all.map(|s| pts(s)).to_vec(),
-                },
-                Panel {
-                    caption: "Speed-up over one GPU (rank)",
-                    ylabel: "speed-up",
-                    log_y: false,
-                    series: all.map(|s| speedup(s)).to_vec(),
-                },
-                Panel {
-                    caption: "Strong-scaling efficiency",
-                    ylabel: "efficiency",
-                    log_y: false,
-                    series: all.map(|s| efficiency(s)).to_vec(),
-                },
-            ],
+            panels,
             &[
                 "published",
                 "model (V100, scaled from 1 GPU)",
@@ -167,6 +144,32 @@ struct Panel {
     series: Vec<Points>,
 }
 
+/// A (GPUs, value) series as its points.
+type Series<'a> = &'a [(usize, f64)];
+
+/// The three panels of a scaling figure for the published, model and
+/// measured `series`: the values themselves (log axis), their speed-up and
+/// their efficiency, each with its (caption, y label).
+fn scaling_panels(
+    series: [Series<'_>; 3],
+    captions: [(&'static str, &'static str); 3],
+    speedup: &dyn Fn(Series<'_>) -> Points,
+    efficiency: &dyn Fn(Series<'_>) -> Points,
+) -> [Panel; 3] {
+    let values = |s: Series<'_>| -> Points { s.iter().map(|&(p, t)| (p as f64, t)).collect() };
+    let panel = |(caption, ylabel), log_y, f: &dyn Fn(Series<'_>) -> Points| Panel {
+        caption,
+        ylabel,
+        log_y,
+        series: series.iter().map(|s| f(s)).collect(),
+    };
+    [
+        panel(captions[0], true, &values),
+        panel(captions[1], false, speedup),
+        panel(captions[2], false, efficiency),
+    ]
+}
+
 /// Draws three panels side by side under `title`, GPUs on a log x axis.
 fn draw_panels<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -183,7 +186,6 @@ fn draw_panels<DB: DrawingBackend>(
         .flat_map(|p| p.series.iter().flatten())
         .map(|x| x.0)
         .fold(2.0f64, f64::max);
-    let colours = [BLUE, BLACK, RED];
     for (i, (area, panel)) in areas.iter().zip(panels).enumerate() {
         // Efficiency falls to the right: its legend goes above the curve.
         let legend = if i == 2 {
@@ -208,42 +210,52 @@ fn draw_panels<DB: DrawingBackend>(
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(60);
-        let fmt_x = |x: &f64| format!("{x:.0}");
-        let fmt_y = |y: &f64| tick_label(*y);
         if panel.log_y {
             // Log axis: a CPU rank and a V100 differ by 100x.
-            let mut chart = builder
+            let chart = builder
                 .build_cartesian_2d(x_range, ((bottom / 2.0)..(top * 2.0)).log_scale())
                 .map_err(e)?;
-            chart
-                .configure_mesh()
-                .x_desc("GPUs (ranks)")
-                .y_desc(panel.ylabel)
-                .x_label_formatter(&fmt_x)
-                .y_label_formatter(&fmt_y)
-                .light_line_style(WHITE)
-                .label_style((FONT, 12))
-                .draw()
-                .map_err(e)?;
-            draw_series(&mut chart, &panel.series, names, &colours, legend).map_err(e)?;
+            draw_chart(chart, &panel, names, legend).map_err(e)?;
         } else {
-            let mut chart = builder
+            let chart = builder
                 .build_cartesian_2d(x_range, 0.0..top * 1.15)
                 .map_err(e)?;
-            chart
-                .configure_mesh()
-                .x_desc("GPUs (ranks)")
-                .y_desc(panel.ylabel)
-                .x_label_formatter(&fmt_x)
-                .y_label_formatter(&fmt_y)
-                .light_line_style(WHITE)
-                .label_style((FONT, 12))
-                .draw()
-                .map_err(e)?;
-            draw_series(&mut chart, &panel.series, names, &colours, legend).map_err(e)?;
+            draw_chart(chart, &panel, names, legend).map_err(e)?;
         }
     }
     Ok(())
+}
+
+/// The axes, mesh, series and legend of one panel's chart.
+fn draw_chart<'a, DB, X, Y>(
+    mut chart: ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    panel: &Panel,
+    names: &[&str; 3],
+    legend: SeriesLabelPosition,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let fmt_x = |x: &f64| format!("{x:.0}");
+    let fmt_y = |y: &f64| tick_label(*y);
+    chart
+        .configure_mesh()
+        .x_desc("GPUs (ranks)")
+        .y_desc(panel.ylabel)
+        .x_label_formatter(&fmt_x)
+        .y_label_formatter(&fmt_y)
+        .light_line_style(WHITE)
+        .label_style((FONT, 12))
+        .draw()?;
+    draw_series(
+        &mut chart,
+        &panel.series,
+        names,
+        &[BLUE, BLACK, RED],
+        legend,
+    )
 }
 
 /// A y tick label with no more digits than it needs: 20, 2.5, 0.05, 1e-4.

@@ -8,8 +8,8 @@
 //! are standard normal (what a normalised photograph looks like to the first
 //! convolution); labels are uniform over the classes. The output is the
 //! ordinary dataset contract (shards, manifest, `dataset.json`), written in
-//! the two phases of [`crate::shards`]: each rank its shards, then rank 0
-//! the manifest.
+//! the two phases of every writer ([`DatasetWriter`]): each rank its
+//! shards, then rank 0 the manifest.
 
 use std::num::NonZeroUsize;
 use std::path::Path;

@@ -1,12 +1,12 @@
 //! `ingest.galaxy_images`: labelled images (FITS, JPEG, PNG) in, a dataset
-//! out (`x` [n, C, H, W] f32, `y` [n] i64 class indices).
+//! out (`x` `[n, C, H, W]` f32, `y` `[n]` i64 class indices).
 //!
 //! The plan (which sample goes to which split, shard and position) depends
 //! only on the labels table, the seed and the shard size, never on the number
 //! of processes or threads, so the same inputs and seed give the same shards
 //! on a laptop and on a cluster. Processes cooperate in the two phases of
-//! [`crate::shards`]: [`write_partition`] on every process, then [`finalize`]
-//! on one.
+//! every writer: [`DatasetWriter::write_partition`] on every process, then
+//! [`DatasetWriter::finalize`] on one.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};

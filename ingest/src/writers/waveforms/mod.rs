@@ -7,8 +7,9 @@
 //! and hx = -A sin(phi), and divided by its largest amplitude in the window
 //! (the shape carries the parameters; the overall scale depends on distance).
 //! As with images, the split depends only on sample ids and the seed, and
-//! processes cooperate in the two phases of [`crate::shards`]:
-//! [`write_partition`] on every process, then [`finalize`] on one.
+//! processes cooperate in the two phases of every writer:
+//! [`DatasetWriter::write_partition`] on every process, then
+//! [`DatasetWriter::finalize`] on one.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
