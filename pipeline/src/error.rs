@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use crate::workflow::Diagnostics;
+use crate::diagnostics::Diagnostics;
 
 /// What can stop a workflow.
 #[derive(Debug, thiserror::Error)]

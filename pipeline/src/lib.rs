@@ -13,6 +13,7 @@
 
 pub mod command;
 pub mod dag;
+pub mod diagnostics;
 pub mod exec;
 pub mod fingerprint;
 pub mod plan;

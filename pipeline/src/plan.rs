@@ -2,8 +2,8 @@
 //! version, resolved config, external inputs' content, upstream outputs'
 //! content) differs from what its current output was made from, when its
 //! output is missing or was modified, or when it is forced. `pipeline plan`
-//! shows these decisions without running anything; the executor
-//! ([`crate::exec`]) makes them one stage at a time as it goes.
+//! shows these decisions without running anything; the executor makes
+//! them one stage at a time as it goes.
 
 use std::collections::{HashMap, HashSet};
 
