@@ -10,11 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::records::Records;
+use crate::records::{FileHash, Records};
 use crate::Error;
-
-/// A file's path, size in bytes and BLAKE3.
-pub type FileHash = (String, u64, String);
 
 /// Hashes a file, through the stat cache.
 pub fn hash_file(records: &Records, path: &Path) -> Result<(u64, String), Error> {
@@ -68,7 +65,11 @@ pub fn hash_path(records: &Records, path: &Path) -> Result<(String, Vec<FileHash
         let (size, h) = hash_file(records, path)?;
         return Ok((
             h.clone(),
-            vec![(path.to_string_lossy().into_owned(), size, h)],
+            vec![FileHash {
+                path: path.to_string_lossy().into_owned(),
+                bytes: size,
+                blake3: h,
+            }],
         ));
     }
     let mut hasher = blake3::Hasher::new();
@@ -79,7 +80,11 @@ pub fn hash_path(records: &Records, path: &Path) -> Result<(String, Vec<FileHash
         hasher.update(rel.to_string_lossy().as_bytes());
         hasher.update(&[0]);
         hasher.update(h.as_bytes());
-        files.push((full.to_string_lossy().into_owned(), size, h));
+        files.push(FileHash {
+            path: full.to_string_lossy().into_owned(),
+            bytes: size,
+            blake3: h,
+        });
     }
     Ok((hasher.finalize().to_hex().to_string(), files))
 }
@@ -203,7 +208,7 @@ mod tests {
         std::fs::write(data.join("b.txt"), b"two").unwrap();
         let (h1, files) = hash_path(&records, &data).unwrap();
         assert_eq!(files.len(), 2);
-        assert_eq!(files[0].2, blake3::hash(b"one").to_hex().to_string());
+        assert_eq!(files[0].blake3, blake3::hash(b"one").to_hex().to_string());
         // A cached entry is trusted while the stat matches: poison it and see it used.
         let a = data.join("a.txt");
         let meta = std::fs::metadata(&a).unwrap();

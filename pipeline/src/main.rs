@@ -421,10 +421,18 @@ fn show(args: &RecordsArgs, run: Option<i64>) -> Result<(), Error> {
         const SHOWN: usize = 8;
         let mut i = 0;
         while i < artifacts.len() {
-            let stage = &artifacts[i].0;
-            let n = artifacts[i..].iter().take_while(|a| &a.0 == stage).count();
-            for (_, path, size, hash) in artifacts[i..i + n].iter().take(SHOWN) {
-                outln!("    {stage:<16} {size:>12}  {}  {path}", &hash[..12]);
+            let stage = &artifacts[i].stage;
+            let n = artifacts[i..]
+                .iter()
+                .take_while(|a| &a.stage == stage)
+                .count();
+            for a in artifacts[i..i + n].iter().take(SHOWN) {
+                outln!(
+                    "    {stage:<16} {:>12}  {}  {}",
+                    a.bytes,
+                    &a.blake3[..12],
+                    a.path
+                );
             }
             if n > SHOWN {
                 outln!("    {stage:<16} ... and {} more files", n - SHOWN);
@@ -438,8 +446,8 @@ fn show(args: &RecordsArgs, run: Option<i64>) -> Result<(), Error> {
 fn metrics(args: &RecordsArgs, stage: &str) -> Result<(), Error> {
     let records = open_records(args)?;
     outln!("step\tname\tvalue");
-    for (step, name, value) in records.metrics(stage)? {
-        outln!("{step}\t{name}\t{value}");
+    for m in records.metrics(stage)? {
+        outln!("{}\t{}\t{}", m.step, m.name, m.value);
     }
     Ok(())
 }

@@ -108,6 +108,53 @@ pub struct StageRunRow {
     pub error: Option<String>,
 }
 
+/// A file's path, size in bytes and BLAKE3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHash {
+    /// The file.
+    pub path: String,
+    /// Its size.
+    pub bytes: u64,
+    /// BLAKE3 of its content, hex.
+    pub blake3: String,
+}
+
+/// A number a stage reported: at which step (an epoch, a rank count, 0),
+/// under which name, and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// The stage's own step.
+    pub step: i64,
+    /// What it measures (`train_loss`, `accuracy`, ...).
+    pub name: String,
+    /// The value.
+    pub value: f64,
+}
+
+/// An output file recorded for a stage run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// The stage that wrote it.
+    pub stage: String,
+    /// The file.
+    pub path: String,
+    /// Its size in bytes.
+    pub bytes: i64,
+    /// BLAKE3 of its content, hex.
+    pub blake3: String,
+}
+
+impl Artifact {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Artifact> {
+        Ok(Artifact {
+            stage: r.get(0)?,
+            path: r.get(1)?,
+            bytes: r.get(2)?,
+            blake3: r.get(3)?,
+        })
+    }
+}
+
 /// The records database.
 pub struct Records {
     conn: Connection,
@@ -347,8 +394,8 @@ impl Records {
         stage: &str,
         seconds: f64,
         error: Option<&str>,
-        artifacts: &[(String, u64, String)],
-        metrics: &[(i64, String, f64)],
+        artifacts: &[FileHash],
+        metrics: &[Metric],
     ) -> Result<(), Error> {
         let err = self.err();
         self.conn
@@ -370,15 +417,15 @@ impl Records {
                 "INSERT INTO artifacts (stage_run_id, path, size, blake3) VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(&err)?;
-        for (p, size, hash) in artifacts {
-            ins.execute(params![stage_run, p, *size as i64, hash])
+        for a in artifacts {
+            ins.execute(params![stage_run, a.path, a.bytes as i64, a.blake3])
                 .map_err(&err)?;
         }
         let mut ins = self
             .conn
             .prepare_cached("INSERT INTO metrics (stage_run_id, stage, step, name, value) VALUES (?1, ?2, ?3, ?4, ?5)")
             .map_err(&err)?;
-        for (step, name, value) in metrics {
+        for Metric { step, name, value } in metrics {
             ins.execute(params![stage_run, stage, step, name, value])
                 .map_err(&err)?;
         }
@@ -552,38 +599,40 @@ impl Records {
         )
     }
 
-    /// Artifacts of a run's stages: (stage, path, size, hash).
-    pub fn artifacts(&self, run_id: i64) -> Result<Vec<(String, String, i64, String)>, Error> {
+    /// Artifacts of a run's stages, in the order they were recorded.
+    pub fn artifacts(&self, run_id: i64) -> Result<Vec<Artifact>, Error> {
         self.rows(
             "SELECT s.stage, a.path, a.size, a.blake3 FROM artifacts a
              JOIN stage_runs s ON s.id = a.stage_run_id WHERE s.run_id = ?1 ORDER BY a.rowid",
             params![run_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            Artifact::from_row,
         )
     }
 
-    /// Artifacts `stage` wrote in run `run_id`: (path, size, hash).
-    pub fn stage_artifacts(
-        &self,
-        run_id: i64,
-        stage: &str,
-    ) -> Result<Vec<(String, i64, String)>, Error> {
+    /// Artifacts `stage` wrote in run `run_id`.
+    pub fn stage_artifacts(&self, run_id: i64, stage: &str) -> Result<Vec<Artifact>, Error> {
         self.rows(
-            "SELECT a.path, a.size, a.blake3 FROM artifacts a
+            "SELECT s.stage, a.path, a.size, a.blake3 FROM artifacts a
              JOIN stage_runs s ON s.id = a.stage_run_id
              WHERE s.run_id = ?1 AND s.stage = ?2 ORDER BY a.rowid",
             params![run_id, stage],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            Artifact::from_row,
         )
     }
 
-    /// Metrics of the most recent execution of `stage`: (step, name, value).
-    pub fn metrics(&self, stage: &str) -> Result<Vec<(i64, String, f64)>, Error> {
+    /// Metrics of the most recent execution of `stage`.
+    pub fn metrics(&self, stage: &str) -> Result<Vec<Metric>, Error> {
         self.rows(
             "SELECT step, name, value FROM metrics WHERE stage_run_id =
                (SELECT MAX(stage_run_id) FROM metrics WHERE stage = ?1) ORDER BY rowid",
             params![stage],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| {
+                Ok(Metric {
+                    step: r.get(0)?,
+                    name: r.get(1)?,
+                    value: r.get(2)?,
+                })
+            },
         )
     }
 }

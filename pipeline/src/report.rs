@@ -208,12 +208,13 @@ fn render(records: &Records, workdir: &Path, run: &RunInfo) -> Result<String, Er
              <th>name</th><th>value</th></tr></thead><tbody>",
             esc(&s.stage)
         );
-        for (step, name, value) in metrics.iter().take(METRICS_SHOWN) {
+        for m in metrics.iter().take(METRICS_SHOWN) {
             let _ = writeln!(
                 h,
-                "<tr><td class=\"num\">{step}</td><td>{}</td><td class=\"num\">{}</td></tr>",
-                esc(name),
-                fmt_value(*value)
+                "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                m.step,
+                esc(&m.name),
+                fmt_value(m.value)
             );
         }
         h.push_str("</tbody></table>\n");
@@ -300,11 +301,12 @@ fn provenance_row(h: &mut String, records: &Records, s: &StageRunRow) -> Result<
     let mut listed: String = files
         .iter()
         .take(ARTIFACTS_SHOWN)
-        .map(|(p, size, hash)| {
+        .map(|a| {
             format!(
-                "<code>{}</code> {size} B {}",
-                esc(p),
-                &hash[..hash.len().min(16)]
+                "<code>{}</code> {} B {}",
+                esc(&a.path),
+                a.bytes,
+                &a.blake3[..a.blake3.len().min(16)]
             )
         })
         .collect::<Vec<_>>()

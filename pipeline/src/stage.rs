@@ -12,26 +12,28 @@ use serde_json::Value;
 use sciflow_train::Comm;
 
 use crate::progress::Progress;
+use crate::records::Metric;
 use crate::Error;
 
 /// Numbers a stage reports while it runs (stage step, name, value); rank 0
 /// stores them in the run records.
 #[derive(Debug, Default)]
-pub struct MetricsSink(Mutex<Vec<(i64, String, f64)>>);
+pub struct MetricsSink(Mutex<Vec<Metric>>);
 
 impl MetricsSink {
     /// Records one value.
     pub fn record(&self, step: i64, name: &str, value: f64) {
         if value.is_finite() {
-            self.0
-                .lock()
-                .expect("metrics lock")
-                .push((step, name.to_string(), value));
+            self.0.lock().expect("metrics lock").push(Metric {
+                step,
+                name: name.to_string(),
+                value,
+            });
         }
     }
 
     /// Everything recorded so far.
-    pub fn take(&self) -> Vec<(i64, String, f64)> {
+    pub fn take(&self) -> Vec<Metric> {
         std::mem::take(&mut *self.0.lock().expect("metrics lock"))
     }
 }
