@@ -335,11 +335,10 @@ pub fn overlap_stage(config: &OverlapConfig, out: &Path) -> Result<OverlapReport
     std::fs::create_dir_all(out).map_err(Error::io("failed to create", out))?;
     let report_json = config.predictions.join("metrics.json");
     let text = std::fs::read(&report_json).map_err(Error::io("failed to read", &report_json))?;
-    let reg: RegressorReport = serde_json::from_slice(&text).map_err(|e| {
-        Error::Mismatch(format!(
-            "{}: not an eval.regressor report: {e}",
-            report_json.display()
-        ))
+    let reg: RegressorReport = serde_json::from_slice(&text).map_err(|source| Error::Parse {
+        path: report_json.clone(),
+        what: "an eval.regressor report",
+        source,
     })?;
     let data = PathBuf::from(&reg.data);
     let info = DatasetInfo::load(&data)?;
