@@ -7,6 +7,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::Kind;
 
+use sciflow_ingest::contract::SplitManifest;
 use sciflow_ingest::files::{write_atomic, write_parquet};
 use sciflow_ingest::writers::galaxy_images::{write_dataset, GalaxyImagesConfig};
 use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig, Split, SplitFractions};
@@ -306,39 +307,16 @@ fn prepare_images(reference: &Path, images: &Path, out: &Path, threads: usize) -
 
 /// Sample ids of `split` in shard order, as the unshuffled loader delivers them.
 fn sample_ids(data: &Path, split: Split, expected: usize) -> Result<Vec<String>> {
-    let path = data.join("manifest.parquet");
-    let table_err = |source| Error::Table {
-        op: "read",
-        path: path.clone(),
-        source,
-    };
-    let file = std::fs::File::open(&path).map_err(Error::io("failed to open", &path))?;
-    let df = ParquetReader::new(file).finish().map_err(table_err)?;
-    let col = |name: &str| df.column(name).map_err(table_err);
-    let splits = col("split")?.str().map_err(table_err)?.clone();
-    let ids = col("sample_id")?.str().map_err(table_err)?.clone();
-    let shard = col("shard")?.u32().map_err(table_err)?.clone();
-    let index = col("index")?.u32().map_err(table_err)?.clone();
-    let mut rows: Vec<(u32, u32, String)> = (0..df.height())
-        .filter(|&i| splits.get(i) == Some(split.as_str()))
-        .map(|i| {
-            (
-                shard.get(i).unwrap_or(0),
-                index.get(i).unwrap_or(0),
-                ids.get(i).unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    rows.sort();
-    if rows.len() != expected {
+    let manifest = SplitManifest::read(data, split)?;
+    if manifest.rows.len() != expected {
         return Err(Error::Mismatch(format!(
             "{} lists {} {} samples but the shards hold {expected}",
-            path.display(),
-            rows.len(),
+            manifest.path.display(),
+            manifest.rows.len(),
             split.as_str()
         )));
     }
-    Ok(rows.into_iter().map(|r| r.2).collect())
+    Ok(manifest.strings("sample_id")?)
 }
 
 fn write_predictions(

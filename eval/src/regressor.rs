@@ -11,6 +11,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use sciflow_ingest::contract::SplitManifest;
 use sciflow_ingest::files::{write_atomic, write_parquet};
 use sciflow_ingest::readers::waveforms::read_bank;
 use sciflow_ingest::writers::waveforms::{self as waveform_writer, WaveformsConfig};
@@ -114,57 +115,18 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// The scored samples' ids and true parameters, in loader order.
 fn manifest_rows(data: &Path, split: Split) -> Result<Vec<(String, [f64; 3])>> {
-    let path = data.join("manifest.parquet");
-    let table_err = |source| Error::Table {
-        op: "read",
-        path: path.clone(),
-        source,
-    };
-    let file = std::fs::File::open(&path).map_err(Error::io("failed to open", &path))?;
-    let df = ParquetReader::new(file).finish().map_err(table_err)?;
-    let s = |n: &str| -> Result<StringChunked> {
-        Ok(df
-            .column(n)
-            .map_err(table_err)?
-            .str()
-            .map_err(table_err)?
-            .clone())
-    };
-    let u = |n: &str| -> Result<UInt32Chunked> {
-        Ok(df
-            .column(n)
-            .map_err(table_err)?
-            .u32()
-            .map_err(table_err)?
-            .clone())
-    };
-    let f = |n: &str| -> Result<Float64Chunked> {
-        Ok(df
-            .column(n)
-            .map_err(table_err)?
-            .f64()
-            .map_err(table_err)?
-            .clone())
-    };
-    let (ids, splits, shard, index) = (s("sample_id")?, s("split")?, u("shard")?, u("index")?);
-    let (q, c1, c2) = (f("q")?, f("chi1z")?, f("chi2z")?);
-    let mut rows: Vec<(u32, u32, String, [f64; 3])> = (0..df.height())
-        .filter(|&i| splits.get(i) == Some(split.as_str()))
-        .map(|i| {
-            (
-                shard.get(i).unwrap_or(0),
-                index.get(i).unwrap_or(0),
-                ids.get(i).unwrap_or("").to_string(),
-                [
-                    q.get(i).unwrap_or(f64::NAN),
-                    c1.get(i).unwrap_or(f64::NAN),
-                    c2.get(i).unwrap_or(f64::NAN),
-                ],
-            )
-        })
-        .collect();
-    rows.sort_by_key(|r| (r.0, r.1));
-    Ok(rows.into_iter().map(|r| (r.2, r.3)).collect())
+    let manifest = SplitManifest::read(data, split)?;
+    let ids = manifest.strings("sample_id")?;
+    let (q, c1, c2) = (
+        manifest.floats("q")?,
+        manifest.floats("chi1z")?,
+        manifest.floats("chi2z")?,
+    );
+    Ok(ids
+        .into_iter()
+        .enumerate()
+        .map(|(k, id)| (id, [q[k], c1[k], c2[k]]))
+        .collect())
 }
 
 /// What `eval.regressor` reports in `metrics.json`.

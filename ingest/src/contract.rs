@@ -14,8 +14,9 @@
 //!
 //! `dataset.json` is written last: a directory without it is not a dataset.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use polars::prelude::{DataFrame, ParquetReader, SerReader};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -272,6 +273,86 @@ impl DatasetInfo {
     /// The number of values in one sample's input.
     pub fn sample_len(&self) -> usize {
         self.x.sample_shape.iter().product()
+    }
+}
+
+/// The rows of `manifest.parquet` in a dataset directory that belong to one
+/// split, in shard order: the order an unshuffled loader delivers samples.
+#[derive(Debug, Clone)]
+pub struct SplitManifest {
+    /// The file read.
+    pub path: PathBuf,
+    /// The whole manifest.
+    pub table: DataFrame,
+    /// Row numbers of the split's samples, in shard order.
+    pub rows: Vec<usize>,
+}
+
+impl SplitManifest {
+    /// Reads the manifest of `dir` and orders `split`'s rows.
+    pub fn read(dir: &Path, split: Split) -> Result<Self> {
+        let path = dir.join("manifest.parquet");
+        let table_err = |source| Error::Table {
+            op: "read",
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(&path).map_err(|e| Error::io("failed to open", &path, e))?;
+        let table = ParquetReader::new(file).finish().map_err(table_err)?;
+        let splits = table.column("split").and_then(|c| c.str().cloned());
+        let shard = table.column("shard").and_then(|c| c.u32().cloned());
+        let index = table.column("index").and_then(|c| c.u32().cloned());
+        let (splits, shard, index) = (
+            splits.map_err(table_err)?,
+            shard.map_err(table_err)?,
+            index.map_err(table_err)?,
+        );
+        let mut rows: Vec<(u32, u32, usize)> = (0..table.height())
+            .filter(|&i| splits.get(i) == Some(split.as_str()))
+            .map(|i| (shard.get(i).unwrap_or(0), index.get(i).unwrap_or(0), i))
+            .collect();
+        rows.sort_unstable();
+        Ok(SplitManifest {
+            rows: rows.into_iter().map(|r| r.2).collect(),
+            path,
+            table,
+        })
+    }
+
+    /// A text column's values for the split's rows.
+    pub fn strings(&self, name: &str) -> Result<Vec<String>> {
+        let col = self
+            .table
+            .column(name)
+            .and_then(|c| c.str().cloned())
+            .map_err(|source| self.table_err(source))?;
+        Ok(self
+            .rows
+            .iter()
+            .map(|&i| col.get(i).unwrap_or("").to_string())
+            .collect())
+    }
+
+    /// A float column's values for the split's rows (NaN where missing).
+    pub fn floats(&self, name: &str) -> Result<Vec<f64>> {
+        let col = self
+            .table
+            .column(name)
+            .and_then(|c| c.f64().cloned())
+            .map_err(|source| self.table_err(source))?;
+        Ok(self
+            .rows
+            .iter()
+            .map(|&i| col.get(i).unwrap_or(f64::NAN))
+            .collect())
+    }
+
+    fn table_err(&self, source: polars::error::PolarsError) -> Error {
+        Error::Table {
+            op: "read",
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 

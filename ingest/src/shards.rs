@@ -8,7 +8,7 @@
 //!    renamed. What the process wrote (shard records, manifest rows,
 //!    rejects) goes into a part file `parts/part-RRRRR.json`.
 //! 2. After all have finished (the caller's barrier), one process calls
-//!    [`merge`] to read the parts back in one order, and [`publish`] to write
+//!    [`merge`] to read the parts back in one order, and [`Part::publish`] to write
 //!    `manifest.parquet`, `rejects.parquet` and, last, `dataset.json`.
 //!
 //! Which sample goes to which shard is the writer's plan, a function of its
@@ -147,6 +147,37 @@ impl<R: ManifestRow, H> Part<R, H> {
         ];
         all.extend(columns);
         DataFrame::new_infer_height(all).expect("columns have equal length")
+    }
+
+    /// Completes `info` with the counts and shards, and writes
+    /// `manifest.parquet`, `rejects.parquet` and, last (its presence marks
+    /// the dataset complete), `dataset.json`; then removes the part files.
+    pub fn publish(
+        self,
+        dir: &Path,
+        manifest: &mut DataFrame,
+        mut info: DatasetInfo,
+    ) -> Result<DatasetInfo> {
+        info.counts = self.counts();
+        info.shards = self.shards;
+        write_parquet(&dir.join("manifest.parquet"), manifest)?;
+        let rejects = &self.rejects;
+        let col =
+            |f: fn(&Reject) -> &String| rejects.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
+        let mut table = polars::df!(
+            "sample_id" => col(|r| &r.sample_id),
+            "source" => col(|r| &r.source),
+            "reason" => col(|r| &r.reason),
+        )
+        .expect("columns have equal length");
+        write_parquet(&dir.join("rejects.parquet"), &mut table)?;
+        write_atomic(
+            &dir.join("dataset.json"),
+            &serde_json::to_vec_pretty(&info).expect("info serialises"),
+        )?;
+        let parts = dir.join("parts");
+        std::fs::remove_dir_all(&parts).map_err(|e| Error::io("failed to remove", &parts, e))?;
+        Ok(info)
     }
 
     /// The error for a dataset with no sample at all, naming `inputs`.
@@ -361,29 +392,4 @@ pub(crate) fn shards_digest(shards: &[ShardRecord]) -> String {
         h.update(s.blake3.as_bytes());
     }
     h.finalize().to_hex().to_string()
-}
-
-/// Writes `manifest.parquet`, `rejects.parquet` and, last (its presence marks
-/// the dataset complete), `dataset.json`; then removes the part files.
-pub(crate) fn publish(
-    dir: &Path,
-    manifest: &mut DataFrame,
-    rejects: &[Reject],
-    info: &DatasetInfo,
-) -> Result<()> {
-    write_parquet(&dir.join("manifest.parquet"), manifest)?;
-    let col = |f: fn(&Reject) -> &String| rejects.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
-    let mut table = polars::df!(
-        "sample_id" => col(|r| &r.sample_id),
-        "source" => col(|r| &r.source),
-        "reason" => col(|r| &r.reason),
-    )
-    .expect("columns have equal length");
-    write_parquet(&dir.join("rejects.parquet"), &mut table)?;
-    write_atomic(
-        &dir.join("dataset.json"),
-        &serde_json::to_vec_pretty(info).expect("info serialises"),
-    )?;
-    let parts = dir.join("parts");
-    std::fs::remove_dir_all(&parts).map_err(|e| Error::io("failed to remove", &parts, e))
 }

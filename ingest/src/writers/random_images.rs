@@ -167,10 +167,7 @@ impl DatasetWriter for RandomImagesConfig {
         info.class_names = (0..config.classes.get())
             .map(|i| format!("class{i:04}"))
             .collect();
-        info.counts = all.counts();
-        info.shards = all.shards;
-        shards::publish(dir, &mut manifest, &all.rejects, &info)?;
-        Ok(info)
+        all.publish(dir, &mut manifest, info)
     }
 }
 

@@ -418,7 +418,6 @@ impl DatasetWriter for GalaxyImagesConfig {
         let config = self;
         let all: Part<Row, Header> = shards::merge(dir, world_size)?;
         all.check_not_empty(&config.labels.display().to_string())?;
-        let counts = all.counts();
         let classes = &all.header.classes;
         let col = |f: &dyn Fn(&Row) -> String| all.rows.iter().map(f).collect::<Vec<String>>();
         let mut manifest = all.manifest(
@@ -466,10 +465,7 @@ impl DatasetWriter for GalaxyImagesConfig {
             ),
         );
         info.class_names = all.header.classes.clone();
-        info.counts = counts;
-        info.shards = all.shards;
-        shards::publish(dir, &mut manifest, &all.rejects, &info)?;
-        Ok(info)
+        all.publish(dir, &mut manifest, info)
     }
 }
 

@@ -498,10 +498,7 @@ impl DatasetWriter for WaveformsConfig {
         );
         info.target_names = TARGETS.iter().map(|s| s.to_string()).collect();
         info.time_grid = Some([start, config.dt, samples as f64]);
-        info.counts = all.counts();
-        info.shards = all.shards;
-        shards::publish(dir, &mut manifest, &all.rejects, &info)?;
-        Ok(info)
+        all.publish(dir, &mut manifest, info)
     }
 }
 
