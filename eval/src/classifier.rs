@@ -12,8 +12,9 @@ use sciflow_ingest::files::{write_atomic, write_parquet};
 use sciflow_ingest::writers::galaxy_images::{write_dataset, GalaxyImagesConfig};
 use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig, Split, SplitFractions};
 use sciflow_train::classifier::to_tensors;
-use sciflow_train::load_model;
+use sciflow_train::learner::to_device;
 use sciflow_train::TrainHistory;
+use sciflow_train::{load_model, DeviceSpec};
 
 use crate::figures::{write_summary, Summary};
 use crate::metrics::{classification_metrics_at, Metrics};
@@ -38,6 +39,10 @@ pub struct EvalClassifierConfig {
     /// ingest settings recorded in its `dataset.json`), into `<out>/data`.
     #[serde(default)]
     pub images: Option<PathBuf>,
+    /// Where to run the network: `auto` (the local GPU, else the CPU),
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[serde(default)]
+    pub device: DeviceSpec,
     /// Test-time augmentation: average the class probabilities over the eight
     /// rotations and flips of each image (for data with no preferred
     /// orientation, such as galaxies).
@@ -111,7 +116,8 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         }
         None => config,
     };
-    let (_vs, net, info) = load_model(&config.model)?;
+    let device = config.device.resolve()?;
+    let (_vs, net, info) = load_model(&config.model, device)?;
     let cfg = LoaderConfig {
         shuffle: false,
         shuffle_buffer: config.batch_size.get(),
@@ -140,7 +146,7 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         )));
     }
     let k = info.class_names.len();
-    let (labels, probs) = score(&*net, &loader, k, config.tta)?;
+    let (labels, probs) = score(&*net, device, &loader, k, config.tta)?;
     let threshold = match config.decision {
         Decision::Argmax => None,
         Decision::ValThreshold => {
@@ -156,7 +162,7 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
                     reference.display()
                 )));
             }
-            let (vl, vp) = score(&*net, &val, k, config.tta)?;
+            let (vl, vp) = score(&*net, device, &val, k, config.tta)?;
             let p1: Vec<f32> = vp.iter().map(|p| p[1]).collect();
             let t = crate::metrics::best_threshold(&vl, &p1);
             tracing::info!(
@@ -230,6 +236,7 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
 /// eight rotations and flips with `tta`), with the labels.
 fn score(
     net: &dyn tch::nn::ModuleT,
+    device: tch::Device,
     loader: &Loader,
     k: usize,
     tta: bool,
@@ -240,6 +247,7 @@ fn score(
         for batch in loader.epoch(0) {
             let batch = batch?;
             let (x, _) = to_tensors(&batch).map_err(Error::Model)?;
+            let x = to_device(x, device);
             let p = if tta {
                 let mut sum = net.forward_t(&x, false).softmax(-1, Kind::Float);
                 for r in 1..8 {

@@ -16,7 +16,9 @@ use sciflow_ingest::files::{write_atomic, write_parquet};
 use sciflow_ingest::readers::waveforms::read_bank;
 use sciflow_ingest::writers::waveforms::{self as waveform_writer, WaveformsConfig};
 use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig, Split, SplitFractions};
+use sciflow_train::learner::to_device;
 use sciflow_train::regressor::{load_regressor, regression_tensors};
+use sciflow_train::DeviceSpec;
 
 use crate::figures::{render, Figure, FONT};
 use crate::overlap::{OverlapSettings, Overlapper, Psd, SOLAR_MASS_SECONDS};
@@ -40,6 +42,10 @@ pub struct EvalRegressorConfig {
     /// Samples per forward pass.
     #[serde(default = "crate::default_batch")]
     pub batch_size: NonZeroUsize,
+    /// Where to run the network: `auto` (the local GPU, else the CPU),
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[serde(default)]
+    pub device: DeviceSpec,
 }
 
 /// Errors of one parameter.
@@ -174,7 +180,8 @@ pub fn evaluate_regressor(
             (dir, Split::Test)
         }
     };
-    let reg = load_regressor(&config.model)?;
+    let device = config.device.resolve()?;
+    let reg = load_regressor(&config.model, device)?;
     let info = DatasetInfo::load(&data)?;
     if info.x.sample_shape != [reg.info.in_channels, reg.info.samples] {
         return Err(Error::Mismatch(format!(
@@ -199,7 +206,7 @@ pub fn evaluate_regressor(
     for b in loader.epoch(0) {
         let b = b?;
         let (x, _) = regression_tensors(&b)?;
-        let p: Tensor = reg.predict(&x).contiguous();
+        let p: Tensor = reg.predict(&to_device(x, device)).contiguous();
         let mut flat = vec![0f32; p.numel()];
         p.copy_data(&mut flat, p.numel());
         pred.extend(

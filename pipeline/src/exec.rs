@@ -15,7 +15,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sciflow_train::Comm;
+use sciflow_train::{Comm, DeviceSpec};
 
 use crate::fingerprint::hash_path;
 use crate::plan::{decide, kind_id, Decision, Selection};
@@ -96,6 +96,7 @@ pub fn run(
     argv: &str,
 ) -> Result<RunSummary, Error> {
     let stages = selection.stages(wf)?;
+    check_devices(&stages)?;
     // Rank 0 alone touches the lock and the records.
     let mut root = if comm.rank() == 0 {
         Some(Root::begin(wf, comm.size(), argv)?)
@@ -114,6 +115,30 @@ pub fn run(
         root.end(result.as_ref().err())?;
     }
     result
+}
+
+/// Resolves every selected stage's `device` on this rank before anything
+/// runs, so a GPU asked for where there is none stops the run at once,
+/// naming the stage, instead of after the stages before it.
+fn check_devices(stages: &[&Stage]) -> Result<(), Error> {
+    for stage in stages {
+        let Some(spec) = stage.config.get("device") else {
+            continue;
+        };
+        let fail = |message: String| Error::Stage {
+            stage: stage.name.clone(),
+            message,
+        };
+        let spec: DeviceSpec =
+            serde_json::from_value(spec.clone()).map_err(|e| fail(format!("device: {e}")))?;
+        let device = spec.resolve().map_err(|e| fail(e.to_string()))?;
+        tracing::debug!(
+            "{}: device {spec} is {}",
+            stage.name,
+            sciflow_train::learner::describe(device)
+        );
+    }
+    Ok(())
 }
 
 /// Rank 0's verdict on a stage, broadcast so every rank follows it.

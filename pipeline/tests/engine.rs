@@ -418,3 +418,38 @@ fn dag_prints_dot_and_mermaid() {
         .unwrap());
     assert!(mm.contains("s_train --> s_evaluate"), "{mm}");
 }
+
+#[test]
+fn a_gpu_asked_for_where_there_is_none_stops_the_run_before_any_stage() {
+    // The device check needs a machine without a GPU; on one with a GPU
+    // libtorch sees it and this workflow would run, so the test asserts
+    // what the machine is first instead of passing silently.
+    assert_eq!(
+        sciflow_train::cuda::device_count(),
+        0,
+        "this test checks the error on a machine without a CUDA device"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gpu.yaml"),
+        "version: 1\nname: gpu\nworkdir: wd\nstages:\n\
+         \x20 first:\n    uses: command\n    with:\n      argv: [\"true\"]\n\
+         \x20 train:\n    uses: train.classifier\n    with:\n      data: ${first.dir}\n\
+         \x20     epochs: 1\n      device: cuda\n",
+    )
+    .unwrap();
+    let out = pipeline(dir.path())
+        .args(["run", "gpu.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one line: {stderr}");
+    assert!(
+        errors[0].contains("stage train") && errors[0].contains("no CUDA device"),
+        "{stderr}"
+    );
+    // Nothing ran: not even the stage before it.
+    assert!(!dir.path().join("wd/first").exists(), "{stderr}");
+}

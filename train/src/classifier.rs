@@ -79,23 +79,27 @@ impl Task for Classification<'_> {
         }
     }
 
-    fn train_step(&self, net: &dyn ModuleT, batch: &Batch) -> Result<(Tensor, Vec<f64>)> {
-        let (x, y) = to_tensors(batch)?;
-        let logits = net.forward_t(&x, true);
-        let loss = logits.cross_entropy_for_logits(&y);
-        let n = batch.y.len() as f64;
-        let sums = vec![loss.double_value(&[]) * n, correct(&logits, &y)];
+    fn tensors(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        to_tensors(batch)
+    }
+
+    fn train_step(
+        &self,
+        net: &dyn ModuleT,
+        x: &Tensor,
+        y: &Tensor,
+        n: f64,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let logits = net.forward_t(x, true);
+        let loss = logits.cross_entropy_for_logits(y);
+        let sums = vec![loss.detach().to_kind(Kind::Double) * n, correct(&logits, y)];
         Ok((loss, sums))
     }
 
-    fn valid_step(&self, net: &dyn ModuleT, batch: &Batch) -> Result<Vec<f64>> {
-        let (x, y) = to_tensors(batch)?;
-        let logits = net.forward_t(&x, false);
-        let n = batch.y.len() as f64;
-        Ok(vec![
-            logits.cross_entropy_for_logits(&y).double_value(&[]) * n,
-            correct(&logits, &y),
-        ])
+    fn valid_step(&self, net: &dyn ModuleT, x: &Tensor, y: &Tensor, n: f64) -> Result<Vec<Tensor>> {
+        let logits = net.forward_t(x, false);
+        let loss = logits.cross_entropy_for_logits(y);
+        Ok(vec![loss.to_kind(Kind::Double) * n, correct(&logits, y)])
     }
 
     fn train_sums(&self) -> usize {
@@ -163,12 +167,13 @@ pub fn to_tensors(batch: &Batch) -> Result<(Tensor, Tensor)> {
     Ok((x, Tensor::from_slice(&batch.y)))
 }
 
-fn correct(logits: &Tensor, y: &Tensor) -> f64 {
+/// Correct predictions, as a scalar f64 tensor on the logits' device.
+fn correct(logits: &Tensor, y: &Tensor) -> Tensor {
     logits
         .argmax(-1, false)
         .eq_tensor(y)
         .sum(Kind::Int64)
-        .int64_value(&[]) as f64
+        .to_kind(Kind::Double)
 }
 
 /// Per-sample rotation by a multiple of 90 degrees and an optional flip,

@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use sciflow_ingest::{Batch, Loader, LoaderConfig, Split};
 
 use crate::allreduce::{average_gradients, broadcast_parameters, bucket_elems};
 use crate::checkpoint::{self, At, Checkpointing, Position};
+use crate::device::DeviceSpec;
 use crate::dist::Comm;
 use crate::history::{EpochStats, TrainHistory};
 use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
@@ -88,6 +89,10 @@ macro_rules! training_config {
             /// Loader threads reading shards.
             #[serde(default = "crate::learner::default_workers")]
             pub workers: std::num::NonZeroUsize,
+            /// Where to train: `auto` (the rank's local GPU, else the CPU),
+            /// `cpu`, `cuda` or `cuda:N`.
+            #[serde(default)]
+            pub device: crate::device::DeviceSpec,
             $(
                 $(#[$fmeta])*
                 pub $field: $ty,
@@ -116,6 +121,7 @@ macro_rules! training_config {
                     allreduce_bucket_mb: self.allreduce_bucket_mb,
                     prefetch: self.prefetch,
                     workers: self.workers,
+                    device: self.device,
                 }
             }
         }
@@ -152,6 +158,7 @@ pub struct LoopConfig {
     pub allreduce_bucket_mb: f64,
     pub prefetch: NonZeroUsize,
     pub workers: NonZeroUsize,
+    pub device: DeviceSpec,
 }
 
 impl LoopConfig {
@@ -224,12 +231,25 @@ pub trait Task {
     /// Changes a training batch before its step (augmentation); by default none.
     fn prepare(&self, _batch: &mut Batch, _at: StepAt) {}
 
-    /// The loss of a training batch (to back-propagate) and the batch's
-    /// metric sums, [`Task::train_sums`] of them.
-    fn train_step(&self, net: &dyn ModuleT, batch: &Batch) -> Result<(Tensor, Vec<f64>)>;
+    /// A batch's inputs and targets as (host) tensors; shapes come from the
+    /// data, so they are checked.
+    fn tensors(&self, batch: &Batch) -> Result<(Tensor, Tensor)>;
 
-    /// The metric sums of a validation batch (no gradients), [`Task::valid_sums`] of them.
-    fn valid_step(&self, net: &dyn ModuleT, batch: &Batch) -> Result<Vec<f64>>;
+    /// The loss of a training batch of `n` samples (to back-propagate) and
+    /// the batch's metric sums, [`Task::train_sums`] of them, as scalar
+    /// tensors on the batch's device: the loop adds them up there and reads
+    /// them once per epoch, so a step never waits for the device.
+    fn train_step(
+        &self,
+        net: &dyn ModuleT,
+        x: &Tensor,
+        y: &Tensor,
+        n: f64,
+    ) -> Result<(Tensor, Vec<Tensor>)>;
+
+    /// The metric sums of a validation batch of `n` samples (no gradients),
+    /// [`Task::valid_sums`] of them, as scalar tensors on its device.
+    fn valid_step(&self, net: &dyn ModuleT, x: &Tensor, y: &Tensor, n: f64) -> Result<Vec<Tensor>>;
 
     /// How many sums [`Task::train_step`] returns.
     fn train_sums(&self) -> usize;
@@ -296,6 +316,13 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
         checkpoints,
         observer,
     } = run;
+    // The device first: asking for a GPU that is not there fails before any work.
+    let device = config.device.resolve()?;
+    tracing::debug!("rank {}: training on {}", comm.rank(), describe(device));
+    if device.is_cuda() {
+        // Fixed shapes step after step: let cuDNN pick its fastest kernels.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let train = config.loader(Split::Train, true, seed, comm)?;
     let val = config.loader(Split::Val, false, seed, comm)?;
     if train.steps_per_epoch(0) == 0 {
@@ -307,7 +334,7 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
     }
 
     tch::manual_seed(seed as i64);
-    let mut vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut vs = nn::VarStore::new(device);
     let net = task.build(&mut vs)?;
     let mut opt = Optimizer::new(
         config.optimizer,
@@ -347,7 +374,7 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
     for epoch in first_epoch..config.epochs.get() {
         let steps = train.steps_per_epoch(epoch as u64);
         // The task's sums, then the samples they cover.
-        let (first, mut sums, before) = match resumed.take() {
+        let (first, sums, before) = match resumed.take() {
             Some(p) if p.sums.len() == n_sums + 1 => (p.step, p.sums, p.seconds),
             Some(p) => {
                 return Err(Error::Model {
@@ -361,12 +388,14 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
             }
             None => (0, vec![0.0f64; n_sums + 1], 0.0),
         };
+        let mut sums = Sums::new(&sums[..n_sums], sums[n_sums], device);
         let started = Instant::now();
         let mut reduce_s = 0.0;
         let mut batches = Waited::new(train.epoch_from(epoch as u64, first));
-        for (i, batch) in batches.by_ref().enumerate() {
-            let step = first + i;
-            let mut batch = batch?;
+        // One batch ahead: the next batch is read, prepared and its copy to
+        // the device started while the device still works on this step.
+        let stage = |batch: Batch, step: usize| -> Result<Staged> {
+            let mut batch = batch;
             task.prepare(
                 &mut batch,
                 StepAt {
@@ -376,8 +405,18 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
                     step,
                 },
             );
+            let (x, y) = task.tensors(&batch)?;
+            Ok(Staged {
+                x: to_device(x, device),
+                y: to_device(y, device),
+                n: batch.shape[0] as f64,
+            })
+        };
+        let mut next = batches.next().map(|b| stage(b?, first)).transpose()?;
+        let mut step = first;
+        while let Some(cur) = next.take() {
             tch::manual_seed(checkpoint::step_seed(seed, comm.rank(), global_step));
-            let (loss, batch_sums) = task.train_step(&*net, &batch)?;
+            let (loss, batch_sums) = task.train_step(&*net, &cur.x, &cur.y, cur.n)?;
             opt.zero_grad();
             loss.backward();
             if comm.size() > 1 {
@@ -386,10 +425,8 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
             lr = lr_plan.at(global_step);
             opt.step(lr);
             global_step += 1;
-            for (s, b) in sums.iter_mut().zip(&batch_sums) {
-                *s += b;
-            }
-            sums[n_sums] += batch.shape[0] as f64;
+            sums.add(&batch_sums, cur.n);
+            next = batches.next().map(|b| stage(b?, step + 1)).transpose()?;
             (on_step)(step + 1, steps);
             if let Some(c) = checkpoints {
                 if c.every_steps > 0 && global_step % c.every_steps == 0 && step + 1 < steps {
@@ -397,17 +434,19 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
                         epoch,
                         step: step + 1,
                         global_step,
-                        sums: &sums,
+                        sums: &sums.read(),
                         seconds: before + started.elapsed().as_secs_f64(),
                         history: &history,
                     };
                     c.save(at, &vs, &opt, seed, comm)?;
                 }
             }
+            step += 1;
         }
         let seconds = before + started.elapsed().as_secs_f64();
+        let mut sums = sums.read();
         comm.allreduce_sum_f64(&mut sums);
-        let valid = validate(&*task, &*net, &val, comm)?;
+        let valid = validate(&*task, &*net, &val, comm, device)?;
         let samples = sums[n_sums];
         let figures = task.figures(
             &sums[..n_sums],
@@ -453,6 +492,67 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
     Ok(report)
 }
 
+/// A batch ready for its step: inputs and targets on the device.
+struct Staged {
+    x: Tensor,
+    y: Tensor,
+    n: f64,
+}
+
+/// Moves a host tensor to `device`: through pinned memory and without
+/// waiting for the copy on a GPU (the step that uses it is queued behind
+/// it on the same stream); as it is on the CPU.
+pub fn to_device(t: Tensor, device: Device) -> Tensor {
+    match device {
+        Device::Cpu => t,
+        _ => t
+            .pin_memory(device)
+            .to_device_(device, t.kind(), true, false),
+    }
+}
+
+/// A device's name for logs: `cpu`, `cuda:0`.
+pub fn describe(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}
+
+/// An epoch's running sums, kept on the device as f64 scalars so that adding
+/// a step's metrics never waits for the device; each addition is the same
+/// IEEE operation the host would do, so the figures are the same bits.
+struct Sums {
+    task: Vec<Tensor>,
+    samples: f64,
+}
+
+impl Sums {
+    fn new(values: &[f64], samples: f64, device: Device) -> Self {
+        Sums {
+            task: values
+                .iter()
+                .map(|&v| Tensor::from(v).to_device(device))
+                .collect(),
+            samples,
+        }
+    }
+
+    fn add(&mut self, batch: &[Tensor], n: f64) {
+        for (s, b) in self.task.iter_mut().zip(batch) {
+            *s = &*s + b.to_kind(Kind::Double);
+        }
+        self.samples += n;
+    }
+
+    /// The task's sums, then the samples (the one read from the device).
+    fn read(&self) -> Vec<f64> {
+        let mut v: Vec<f64> = self.task.iter().map(|t| t.double_value(&[])).collect();
+        v.push(self.samples);
+        v
+    }
+}
+
 /// The task's validation sums over a split, all ranks together, and the
 /// samples they cover; `None` for an empty split (the same on every rank).
 fn validate<T: Task>(
@@ -460,22 +560,25 @@ fn validate<T: Task>(
     net: &dyn ModuleT,
     loader: &Loader,
     comm: &dyn Comm,
+    device: Device,
 ) -> Result<Option<(Vec<f64>, f64)>> {
     if loader.is_empty() {
         return Ok(None);
     }
     let n_sums = task.valid_sums();
-    let mut sums = vec![0.0f64; n_sums + 1];
+    let mut sums = Sums::new(&vec![0.0; n_sums], 0.0, device);
     tch::no_grad(|| -> Result<()> {
         for batch in loader.epoch(0) {
             let batch = batch?;
-            for (s, b) in sums.iter_mut().zip(task.valid_step(net, &batch)?) {
-                *s += b;
-            }
-            sums[n_sums] += batch.shape[0] as f64;
+            let (x, y) = task.tensors(&batch)?;
+            let n = batch.shape[0] as f64;
+            let batch_sums =
+                task.valid_step(net, &to_device(x, device), &to_device(y, device), n)?;
+            sums.add(&batch_sums, n);
         }
         Ok(())
     })?;
+    let mut sums = sums.read();
     comm.allreduce_sum_f64(&mut sums);
     let samples = sums.pop().expect("the sample count");
     Ok(Some((sums, samples)))

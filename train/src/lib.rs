@@ -20,6 +20,8 @@
 pub mod allreduce;
 pub mod checkpoint;
 pub mod classifier;
+pub mod cuda;
+pub mod device;
 pub mod dist;
 pub mod history;
 pub mod learner;
@@ -32,6 +34,7 @@ pub mod wavenet;
 mod error;
 
 pub use classifier::{train_classifier, ClassifierConfig};
+pub use device::DeviceSpec;
 pub use dist::{Comm, Single};
 pub use error::{Error, Result};
 pub use history::{EpochStats, TrainHistory};

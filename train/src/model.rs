@@ -508,9 +508,12 @@ pub fn load_initial_weights(vs: &mut nn::VarStore, path: &Path) -> Result<InitRe
     Ok(report)
 }
 
-/// Loads a classifier's model directory onto the CPU.
-pub fn load_model(dir: &Path) -> Result<(nn::VarStore, Box<dyn ModuleT>, ModelInfo)> {
-    crate::model_dir::load(dir, "model description", build)
+/// Loads a classifier's model directory onto `device`.
+pub fn load_model(
+    dir: &Path,
+    device: tch::Device,
+) -> Result<(nn::VarStore, Box<dyn ModuleT>, ModelInfo)> {
+    crate::model_dir::load(dir, "model description", device, build)
 }
 
 #[cfg(test)]

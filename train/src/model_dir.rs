@@ -37,15 +37,17 @@ pub fn read_info<I: DeserializeOwned>(dir: &Path, what: &'static str) -> Result<
     serde_json::from_slice(&text).map_err(|source| Error::Parse { path, what, source })
 }
 
-/// Loads a model directory onto the CPU: reads its description, lets `build`
-/// create the network on a fresh variable store, then sets the weights.
+/// Loads a model directory onto `device`: reads its description, lets
+/// `build` create the network on a fresh variable store, then sets the
+/// weights.
 pub fn load<I: DeserializeOwned, M>(
     dir: &Path,
     what: &'static str,
+    device: tch::Device,
     build: impl FnOnce(&nn::VarStore, &I) -> M,
 ) -> Result<(nn::VarStore, M, I)> {
     let info: I = read_info(dir, what)?;
-    let mut vs = nn::VarStore::new(tch::Device::Cpu);
+    let mut vs = nn::VarStore::new(device);
     let net = build(&vs, &info);
     let weights = dir.join(WEIGHTS);
     vs.load(&weights).map_err(Error::torch(format!(

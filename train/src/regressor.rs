@@ -95,10 +95,11 @@ pub struct Regressor {
 }
 
 impl Regressor {
-    /// Predictions in physical units, [n, targets].
+    /// Predictions in physical units, [n, targets], on `x`'s device.
     pub fn predict(&self, x: &Tensor) -> Tensor {
         let (mean, std) = stats_tensors(&self.info);
-        tch::no_grad(|| self.net.forward_t(x, false) * std + mean)
+        let d = x.device();
+        tch::no_grad(|| self.net.forward_t(x, false) * std.to_device(d) + mean.to_device(d))
     }
 }
 
@@ -109,17 +110,21 @@ fn stats_tensors(info: &RegressorInfo) -> (Tensor, Tensor) {
     (f(&info.target_mean), f(&info.target_std))
 }
 
-/// Loads a regressor's model directory.
-pub fn load_regressor(dir: &Path) -> Result<Regressor> {
-    let (vs, net, info) =
-        crate::model_dir::load(dir, "regressor description", |vs, info: &RegressorInfo| {
+/// Loads a regressor's model directory onto `device`.
+pub fn load_regressor(dir: &Path, device: tch::Device) -> Result<Regressor> {
+    let (vs, net, info) = crate::model_dir::load(
+        dir,
+        "regressor description",
+        device,
+        |vs, info: &RegressorInfo| {
             WaveNet::new(
                 &vs.root(),
                 info.in_channels,
                 info.target_names.len(),
                 &info.model,
             )
-        })?;
+        },
+    )?;
     Ok(Regressor { vs, net, info })
 }
 
@@ -235,6 +240,11 @@ impl Regression {
 
 impl Task for Regression {
     fn build(&mut self, vs: &mut nn::VarStore) -> Result<Box<dyn ModuleT>> {
+        // The loss's statistics live where the network does.
+        let device = vs.device();
+        for t in [&mut self.mean, &mut self.std, &mut self.weights] {
+            *t = t.to_device(device);
+        }
         Ok(Box::new(WaveNet::new(
             &vs.root(),
             self.info.in_channels,
@@ -243,21 +253,30 @@ impl Task for Regression {
         )))
     }
 
-    fn train_step(&self, net: &dyn ModuleT, batch: &Batch) -> Result<(Tensor, Vec<f64>)> {
-        let (x, y) = regression_tensors(batch)?;
-        let (loss, _) = self.loss(&net.forward_t(&x, true), &y);
-        let m = batch.shape[0] as f64;
-        let sums = vec![loss.double_value(&[]) * m];
+    fn tensors(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        regression_tensors(batch)
+    }
+
+    fn train_step(
+        &self,
+        net: &dyn ModuleT,
+        x: &Tensor,
+        y: &Tensor,
+        n: f64,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let (loss, _) = self.loss(&net.forward_t(x, true), y);
+        let sums = vec![loss.detach().to_kind(Kind::Double) * n];
         Ok((loss, sums))
     }
 
-    fn valid_step(&self, net: &dyn ModuleT, batch: &Batch) -> Result<Vec<f64>> {
-        let (x, y) = regression_tensors(batch)?;
-        let (loss, phys) = self.loss(&net.forward_t(&x, false), &y);
-        let m = batch.shape[0] as f64;
-        let mae = (phys - &y).abs().sum_dim_intlist(0, false, Kind::Float);
-        let mut sums = vec![loss.double_value(&[]) * m];
-        sums.extend((0..self.targets()).map(|j| mae.double_value(&[j as i64])));
+    fn valid_step(&self, net: &dyn ModuleT, x: &Tensor, y: &Tensor, n: f64) -> Result<Vec<Tensor>> {
+        let (loss, phys) = self.loss(&net.forward_t(x, false), y);
+        let mae = (phys - y)
+            .abs()
+            .sum_dim_intlist(0, false, Kind::Float)
+            .to_kind(Kind::Double);
+        let mut sums = vec![loss.to_kind(Kind::Double) * n];
+        sums.extend((0..self.targets()).map(|j| mae.get(j as i64)));
         Ok(sums)
     }
 
@@ -443,6 +462,7 @@ mod tests {
             allreduce_bucket_mb: 0.0,
             prefetch: NonZeroUsize::new(2).unwrap(),
             workers: NonZeroUsize::new(1).unwrap(),
+            device: Default::default(),
         };
         let out = dir.path().join("model");
         let run = |out| Run {
@@ -457,7 +477,7 @@ mod tests {
         assert!(h
             .iter()
             .all(|e| e.train_loss.is_finite() && e.val_mae.as_ref().unwrap().len() == 3));
-        let r = load_regressor(&out).unwrap();
+        let r = load_regressor(&out, tch::Device::Cpu).unwrap();
         assert_eq!(r.info.target_names, ["q", "chi1z", "chi2z"]);
         assert!(r.info.target_mean[0] >= 1.0);
         let x = Tensor::zeros(
