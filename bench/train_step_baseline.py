@@ -1,8 +1,10 @@
-"""PyTorch side of bench/train_step.sh: the same networks as ours (WaveNet
-regressor, Xception-style galaxy classifier), defined layer for layer as in
-train/src/wavenet.rs and train/src/model.rs, timed over the same training
-step (forward, loss, backward, SGD with momentum) on random data of the same
-shape, with the same number of intra-op threads.
+"""PyTorch side of bench/train_step.sh and scripts/gpu-check.sh: the same
+networks as ours (WaveNet regressor, Xception-style galaxy classifier,
+ResNet-50), defined layer for layer as in train/src/wavenet.rs and
+train/src/model.rs, timed over the same training step (forward, loss,
+backward, SGD with momentum) on random data of the same shape, with the same
+number of intra-op threads, on the CPU or a GPU (`--device cuda`, with
+`--precision bf16` for bf16 autocast and `--channels-last`).
 
 Prints one JSON line: median seconds per step and samples per second.
 """
@@ -93,9 +95,51 @@ class XceptionMini(nn.Module):
         return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class Bottleneck(nn.Module):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        out = planes * 4
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.downsample = None
+        if stride != 1 or cin != out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet50(nn.Module):
+    def __init__(self, cin=3, classes=1000, w=64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, w, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        blocks, c = [], w
+        for stage, n in enumerate([3, 4, 6, 3]):
+            planes = w << stage
+            for b in range(n):
+                blocks.append(Bottleneck(c, planes, 2 if stage > 0 and b == 0 else 1))
+                c = planes * 4
+        self.layers = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        x = self.layers(x)
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="wavenet", choices=["wavenet", "xception_mini"])
+    ap.add_argument("--model", default="wavenet", choices=["wavenet", "xception_mini", "resnet50"])
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
@@ -103,25 +147,38 @@ def main():
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--samples", type=int, default=2050)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: autocast to bfloat16 (fp32 master weights)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="2-D networks in channels-last memory format")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    dev = torch.device(a.device)
+    torch.backends.cudnn.benchmark = dev.type == "cuda"
     if a.model == "wavenet":
         net = WaveNet()
         x = torch.randn(a.batch, 2, a.samples)
         y = torch.randn(a.batch, 3)
         loss_of = lambda out: ((out - y) ** 2).mean()
     else:
-        net = XceptionMini(w=a.width)
+        classes = 1000 if a.model == "resnet50" else 2
+        net = ResNet50(w=a.width) if a.model == "resnet50" else XceptionMini(w=a.width)
         x = torch.randn(a.batch, 3, a.size, a.size)
-        y = torch.randint(2, (a.batch,))
-        loss_of = lambda out: F.cross_entropy(out, y)
+        y = torch.randint(classes, (a.batch,))
+        loss_of = lambda out: F.cross_entropy(out.float(), y)
+    net, x, y = net.to(dev), x.to(dev), y.to(dev)
+    if a.channels_last and x.dim() == 4:
+        net, x = net.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     times = []
     for i in range(a.warmup + a.steps):
         t = time.perf_counter()
-        loss = loss_of(net(x))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            out = net(x)
+        loss = loss_of(out)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -132,6 +189,7 @@ def main():
     step = times[len(times) // 2]
     print(json.dumps({
         "model": a.model, "threads": a.threads, "batch": a.batch,
+        "device": str(dev), "precision": a.precision, "channels_last": a.channels_last,
         "parameters": sum(p.numel() for p in net.parameters()),
         "step_seconds": step, "samples_per_second": a.batch / step,
         "torch": torch.__version__,

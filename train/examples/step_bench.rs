@@ -7,6 +7,7 @@
 //! ```text
 //! cargo run --example step_bench -- --model wavenet --batch 64 --steps 20
 //! mpirun -n 2 target/debug/examples/step_bench --model xception_mini --threads 1
+//! step_bench --model resnet50 --size 224 --batch 256 --device cuda
 //! ```
 //!
 //! Rank 0 prints one JSON line: seconds per step (median over the timed
@@ -20,6 +21,7 @@ use tch::{Kind, Tensor};
 use sciflow_train::model::{build, ModelConfig, ModelInfo};
 use sciflow_train::optim::{Optimizer, OptimizerKind};
 use sciflow_train::wavenet::{WaveNet, WaveNetConfig};
+use sciflow_train::DeviceSpec;
 
 /// The loss of a batch's output.
 type LossFn = Box<dyn Fn(&Tensor) -> Tensor>;
@@ -33,6 +35,7 @@ struct Args {
     size: i64,
     width: usize,
     samples: i64,
+    device: DeviceSpec,
 }
 
 fn parse() -> Args {
@@ -45,6 +48,7 @@ fn parse() -> Args {
         size: 64,
         width: 16,
         samples: 2050,
+        device: DeviceSpec::Cpu,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -65,11 +69,17 @@ fn parse() -> Args {
             "--size" => a.size = num(&v) as i64,
             "--width" => a.width = num(&v),
             "--samples" => a.samples = num(&v) as i64,
+            "--device" => {
+                a.device = v.parse().unwrap_or_else(|e| {
+                    eprintln!("--device: {e}");
+                    std::process::exit(2)
+                })
+            }
             "-h" | "--help" => {
                 println!(
                     "step_bench [--model wavenet|small_cnn|xception_mini|resnet18|resnet50] \
                      [--batch N] [--steps N] [--warmup N] [--threads N] [--size PX] \
-                     [--width N] [--samples N]"
+                     [--width N] [--samples N] [--device cpu|auto|cuda|cuda:N]"
                 );
                 std::process::exit(0)
             }
@@ -90,9 +100,16 @@ fn main() {
         std::process::exit(1)
     });
     let threads = sciflow_train::set_threads_for_rank(comm.local_size(), a.threads);
+    let device = a.device.resolve().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(1)
+    });
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     tch::manual_seed(comm.rank() as i64);
-    let vs = nn::VarStore::new(tch::Device::Cpu);
-    let opts = (Kind::Float, tch::Device::Cpu);
+    let vs = nn::VarStore::new(device);
+    let opts = (Kind::Float, device);
     let (net, x, loss_of): (Box<dyn ModuleT>, Tensor, LossFn) = if a.model == "wavenet" {
         let cfg = WaveNetConfig {
             input_stride: 8,
@@ -131,7 +148,7 @@ fn main() {
             created_by: "step_bench".into(),
         };
         let net = build(&vs, &info);
-        let y = Tensor::randint(classes as i64, [a.batch], (Kind::Int64, tch::Device::Cpu));
+        let y = Tensor::randint(classes as i64, [a.batch], (Kind::Int64, device));
         let x = Tensor::randn([a.batch, 3, a.size, a.size], opts);
         (
             net,
@@ -175,6 +192,7 @@ fn main() {
                 "model": a.model,
                 "ranks": comm.size(),
                 "threads": threads,
+                "device": sciflow_train::learner::describe(device),
                 "batch_per_rank": a.batch,
                 "parameters": params,
                 "step_seconds": step,
