@@ -21,7 +21,7 @@ use tch::{Kind, Tensor};
 use sciflow_train::model::{build, ModelConfig, ModelInfo};
 use sciflow_train::optim::{Optimizer, OptimizerKind};
 use sciflow_train::wavenet::{WaveNet, WaveNetConfig};
-use sciflow_train::DeviceSpec;
+use sciflow_train::{DeviceSpec, Precision};
 
 /// The loss of a batch's output.
 type LossFn = Box<dyn Fn(&Tensor) -> Tensor>;
@@ -36,6 +36,7 @@ struct Args {
     width: usize,
     samples: i64,
     device: DeviceSpec,
+    precision: Precision,
 }
 
 fn parse() -> Args {
@@ -49,6 +50,7 @@ fn parse() -> Args {
         width: 16,
         samples: 2050,
         device: DeviceSpec::Cpu,
+        precision: Precision::Fp32,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -69,6 +71,12 @@ fn parse() -> Args {
             "--size" => a.size = num(&v) as i64,
             "--width" => a.width = num(&v),
             "--samples" => a.samples = num(&v) as i64,
+            "--precision" => {
+                a.precision = serde_json::from_value(serde_json::json!(v)).unwrap_or_else(|e| {
+                    eprintln!("--precision: {e}");
+                    std::process::exit(2)
+                })
+            }
             "--device" => {
                 a.device = v.parse().unwrap_or_else(|e| {
                     eprintln!("--device: {e}");
@@ -79,7 +87,7 @@ fn parse() -> Args {
                 println!(
                     "step_bench [--model wavenet|small_cnn|xception_mini|resnet18|resnet50] \
                      [--batch N] [--steps N] [--warmup N] [--threads N] [--size PX] \
-                     [--width N] [--samples N] [--device cpu|auto|cuda|cuda:N]"
+                     [--width N] [--samples N] [--device cpu|auto|cuda|cuda:N] [--precision fp32|bf16]"
                 );
                 std::process::exit(0)
             }
@@ -163,7 +171,9 @@ fn main() {
     for i in 0..a.warmup + a.steps {
         comm.barrier();
         let t = Instant::now();
-        let loss = loss_of(&net.forward_t(&x, true));
+        let loss = a
+            .precision
+            .run(device, || loss_of(&net.forward_t(&x, true)));
         opt.zero_grad();
         loss.backward();
         let r = if comm.size() > 1 {
@@ -193,6 +203,7 @@ fn main() {
                 "ranks": comm.size(),
                 "threads": threads,
                 "device": sciflow_train::learner::describe(device),
+                "precision": a.precision,
                 "batch_per_rank": a.batch,
                 "parameters": params,
                 "step_seconds": step,

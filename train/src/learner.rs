@@ -23,6 +23,7 @@ use crate::device::DeviceSpec;
 use crate::dist::Comm;
 use crate::history::{EpochStats, TrainHistory};
 use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
+use crate::precision::Precision;
 use crate::{Error, Result};
 
 /// Defines a training stage's configuration: the options every training
@@ -93,6 +94,10 @@ macro_rules! training_config {
             /// `cpu`, `cuda` or `cuda:N`.
             #[serde(default)]
             pub device: crate::device::DeviceSpec,
+            /// The forward pass's arithmetic: `fp32`, or `bf16` (autocast to
+            /// bfloat16 with fp32 master weights).
+            #[serde(default)]
+            pub precision: crate::precision::Precision,
             $(
                 $(#[$fmeta])*
                 pub $field: $ty,
@@ -122,6 +127,7 @@ macro_rules! training_config {
                     prefetch: self.prefetch,
                     workers: self.workers,
                     device: self.device,
+                    precision: self.precision,
                 }
             }
         }
@@ -159,6 +165,7 @@ pub struct LoopConfig {
     pub prefetch: NonZeroUsize,
     pub workers: NonZeroUsize,
     pub device: DeviceSpec,
+    pub precision: Precision,
 }
 
 impl LoopConfig {
@@ -416,7 +423,9 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
         let mut step = first;
         while let Some(cur) = next.take() {
             tch::manual_seed(checkpoint::step_seed(seed, comm.rank(), global_step));
-            let (loss, batch_sums) = task.train_step(&*net, &cur.x, &cur.y, cur.n)?;
+            let (loss, batch_sums) = config
+                .precision
+                .run(device, || task.train_step(&*net, &cur.x, &cur.y, cur.n))?;
             opt.zero_grad();
             loss.backward();
             if comm.size() > 1 {
@@ -446,7 +455,9 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
         let seconds = before + started.elapsed().as_secs_f64();
         let mut sums = sums.read();
         comm.allreduce_sum_f64(&mut sums);
-        let valid = validate(&*task, &*net, &val, comm, device)?;
+        let valid = config
+            .precision
+            .run(device, || validate(&*task, &*net, &val, comm, device))?;
         let samples = sums[n_sums];
         let figures = task.figures(
             &sums[..n_sums],

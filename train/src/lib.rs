@@ -28,6 +28,7 @@ pub mod learner;
 pub mod model;
 pub mod model_dir;
 pub mod optim;
+pub mod precision;
 pub mod regressor;
 pub mod wavenet;
 
@@ -40,6 +41,7 @@ pub use error::{Error, Result};
 pub use history::{EpochStats, TrainHistory};
 pub use learner::{Observer, Run, Task};
 pub use model::{load_model, ModelConfig, ModelInfo};
+pub use precision::Precision;
 
 /// Sets libtorch's intra-op threads to `threads`, or else to this process's
 /// share of the cores, so that N ranks on one node do not oversubscribe it.

@@ -463,6 +463,7 @@ mod tests {
             prefetch: NonZeroUsize::new(2).unwrap(),
             workers: NonZeroUsize::new(1).unwrap(),
             device: Default::default(),
+            precision: Default::default(),
         };
         let out = dir.path().join("model");
         let run = |out| Run {
