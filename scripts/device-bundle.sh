@@ -9,6 +9,9 @@
 #
 #   scripts/device-bundle.sh [DIR]     # default: bundle/ (ignored by git)
 #
+# What travels to the GPU machine: DIR.tar.xz (programs and libraries) and
+# DIR/data (inputs), e.g. the device tool's carry: ["bundle.tar.xz", "bundle/data"].
+#
 # Then, here, the bundle is shown to start on the CPU with this machine's
 # libtorch: `pipeline --version` and a small quickstart run from DIR.
 set -euo pipefail
@@ -38,7 +41,7 @@ keep_behind() {
   case "$1" in
     libtorch*|libc10*|libgomp*|libshm*|libcudart*|libcupti*|libcuda.*|libnv*|libnccl*) return 0 ;;  # PyTorch's own folder
     libmpi*|libopen-*|libpmix*|libprrte*|libevent*|libhwloc*|libucp*|libucs*|libuct*|libucm*|libfabric*|libpsm*|libibverbs*|librdmacm*) return 0 ;;  # Open MPI
-    libc.so*|libm.so*|libpthread*|libdl.so*|librt.so*|ld-linux*|libstdc++*|libgcc_s*|linux-vdso*) return 0 ;;  # C/C++ runtime
+    libc.so*|libm.so*|libpthread*|libdl.so*|librt.so*|libresolv*|libutil.so*|libnsl*|libanl*|ld-linux*|libstdc++*|libgcc_s*|linux-vdso*) return 0 ;;  # C/C++ runtime (glibc's parts too)
   esac
   return 1
 }
@@ -91,13 +94,17 @@ fi
 
 rm -rf "$DIR"
 mv "$DIR.tmp" "$DIR"
-log "$(du -sh --exclude=data "$DIR" | cut -f1) of programs and $(ls "$DIR/lib" | wc -l) libraries ($(ls "$DIR/lib" | tr '\n' ' ')), $(du -sh "$DIR/data" | cut -f1) of data, in $DIR"
+# The programs and libraries also as one xz archive: what travels to the GPU
+# machine (at most 64 MiB go with the tree), unpacked there by gpu-check.sh.
+tar -C "$DIR" -cf - pipeline step_bench lib | xz -T0 -6 >"$DIR.tar.xz.tmp"
+mv "$DIR.tar.xz.tmp" "$DIR.tar.xz"
+log "$(du -sh --exclude=data "$DIR" | cut -f1) of programs and $(ls "$DIR/lib" | wc -l) libraries ($(du -sh "$DIR.tar.xz" | cut -f1) as $DIR.tar.xz) ($(ls "$DIR/lib" | tr '\n' ' ')), $(du -sh "$DIR/data" | cut -f1) of data, in $DIR"
 
 # It starts here, on the CPU, with this machine's libtorch.
 export LD_LIBRARY_PATH="$PWD/$DIR/lib:$LIBTORCH/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 "$DIR/pipeline" --version
 wd="$(mktemp -d)"
 "$DIR/pipeline" -q run workflows/quickstart.yaml --set "workdir=$wd" \
-  --set params.per_class=100 --set params.epochs=2 --set params.image_size=32
+  --set params.per_class=200 --set params.epochs=6 --set params.image_size=32
 "$PIPELINE_PYTHON" -c 'import json,sys; m=json.load(open(sys.argv[1])); print("bundle quickstart: test accuracy %.3f on %d samples" % (m["accuracy"], m["samples"]))' "$wd/evaluate/metrics.json"
 rm -rf "$wd"

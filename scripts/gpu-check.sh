@@ -18,22 +18,30 @@
 #
 # Every figure ends as one line `RESULT name value unit`.
 #
-#   scripts/gpu-check.sh            # TORCH_DIR, PY, BUNDLE override the defaults
+#   scripts/gpu-check.sh            # TORCH_DIR, PY, BUNDLE, WORK override the defaults
+#   DEVICE=cpu STEPS=0 EPOCHS=1 scripts/gpu-check.sh   # a dry run on a CPU
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PY:-/opt/torch/.venv/bin/python}"
 TORCH_DIR="${TORCH_DIR:-$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')}"
 BUNDLE="${BUNDLE:-bundle}"
 WORK="${WORK:-/tmp/gpu-check}"
+DEV="${DEVICE:-cuda}"
+# EPOCHS shortens the workflows (a dry run); unset, each keeps its own.
+EP=(); [[ -n "${EPOCHS:-}" ]] && EP=(--set "params.epochs=$EPOCHS")
 mkdir -p "$WORK"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Our binaries: the bundle's libraries, then PyTorch's libtorch (CUDA included).
-ours() { LD_LIBRARY_PATH="$PWD/$BUNDLE/lib:$TORCH_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
+ours() { LD_LIBRARY_PATH="$BUNDLE/lib:$TORCH_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
 field() { "$PY" -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 result() { echo "RESULT $*"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
+# The programs and libraries travel as one archive.
+[[ -x "$BUNDLE/pipeline" ]] || { mkdir -p "$BUNDLE" && tar -C "$BUNDLE" -xJf "$BUNDLE.tar.xz"; } ||
+  { echo "no $BUNDLE/ nor $BUNDLE.tar.xz"; exit 1; }
+BUNDLE="$(cd "$BUNDLE" && pwd)"
 ours "$BUNDLE/pipeline" --version || { echo "the bundle does not start"; exit 1; }
 
 # 1-2. Training steps, ours and PyTorch's, alternating, best of two each.
@@ -41,10 +49,10 @@ step() { # name, our args, PyTorch args
   local name="$1" o="$2" p="$3" best_o="" best_p="" so sp out
   for _ in 1 2; do
     # shellcheck disable=SC2086
-    out=$(ours "$BUNDLE/step_bench" $o --device cuda --steps 30 --warmup 5) && echo "ours:    $out" &&
+    out=$(ours "$BUNDLE/step_bench" $o --device "$DEV" --steps 30 --warmup 5) && echo "ours:    $out" &&
       so=$(field "$out" samples_per_second) && best_o=$(awk "BEGIN{b=\"$best_o\"; print (b == \"\" || $so > b) ? $so : b}")
     # shellcheck disable=SC2086
-    out=$("$PY" bench/train_step_baseline.py $p --device cuda --steps 30 --warmup 5) && echo "pytorch: $out" &&
+    out=$("$PY" bench/train_step_baseline.py $p --device "$DEV" --steps 30 --warmup 5) && echo "pytorch: $out" &&
       sp=$(field "$out" samples_per_second) && best_p=$(awk "BEGIN{b=\"$best_p\"; print (b == \"\" || $sp > b) ? $sp : b}")
   done
   [[ -n "$best_o" ]] && result "${name}_ours" "$best_o" samples/s
@@ -52,13 +60,15 @@ step() { # name, our args, PyTorch args
   [[ -n "$best_o" && -n "$best_p" ]] && result "${name}_ratio" "$(awk "BEGIN{print $best_o / $best_p}")" "x (goal >= 0.95)"
 }
 r50="--model resnet50 --size 224 --width 64 --batch 256"
+if [[ "${STEPS:-1}" != 0 ]]; then
 step resnet50_fp32 "$r50" "$r50"
 step resnet50_bf16 "$r50 --precision bf16" "$r50 --precision bf16"
 # PyTorch's best: bf16 with channels-last, which tch 0.24 cannot ask for.
-out=$("$PY" bench/train_step_baseline.py $r50 --device cuda --precision bf16 --channels-last --steps 30 --warmup 5) &&
+out=$("$PY" bench/train_step_baseline.py $r50 --device "$DEV" --precision bf16 --channels-last --steps 30 --warmup 5) &&
   echo "pytorch: $out" && result resnet50_bf16_channels_last_pytorch "$(field "$out" samples_per_second)" samples/s
 step xception_b256 "--model xception_mini --width 16 --size 64 --batch 256" "--model xception_mini --width 16 --size 64 --batch 256"
 step wavenet_b512 "--model wavenet --batch 512" "--model wavenet --batch 512"
+fi
 
 # 3. Workflows on the GPU.
 timed_run() { # name, then pipeline arguments; prints the run's seconds
@@ -71,12 +81,12 @@ timed_run() { # name, then pipeline arguments; prints the run's seconds
 metric() { "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d[sys.argv[2]])' "$1" "$2"; }
 train_seconds() { "$PY" -c 'import json, sys; print(sum(e["seconds"] for e in json.load(open(sys.argv[1]))["history"]))' "$1"; }
 
-if timed_run quickstart workflows/quickstart.yaml --set "workdir=$WORK/quickstart" --set params.device=cuda; then
+if timed_run quickstart workflows/quickstart.yaml --set "workdir=$WORK/quickstart" --set "params.device=$DEV" "${EP[@]}"; then
   result quickstart_train_seconds "$(train_seconds "$WORK/quickstart/train/history.json")" s
   result quickstart_test_accuracy "$(metric "$WORK/quickstart/evaluate/metrics.json" accuracy)" -
 fi
 if [[ -d "$BUNDLE/data/gz1" ]] && timed_run galaxies workflows/galaxies.yaml --set "workdir=$WORK/galaxies" \
-    --set "params.train_dir=$BUNDLE/data/gz1" --set params.crop=1.0 --set params.device=cuda; then
+    --set "params.train_dir=$BUNDLE/data/gz1" --set params.crop=1.0 --set "params.device=$DEV" "${EP[@]}"; then
   result galaxies_train_seconds "$(train_seconds "$WORK/galaxies/train/history.json")" s
   result galaxies_test_accuracy "$(metric "$WORK/galaxies/evaluate/metrics.json" accuracy)" -
   result galaxies_test_auc "$(metric "$WORK/galaxies/evaluate/metrics.json" auc)" -
@@ -91,21 +101,25 @@ seed: 7
 stages:
   dataset:
     uses: ingest.waveforms
-    with: { inputs: ["$PWD/$BUNDLE/data/bank.h5"], dt: 2.0, window: [-4000, 100], split: { val: 0.1, test: 0.1 }, shard_size: 512 }
+    with: { inputs: ["$BUNDLE/data/bank.h5"], dt: 2.0, window: [-4000, 100], split: { val: 0.1, test: 0.1 }, shard_size: 512 }
   train:
     uses: train.regressor
     with:
       data: \${dataset.dataset}
       model: { channels: 32, skip_channels: 64, layers: 8, stacks: 2, input_stride: 4 }
-      epochs: 16
+      epochs: ${EPOCHS:-16}
       batch_size: 64
       lr: 0.001
       lr_schedule: { kind: cosine }
       constraint_weight: 1.0
-      device: cuda
+      device: $DEV
   predict:
     uses: eval.regressor
-    with: { model: \${train.model}, data: \${dataset.dataset}, split: test, device: cuda }
+    with:
+      model: \${train.model}
+      data: \${dataset.dataset}
+      split: test
+      device: $DEV
 YAML
   if timed_run aigw "$WORK/aigw.yaml"; then
     result aigw_train_seconds "$(train_seconds "$WORK/aigw/train/history.json")" s
