@@ -1,7 +1,7 @@
 //! Optimizers whose state is plain tensors we own, and learning-rate schedules.
 
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// The update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -59,8 +59,25 @@ fn lamb_eps() -> f64 {
     1e-6
 }
 
-/// |w| / |u| for a weight tensor (1 for 1-D tensors, or when either norm is 0).
-fn trust_ratio(w: &Tensor, u: &Tensor) -> f64 {
+/// |w| / |u| for a weight tensor (1 for 1-D tensors, or when either norm
+/// is 0), as a 0-dim f64 tensor on the weight's device: computed there, so
+/// a step never waits for the device to hand back two norms per tensor.
+/// Every operation is the one the host would do, so on the CPU the update
+/// is the same bits as [`trust_ratio_host`]'s.
+fn trust_ratio(w: &Tensor, u: &Tensor) -> Tensor {
+    let one = Tensor::from(1.0f64).to_device(w.device());
+    if w.dim() <= 1 {
+        return one;
+    }
+    let wn = w.norm().to_kind(Kind::Double);
+    let un = u.norm().to_kind(Kind::Double);
+    let both = wn.gt(0.0).logical_and(&un.gt(0.0));
+    (&wn / &un).where_self(&both, &one)
+}
+
+/// [`trust_ratio`] on the host, reading both norms back (the reference).
+#[cfg(test)]
+fn trust_ratio_host(w: &Tensor, u: &Tensor) -> f64 {
     if w.dim() <= 1 {
         return 1.0;
     }
@@ -215,12 +232,12 @@ impl Optimizer {
                         &*b * lr
                     }
                     OptimizerKind::Lars { momentum, trust } => {
-                        let local = if p.dim() <= 1 {
-                            1.0
+                        let b = if p.dim() <= 1 {
+                            &self.first[i] * momentum + &g * lr
                         } else {
-                            trust * trust_ratio(p, &g)
+                            let local = trust_ratio(p, &g) * trust * lr;
+                            &self.first[i] * momentum + &g * local
                         };
-                        let b = &self.first[i] * momentum + &g * (lr * local);
                         self.first[i].copy_(&b);
                         b
                     }
@@ -235,8 +252,8 @@ impl Optimizer {
                         if self.weight_decay > 0.0 {
                             r += &*p * self.weight_decay;
                         }
-                        let ratio = trust_ratio(p, &r);
-                        r * (lr * ratio)
+                        let ratio = trust_ratio(p, &r) * lr;
+                        r * ratio
                     }
                 };
                 *p -= update;
@@ -353,6 +370,25 @@ mod tests {
             let v: Vec<f32> = Vec::try_from(&p.detach()).unwrap();
             assert!(v.iter().all(|x| x.abs() < 0.05), "{kind:?}: {v:?}");
         }
+    }
+
+    #[test]
+    fn the_device_side_trust_ratio_gives_the_host_s_bits() {
+        tch::manual_seed(3);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let w = Tensor::randn([16, 8, 3, 3], opts);
+        let u = Tensor::randn([16, 8, 3, 3], opts) * 1e-3;
+        let zero = Tensor::zeros([16, 8, 3, 3], opts);
+        let (trust, lr) = (0.001, 0.37);
+        for (w, u) in [(&w, &u), (&w, &zero), (&zero, &u)] {
+            // The update as the host computed it: f64 scalars into an f32 multiply.
+            let host = u * (lr * (trust * trust_ratio_host(w, u)));
+            let device = u * (trust_ratio(w, u) * trust * lr);
+            assert_eq!(device.kind(), Kind::Float);
+            assert!(host.equal(&device), "bit for bit");
+        }
+        let b = Tensor::randn([8], opts);
+        assert_eq!(trust_ratio(&b, &b).double_value(&[]), 1.0);
     }
 
     #[test]
