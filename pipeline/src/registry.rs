@@ -21,6 +21,7 @@ use sciflow_ingest::writers::waveforms::WaveformsConfig;
 use sciflow_ingest::writers::waveforms::TARGETS;
 use sciflow_ingest::writers::{DatasetWriter, Job};
 use sciflow_ingest::{DatasetInfo, Partition};
+use sciflow_train::learner::LoopConfig;
 use sciflow_train::regressor::RegressorConfig;
 use sciflow_train::{ClassifierConfig, EpochStats, Observer, Run, TrainHistory};
 
@@ -265,49 +266,32 @@ fn run_waveforms(ctx: &StageContext<'_>) -> Result<(), Error> {
 
 fn run_train_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: ClassifierConfig = config(ctx)?;
-    let ckpt = ctx.checkpointing(cfg.checkpoint_every);
-    train_stage(ctx, cfg.epochs.get(), &[], |observer| {
-        Ok(sciflow_train::train_classifier(
-            &cfg,
-            Run {
-                seed: ctx.seed,
-                out: ctx.out,
-                comm: ctx.comm,
-                checkpoints: Some(&ckpt),
-                observer,
-            },
-        )?)
+    train_stage(ctx, &cfg.loop_config(), &[], |run| {
+        sciflow_train::train_classifier(&cfg, run)
     })
 }
 
 fn run_train_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: RegressorConfig = config(ctx)?;
-    let ckpt = ctx.checkpointing(cfg.checkpoint_every);
-    train_stage(ctx, cfg.epochs.get(), &TARGETS, |observer| {
-        Ok(sciflow_train::regressor::train_regressor(
-            &cfg,
-            Run {
-                seed: ctx.seed,
-                out: ctx.out,
-                comm: ctx.comm,
-                checkpoints: Some(&ckpt),
-                observer,
-            },
-        )?)
+    train_stage(ctx, &cfg.loop_config(), &TARGETS, |run| {
+        sciflow_train::regressor::train_regressor(&cfg, run)
     })
 }
 
-/// What every training stage shares: a progress bar of the epoch's steps,
-/// and each epoch's figures recorded as metrics and printed as a line.
-/// `targets` names the regression targets of `val_mae`.
+/// What every training stage shares: its run (seed, output, ranks,
+/// checkpoints), a progress bar of the epoch's steps, and each epoch's
+/// figures recorded as metrics and printed as a line. `targets` names the
+/// regression targets of `val_mae`.
 fn train_stage(
     ctx: &StageContext<'_>,
-    epochs: usize,
+    loop_config: &LoopConfig,
     targets: &[&str],
-    train: impl FnOnce(Observer<'_>) -> Result<TrainHistory, Error>,
+    train: impl FnOnce(Run<'_>) -> sciflow_train::Result<TrainHistory>,
 ) -> Result<(), Error> {
+    let epochs = loop_config.epochs.get();
+    let ckpt = ctx.checkpointing(loop_config.checkpoint_every);
     let bar = ctx.progress.bar(0, ctx.name, "steps");
-    let report = train(Observer {
+    let observer = Observer {
         on_step: Box::new(|step, steps| {
             bar.set_length(steps as u64);
             bar.set_position(step as u64);
@@ -320,6 +304,13 @@ fn train_stage(
                 s.epoch + 1
             ));
         }),
+    };
+    let report = train(Run {
+        seed: ctx.seed,
+        out: ctx.out,
+        comm: ctx.comm,
+        checkpoints: Some(&ckpt),
+        observer,
     })?;
     bar.finish_and_clear();
     tracing::debug!(
