@@ -1,9 +1,9 @@
-//! Compiles the autocast shim (src/autocast.cpp) against the libtorch that
+//! Compiles the libtorch shim (src/shim.cpp) against the libtorch that
 //! torch-sys links, found as torch-sys finds it: `LIBTORCH` (scripts/setup.sh
 //! sets it through .cargo/config.toml).
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/autocast.cpp");
+    println!("cargo:rerun-if-changed=src/shim.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let libtorch = std::env::var("LIBTORCH")
@@ -12,11 +12,11 @@ fn main() {
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     cc::Build::new()
         .cpp(true)
-        .file("src/autocast.cpp")
+        .file("src/shim.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .warnings(false)
-        .compile("sciflow_autocast");
+        .compile("sciflow_shim");
 }

@@ -164,6 +164,17 @@ fn main() {
             Box::new(move |out: &Tensor| out.cross_entropy_for_logits(&y)),
         )
     };
+    // As the training stages do on a GPU: channels-last weights and images.
+    let x = if device.is_cuda() {
+        for (_, mut var) in vs.variables() {
+            if let Some(cl) = sciflow_train::shim::channels_last(&var) {
+                tch::no_grad(|| var.set_data(&cl));
+            }
+        }
+        sciflow_train::shim::channels_last(&x).unwrap_or(x)
+    } else {
+        x
+    };
     let kind = OptimizerKind::Sgd { momentum: 0.9 };
     let mut opt = Optimizer::new(kind, 0.0, vs.trainable_variables());
     let mut step_s = Vec::new();

@@ -163,15 +163,17 @@ pub fn save(dir: &Path, vs: &VarStore, opt: &Optimizer, pos: &Position) -> Resul
         std::fs::remove_dir_all(&next).map_err(io("failed to clear", &next))?;
     }
     std::fs::create_dir_all(&next).map_err(io("failed to create", &next))?;
-    let weights = next.join("weights.safetensors");
-    vs.save(&weights)
-        .map_err(Error::torch(format!("writing {}", weights.display())))?;
+    crate::model_dir::save_weights(vs, &next.join("weights.safetensors"))?;
     let (state, _) = opt.state();
     let optim = next.join("optimizer.safetensors");
     if state.is_empty() {
         // safetensors cannot hold zero tensors; an empty file stands for none.
         std::fs::write(&optim, b"").map_err(io("failed to write", &optim))?;
     } else {
+        let state: Vec<(String, Tensor)> = state
+            .into_iter()
+            .map(|(n, t)| (n, t.contiguous()))
+            .collect();
         Tensor::write_safetensors(&state, &optim)
             .map_err(Error::torch(format!("writing {}", optim.display())))?;
     }

@@ -30,6 +30,7 @@ pub mod model_dir;
 pub mod optim;
 pub mod precision;
 pub mod regressor;
+pub mod shim;
 pub mod wavenet;
 
 mod error;

@@ -18,16 +18,25 @@ pub const MODEL_JSON: &str = "model.json";
 /// Writes `weights.safetensors` and `model.json` into `dir` (created if needed).
 pub fn save(dir: &Path, vs: &nn::VarStore, info: &impl Serialize) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("failed to create", dir, e))?;
-    let weights = dir.join(WEIGHTS);
-    vs.save(&weights).map_err(Error::torch(format!(
-        "failed to write {}",
-        weights.display()
-    )))?;
+    save_weights(vs, &dir.join(WEIGHTS))?;
     let json = serde_json::to_vec_pretty(info).expect("model info serialises");
     Ok(sciflow_ingest::files::write_atomic(
         &dir.join(MODEL_JSON),
         &json,
     )?)
+}
+
+/// Writes every variable of `vs` to a safetensors file, in the standard
+/// (row-major) memory order whatever order they are kept in on the device
+/// (channels-last on GPUs), so the file reads the same everywhere.
+pub fn save_weights(vs: &nn::VarStore, path: &Path) -> Result<()> {
+    let named: Vec<(String, tch::Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, t.contiguous()))
+        .collect();
+    tch::Tensor::write_safetensors(&named, path)
+        .map_err(Error::torch(format!("failed to write {}", path.display())))
 }
 
 /// Reads `model.json` from `dir` as `I` (`what` names the description in errors).

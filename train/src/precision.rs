@@ -17,61 +17,21 @@ pub enum Precision {
     Bf16,
 }
 
-#[allow(unsafe_code)]
-mod ffi {
-    extern "C" {
-        pub fn sciflow_autocast_enter(cuda: i32) -> i32;
-        pub fn sciflow_autocast_exit(cuda: i32, before: i32);
-        pub fn sciflow_autocast_is_bf16(cuda: i32) -> i32;
-    }
-}
-
 impl Precision {
     /// Runs `f` at this precision on `device`.
     pub fn run<T>(self, device: Device, f: impl FnOnce() -> T) -> T {
         if self == Precision::Fp32 {
             return f();
         }
-        let cuda = i32::from(device.is_cuda());
-        let _guard = Autocast::enter(cuda);
+        let _autocast = crate::shim::Autocast::enter(device);
         f()
     }
-}
-
-/// Autocast entered; left when dropped, also when `f` panics.
-struct Autocast {
-    cuda: i32,
-    before: i32,
-}
-
-impl Autocast {
-    #[allow(unsafe_code)]
-    fn enter(cuda: i32) -> Self {
-        // SAFETY: plain calls into libtorch's autocast state (thread-local
-        // flags and a nesting counter) with integer arguments.
-        let before = unsafe { ffi::sciflow_autocast_enter(cuda) };
-        Autocast { cuda, before }
-    }
-}
-
-impl Drop for Autocast {
-    #[allow(unsafe_code)]
-    fn drop(&mut self) {
-        // SAFETY: as in `enter`; undoes exactly what it did.
-        unsafe { ffi::sciflow_autocast_exit(self.cuda, self.before) }
-    }
-}
-
-/// Whether autocast to bfloat16 is on for `device`'s type right now.
-#[allow(unsafe_code)]
-pub fn bf16_active(device: Device) -> bool {
-    // SAFETY: reads libtorch's autocast flags.
-    unsafe { ffi::sciflow_autocast_is_bf16(i32::from(device.is_cuda())) != 0 }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shim::bf16_active;
     use tch::{Kind, Tensor};
 
     #[test]

@@ -1,8 +1,9 @@
-// Mixed precision for sciflow-train: enters and leaves libtorch's autocast
-// for one device type (CPU or CUDA) at a chosen lower precision. tch exposes
-// autocast for CUDA at libtorch's default (float16) only; bfloat16, which
-// needs no loss scaling, and CPU autocast need these few calls.
+// The few libtorch calls sciflow-train needs that tch 0.24 does not expose:
+// autocast at bfloat16 (tch has CUDA autocast at libtorch's default,
+// float16, only; bfloat16 needs no loss scaling) on the CPU or CUDA, and
+// the channels-last memory order for 2-D networks on GPUs.
 #include <ATen/autocast_mode.h>
+#include <ATen/core/Tensor.h>
 
 namespace {
 at::DeviceType device_type(int cuda) { return cuda ? at::kCUDA : at::kCPU; }
@@ -35,4 +36,19 @@ int sciflow_autocast_is_bf16(int cuda) {
   return at::autocast::is_autocast_enabled(d) &&
          at::autocast::get_autocast_dtype(d) == at::kBFloat16;
 }
+}
+
+// A new tensor with `t`'s values in channels-last memory order (a 4-D
+// tensor; others are returned as they are), owned by the caller, as tch
+// owns the tensors libtch hands it. nullptr (never thrown across the C
+// boundary) when the conversion fails.
+extern "C" at::Tensor *sciflow_channels_last(const at::Tensor *t) {
+  try {
+    if (t->dim() != 4) {
+      return new at::Tensor(*t);
+    }
+    return new at::Tensor(t->contiguous(at::MemoryFormat::ChannelsLast));
+  } catch (...) {
+    return nullptr;
+  }
 }

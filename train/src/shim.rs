@@ -1,0 +1,80 @@
+//! Safe wrappers of the C++ shim (src/shim.cpp, built by build.rs): the
+//! libtorch calls tch 0.24 does not expose.
+
+use tch::{Device, Tensor};
+
+#[allow(unsafe_code)]
+mod ffi {
+    use torch_sys::C_tensor;
+
+    extern "C" {
+        pub fn sciflow_autocast_enter(cuda: i32) -> i32;
+        pub fn sciflow_autocast_exit(cuda: i32, before: i32);
+        pub fn sciflow_autocast_is_bf16(cuda: i32) -> i32;
+        pub fn sciflow_channels_last(t: *const C_tensor) -> *mut C_tensor;
+    }
+}
+
+/// Autocast to bfloat16 entered on one device type; left when dropped
+/// (also when the code it guards panics).
+pub(crate) struct Autocast {
+    cuda: i32,
+    before: i32,
+}
+
+impl Autocast {
+    /// Enters autocast to bfloat16 for `device`'s type.
+    #[allow(unsafe_code)]
+    pub(crate) fn enter(device: Device) -> Self {
+        let cuda = i32::from(device.is_cuda());
+        // SAFETY: plain calls into libtorch's autocast state (thread-local
+        // flags and a nesting counter) with integer arguments.
+        let before = unsafe { ffi::sciflow_autocast_enter(cuda) };
+        Autocast { cuda, before }
+    }
+}
+
+impl Drop for Autocast {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: as in `enter`; undoes exactly what it did.
+        unsafe { ffi::sciflow_autocast_exit(self.cuda, self.before) }
+    }
+}
+
+/// Whether autocast to bfloat16 is on for `device`'s type right now.
+#[allow(unsafe_code)]
+pub fn bf16_active(device: Device) -> bool {
+    // SAFETY: reads libtorch's autocast flags.
+    unsafe { ffi::sciflow_autocast_is_bf16(i32::from(device.is_cuda())) != 0 }
+}
+
+/// `t`'s values in channels-last memory order (4-D tensors; others as they
+/// are), `None` if libtorch refused.
+#[allow(unsafe_code)]
+pub fn channels_last(t: &Tensor) -> Option<Tensor> {
+    // SAFETY: the shim reads the tensor behind `t`'s pointer, which `t`
+    // keeps alive for the call, and returns a new heap tensor (or null);
+    // `from_ptr` takes ownership of it exactly once, as tch does for every
+    // tensor libtch returns.
+    let ptr = unsafe { ffi::sciflow_channels_last(t.as_ptr()) };
+    (!ptr.is_null()).then(|| unsafe { Tensor::from_ptr(ptr) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    #[test]
+    fn channels_last_reorders_memory_and_keeps_values() {
+        let x = Tensor::randn([2, 3, 4, 5], (Kind::Float, Device::Cpu));
+        let y = channels_last(&x).unwrap();
+        assert_eq!(x.stride(), vec![60, 20, 5, 1]);
+        // Channels last: the channel is the fastest-moving index.
+        assert_eq!(y.stride(), vec![60, 1, 15, 3]);
+        assert!(x.equal(&y));
+        let v = Tensor::randn([7], (Kind::Float, Device::Cpu));
+        assert_eq!(channels_last(&v).unwrap().stride(), vec![1]);
+    }
+}
