@@ -1,7 +1,8 @@
 //! Outputs pinned to the byte: the small quickstart and a small waveform
 //! regressor run at one rank, on CPU, must give the BLAKE3s recorded here.
 //!
-//! Recorded with the code before the "one home per concept" refactor, and
+//! Recorded with the code before the "one home per concept" refactor (under
+//! libtorch 2.13; libtorch 2.11 gives the same bytes), and
 //! kept so that any later change that alters a shard, a weight or a metric
 //! (a different order of random draws, a changed reduction, a reordered
 //! manifest) fails here instead of passing unnoticed. The figures depend on
