@@ -469,10 +469,17 @@ fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> 
         }
     };
     init_logging(verbose, quiet, comm.rank());
-    // PIPELINE_THREADS (set by `submit` from SLURM_CPUS_PER_TASK) overrides the share.
-    let threads_override = std::env::var("PIPELINE_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok());
+    if let Some(why) =
+        sciflow_train::dist::unconnected_slurm_tasks(comm.size(), |k| std::env::var(k).ok())
+    {
+        eprintln!("error: {why}");
+        return ExitCode::from(1);
+    }
+    // PIPELINE_THREADS, else the cores Slurm gave each task, override the
+    // even share of the node's cores.
+    let threads_override = ["PIPELINE_THREADS", "SLURM_CPUS_PER_TASK"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.parse().ok());
     let threads = sciflow_train::set_threads_for_rank(comm.local_size(), threads_override);
     if comm.rank() == 0 {
         tracing::info!(

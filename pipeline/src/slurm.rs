@@ -1,4 +1,5 @@
-//! `pipeline submit`: a Slurm batch script that runs the same workflow with srun.
+//! `pipeline submit`: a Slurm batch script that runs the same workflow with
+//! `srun --mpi=pmix` (or another launcher).
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,12 @@ pub struct SubmitOptions {
     /// Where to write the script (default: <workdir>/.pipeline/<name>.sbatch).
     #[arg(long)]
     pub script: Option<PathBuf>,
+    /// The command that starts the ranks in the job: `srun --mpi=pmix`
+    /// connects them through PMIx (Open MPI and MPICH builds; Debian's Slurm
+    /// defaults to `--mpi=none`, which would start N unconnected copies), or
+    /// e.g. `mpirun`.
+    #[arg(long, default_value = "srun --mpi=pmix")]
+    pub launcher: String,
     /// Write the script and print it; do not call sbatch.
     #[arg(long)]
     pub dry_run: bool,
@@ -96,12 +103,18 @@ pub fn script(
     s.push_str(&format!("cd {}\n", sh_quote(&cwd.to_string_lossy())));
     s.push_str("# One libtorch thread pool per rank, sized to the cores Slurm gives it.\n");
     s.push_str("export PIPELINE_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n");
-    let mut cmd = vec![
-        "srun".to_string(),
+    if opts.launcher.trim().is_empty() || opts.launcher.contains(['\n', ';', '&', '|']) {
+        return Err(Error::Submit(format!(
+            "--launcher `{}` must be a command and its options (e.g. `srun --mpi=pmix`)",
+            opts.launcher
+        )));
+    }
+    let mut cmd: Vec<String> = opts.launcher.split_whitespace().map(sh_quote).collect();
+    cmd.extend([
         sh_quote(&pipeline.to_string_lossy()),
         "run".into(),
         sh_quote(&wf.file.to_string_lossy()),
-    ];
+    ]);
     for o in overrides {
         cmd.push("--set".into());
         cmd.push(sh_quote(o));
@@ -172,6 +185,7 @@ mod tests {
             account: Some("bbx-delta".into()),
             partition: Some("gpuA100x4".into()),
             script: None,
+            launcher: "srun --mpi=pmix".into(),
             dry_run: true,
         }
     }
@@ -206,7 +220,7 @@ mod tests {
             "#SBATCH --partition=gpuA100x4",
             "#SBATCH --output=runs/quickstart/.pipeline/slurm-%j.out",
             "cd '/home/u/my project'",
-            "srun /opt/sciflow/bin/pipeline run workflows/quickstart.yaml --set params.epochs=30",
+            "srun --mpi=pmix /opt/sciflow/bin/pipeline run workflows/quickstart.yaml --set params.epochs=30",
         ] {
             assert!(lines.contains(&want), "missing `{want}` in\n{s}");
         }
@@ -220,5 +234,12 @@ mod tests {
         let mut bad = opts();
         bad.time = Some("2 hours".into());
         assert!(script(&wf, &bad, Path::new("p"), Path::new("."), &[]).is_err());
+        let mut bad = opts();
+        bad.launcher = "srun; rm -rf /".into();
+        assert!(script(&wf, &bad, Path::new("p"), Path::new("."), &[]).is_err());
+        let mut mpirun = opts();
+        mpirun.launcher = "mpirun --bind-to none".into();
+        let s = script(&wf, &mpirun, Path::new("p"), Path::new("."), &[]).unwrap();
+        assert!(s.contains("\nmpirun --bind-to none p run"), "{s}");
     }
 }

@@ -388,6 +388,8 @@ fn submit_dry_run_writes_an_sbatch_script() {
         on_disk.contains(" run ") && on_disk.contains("quickstart.yaml --set params.epochs=3"),
         "{on_disk}"
     );
+    // srun connects the ranks through PMIx, not Debian's default --mpi=none.
+    assert!(on_disk.contains("\nsrun --mpi=pmix "), "{on_disk}");
     // bash accepts its syntax.
     let out = Command::new("bash")
         .arg("-n")
@@ -452,4 +454,26 @@ fn a_gpu_asked_for_where_there_is_none_stops_the_run_before_any_stage() {
     );
     // Nothing ran: not even the stage before it.
     assert!(!dir.path().join("wd/first").exists(), "{stderr}");
+}
+
+#[test]
+fn srun_tasks_without_mpi_stop_at_once_and_say_how_to_launch() {
+    // What `srun -n 2 pipeline run` does where srun defaults to --mpi=none:
+    // two processes, each told it is one of two tasks, each alone in MPI.
+    let dir = tempfile::tempdir().unwrap();
+    let wf = command_workflow(dir.path());
+    let out = pipeline(dir.path())
+        .arg("run")
+        .arg(&wf)
+        .env("SLURM_STEP_NUM_TASKS", "2")
+        .env("SLURM_PROCID", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("srun started 2 tasks") && stderr.contains("srun --mpi=pmix"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("wd").exists(), "nothing ran: {stderr}");
 }

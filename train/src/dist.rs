@@ -53,15 +53,40 @@ impl Comm for Single {
 
 /// True when a process launcher (OpenMPI, MPICH/Hydra, PMIx, Slurm's srun) started us.
 pub fn launched_by_mpi() -> bool {
-    [
-        "OMPI_COMM_WORLD_SIZE",
-        "PMIX_RANK",
-        "PMI_SIZE",
-        "PMI_RANK",
-        "MPI_LOCALNRANKS",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some())
+    LAUNCHER_VARS.iter().any(|v| std::env::var_os(v).is_some())
+}
+
+/// Variables an MPI launcher (mpirun, srun with PMI/PMIx, hydra) sets.
+const LAUNCHER_VARS: [&str; 5] = [
+    "OMPI_COMM_WORLD_SIZE",
+    "PMIX_RANK",
+    "PMI_SIZE",
+    "PMI_RANK",
+    "MPI_LOCALNRANKS",
+];
+
+/// Under `srun`, the tasks of this job step when there are more than one
+/// but MPI sees this process alone: srun started the copies without
+/// connecting them (no PMI), so each would run the whole job by itself.
+/// Returns the message that says how to launch instead.
+pub fn unconnected_slurm_tasks(
+    ranks: usize,
+    var: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    // Under mpirun in an allocation the step's tasks are mpirun's daemons,
+    // not the ranks: only a process no MPI launcher started is checked.
+    if LAUNCHER_VARS.iter().any(|k| var(k).is_some()) {
+        return None;
+    }
+    let tasks: usize = var("SLURM_STEP_NUM_TASKS")?.trim().parse().ok()?;
+    (tasks > 1 && ranks == 1).then(|| {
+        format!(
+            "srun started {tasks} tasks (SLURM_STEP_NUM_TASKS={tasks}) but MPI sees 1 rank: the \
+             tasks are not connected, and each would run the whole workflow alone. Launch with \
+             `srun --mpi=pmix` (Debian's Slurm defaults to --mpi=none; `pipeline submit` writes \
+             it), or with mpirun inside the allocation"
+        )
+    })
 }
 
 /// Ranks on this node according to the launcher's environment (1 if unknown).
@@ -70,9 +95,15 @@ pub fn local_size_from_env() -> usize {
         "OMPI_COMM_WORLD_LOCAL_SIZE",
         "MPI_LOCALNRANKS",
         "SLURM_NTASKS_PER_NODE",
+        // srun's own, as "2" or "2(x3),1": this node's count comes first.
+        "SLURM_STEP_TASKS_PER_NODE",
     ]
     .iter()
-    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+    .find_map(|v| {
+        let s = std::env::var(v).ok()?;
+        let head: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
+        head.parse().ok()
+    })
     .unwrap_or(1)
 }
 
@@ -170,5 +201,28 @@ mod mpi_comm {
         fn local_size(&self) -> usize {
             super::local_size_from_env()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srun_tasks_that_mpi_does_not_connect_are_named() {
+        let env =
+            |n: &'static str| move |k: &str| (k == "SLURM_STEP_NUM_TASKS").then(|| n.to_string());
+        let why = unconnected_slurm_tasks(1, env("2")).expect("2 tasks, 1 rank");
+        assert!(why.contains("srun --mpi=pmix"), "{why}");
+        assert_eq!(unconnected_slurm_tasks(2, env("2")), None, "connected");
+        assert_eq!(unconnected_slurm_tasks(1, env("1")), None, "one task");
+        assert_eq!(unconnected_slurm_tasks(1, |_| None), None, "not under srun");
+        // mpirun -n 1 in a two-node allocation: its daemons are the step's tasks.
+        let mpirun = |k: &str| match k {
+            "SLURM_STEP_NUM_TASKS" => Some("2".to_string()),
+            "OMPI_COMM_WORLD_SIZE" => Some("1".to_string()),
+            _ => None,
+        };
+        assert_eq!(unconnected_slurm_tasks(1, mpirun), None);
     }
 }
