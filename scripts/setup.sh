@@ -37,6 +37,7 @@ APT_PACKAGES=(
   libopenmpi-dev openmpi-bin
   python3-venv
   chromium            # headless, renders the run report in its test
+  slurm-wlm munge     # a real one-node Slurm for the submit test (scripts/slurm-local.sh)
 )
 if [[ "${PIPELINE_SKIP_APT:-0}" != 1 ]]; then
   missing=()

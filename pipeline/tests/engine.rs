@@ -477,3 +477,84 @@ fn srun_tasks_without_mpi_stop_at_once_and_say_how_to_launch() {
     );
     assert!(!dir.path().join("wd").exists(), "nothing ran: {stderr}");
 }
+
+/// A one-node Slurm started by scripts/slurm-local.sh, stopped when dropped.
+struct LocalSlurm;
+
+impl LocalSlurm {
+    fn start() -> LocalSlurm {
+        let out = Command::new("bash")
+            .arg(root().join("scripts/slurm-local.sh"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "Slurm did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        LocalSlurm
+    }
+}
+
+impl Drop for LocalSlurm {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root().join("scripts/slurm-local.sh"))
+            .arg("stop")
+            .output();
+    }
+}
+
+#[test]
+fn submit_under_a_real_slurm_runs_the_workflow_as_two_ranks() {
+    let _slurm = LocalSlurm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path().join("wd");
+    let (so, se) = ok(pipeline(dir.path())
+        .arg("submit")
+        .arg(root().join("workflows/quickstart.yaml"))
+        .args([
+            "--nodes",
+            "1",
+            "--ranks-per-node",
+            "2",
+            "--cpus-per-rank",
+            "1",
+        ])
+        .args(["--set", &format!("workdir={}", wd.display())])
+        .args(["--set", "params.per_class=100", "--set", "params.epochs=2"])
+        .args(["--set", "params.image_size=32"])
+        .output()
+        .unwrap());
+    let out = format!("{so} {se}");
+    let job = out
+        .split_whitespace()
+        .skip_while(|w| *w != "job")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id in `{out}`"))
+        .to_string();
+    // Wait for the job to leave the queue (at most 3 minutes).
+    let start = Instant::now();
+    loop {
+        let q = Command::new("squeue")
+            .args(["-h", "-j", &job])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "job {job} still queued"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = std::fs::read_to_string(wd.join(format!(".pipeline/slurm-{job}.out")))
+        .unwrap_or_else(|e| panic!("no job log: {e}"));
+    assert!(log.contains("2 rank(s), 1 thread(s) per rank"), "{log}");
+    assert!(wd.join("evaluate/metrics.json").is_file(), "{log}");
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wd.join("train/model.json")).unwrap()).unwrap();
+    assert_eq!(model["world_size"], 2, "{log}");
+}
