@@ -151,6 +151,9 @@ enum Command {
     },
     /// List the recent runs recorded in a workdir.
     History {
+        /// A workflow file or a workdir, as `run` takes it (or `-w`).
+        #[arg(value_name = "WORKFLOW|DIR", conflicts_with = "target")]
+        at: Option<PathBuf>,
         #[command(flatten)]
         records: RecordsArgs,
         /// How many runs.
@@ -254,7 +257,10 @@ fn main() -> ExitCode {
         Command::Dag { wf, format } => workflow::load(&wf.workflow, &wf.set)
             .map(|w| outln!("{}", dag::render(&w, format).trim_end())),
         Command::Submit { wf, opts } => submit(&wf, &opts),
-        Command::History { records, n } => history(&records, n),
+        Command::History { at, records, n } => {
+            let records = at.map_or(records, |target| RecordsArgs { target });
+            history(&records, n)
+        }
         Command::Show { run, records } => show(&records, run),
         Command::Metrics { stage, records } => metrics(&records, &stage),
         Command::Report {

@@ -132,6 +132,13 @@ fn reruns_exactly_what_changed_and_says_why() {
         .output()
         .unwrap());
     assert_eq!(hist.lines().count(), 1 + 4, "{hist}");
+    // The workflow as a positional argument, as `run` takes it.
+    let (positional, _) = ok(pipeline(dir.path())
+        .arg("history")
+        .arg(&wf)
+        .output()
+        .unwrap());
+    assert_eq!(positional, hist);
     let (show, _) = ok(pipeline(dir.path())
         .args(["show", "2", "-w", "wd"])
         .output()
