@@ -13,6 +13,12 @@
 //! the same update and stay identical. The optimizer state is ours (plain
 //! tensors), not libtorch's, so it can be inspected and saved.
 //!
+//! Each rank trains where its [`DeviceSpec`] says (its node-local GPU by
+//! default, else the CPU; [`cuda`] makes libtorch's CUDA half available at
+//! run time), at the [`Precision`] asked for; the few libtorch calls tch does
+//! not wrap (bf16 autocast, channels-last) go through [`shim`]. On the CPU
+//! every result is the same bits whatever the device code around it.
+//!
 //! This crate reads datasets through `sciflow-ingest`'s loader and knows
 //! nothing of workflows. MPI sits behind the default `mpi` feature; without it
 //! the same code trains on one process.
