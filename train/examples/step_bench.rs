@@ -166,11 +166,7 @@ fn main() {
     };
     // As the training stages do on a GPU: channels-last weights and images.
     let x = if device.is_cuda() {
-        for (_, mut var) in vs.variables() {
-            if let Some(cl) = sciflow_train::shim::channels_last(&var) {
-                tch::no_grad(|| var.set_data(&cl));
-            }
-        }
+        sciflow_train::learner::channels_last_weights(&vs);
         sciflow_train::shim::channels_last(&x).unwrap_or(x)
     } else {
         x

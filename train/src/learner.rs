@@ -344,13 +344,7 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
     let mut vs = nn::VarStore::new(device);
     let net = task.build(&mut vs)?;
     if device.is_cuda() {
-        // 2-D networks run fastest on GPUs with channels-last activations;
-        // the weights lead and the convolutions keep the order.
-        for (_, mut var) in vs.variables() {
-            if let Some(cl) = crate::shim::channels_last(&var) {
-                tch::no_grad(|| var.set_data(&cl));
-            }
-        }
+        channels_last_weights(&vs);
     }
     let mut opt = Optimizer::new(
         config.optimizer,
@@ -535,6 +529,17 @@ pub fn to_device(t: Tensor, device: Device) -> Tensor {
                 4 => crate::shim::channels_last(&t).unwrap_or(t),
                 _ => t,
             }
+        }
+    }
+}
+
+/// Puts every 4-D variable of `vs` in channels-last order: 2-D networks run
+/// fastest on GPUs with channels-last activations, and the convolutions
+/// keep the order the weights lead with.
+pub fn channels_last_weights(vs: &nn::VarStore) {
+    for (_, mut var) in vs.variables() {
+        if let Some(cl) = crate::shim::channels_last(&var) {
+            tch::no_grad(|| var.set_data(&cl));
         }
     }
 }

@@ -92,14 +92,16 @@ pub struct Regressor {
     pub net: WaveNet,
     /// Its description.
     pub info: RegressorInfo,
+    /// The targets' training-set mean and standard deviation, `[1, k]`, on
+    /// the network's device.
+    mean: Tensor,
+    std: Tensor,
 }
 
 impl Regressor {
-    /// Predictions in physical units, [n, targets], on `x`'s device.
+    /// Predictions in physical units, [n, targets], on the network's device.
     pub fn predict(&self, x: &Tensor) -> Tensor {
-        let (mean, std) = stats_tensors(&self.info);
-        let d = x.device();
-        tch::no_grad(|| self.net.forward_t(x, false) * std.to_device(d) + mean.to_device(d))
+        tch::no_grad(|| self.net.forward_t(x, false) * &self.std + &self.mean)
     }
 }
 
@@ -125,7 +127,14 @@ pub fn load_regressor(dir: &Path, device: tch::Device) -> Result<Regressor> {
             )
         },
     )?;
-    Ok(Regressor { vs, net, info })
+    let (mean, std) = stats_tensors(&info);
+    Ok(Regressor {
+        mean: mean.to_device(device),
+        std: std.to_device(device),
+        vs,
+        net,
+        info,
+    })
 }
 
 /// Batch buffers as tensors (x [n, C, T], targets [n, k]).
