@@ -66,6 +66,19 @@ pub enum Error {
     /// Evaluation failed.
     #[error(transparent)]
     Eval(#[from] sciflow_eval::Error),
+    /// With `--keep-going`: stages failed, and the stages needing them did not run.
+    #[error(
+        "{} stage(s) failed: {}{}",
+        failed.len(),
+        failed.iter().map(|(s, e)| format!("`{s}` ({e})")).collect::<Vec<_>>().join("; "),
+        if not_run.is_empty() { String::new() } else { format!("; not run, as a stage they need failed: {}", not_run.join(", ")) }
+    )]
+    StagesFailed {
+        /// Each failed stage and its error.
+        failed: Vec<(String, String)>,
+        /// Stages not run because a stage they need failed.
+        not_run: Vec<String>,
+    },
     /// A stage failed; `source` says why.
     #[error("stage `{stage}` failed on rank {rank}: {source}")]
     StageFailed {
@@ -92,11 +105,27 @@ impl Error {
         }
     }
 
-    /// The process exit status: 78 (EX_CONFIG) for an invalid workflow, 1 otherwise.
+    /// The exit status of a run stopped at a checkpoint before a time limit
+    /// (75, EX_TEMPFAIL: run it again with `--resume`).
+    pub const PREEMPTED: i32 = 75;
+
+    /// The process exit status: 78 (EX_CONFIG) for an invalid workflow,
+    /// [`Error::PREEMPTED`] for training stopped at a checkpoint on request,
+    /// 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => 78,
+            e if e.preempted() => Self::PREEMPTED,
             _ => 1,
+        }
+    }
+
+    /// Training stopped at a checkpoint on request (see [`sciflow_train::preempt`]).
+    pub fn preempted(&self) -> bool {
+        match self {
+            Error::Train(sciflow_train::Error::Preempted { .. }) => true,
+            Error::StageFailed { source, .. } => source.preempted(),
+            _ => false,
         }
     }
 }

@@ -10,11 +10,13 @@
 //! previous output (or none) under the stage's name, so the next run redoes
 //! exactly the unfinished stages.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
+use sciflow_train::dist::Single;
 use sciflow_train::{Comm, DeviceSpec};
 
 use crate::fingerprint::hash_path;
@@ -45,16 +47,33 @@ pub struct RunSummary {
     pub stages: Vec<StageOutcome>,
 }
 
-/// Holds the workdir lock for the life of a run.
+/// Holds a lock (the workdir's, or a stage's) for the life of a run.
 pub struct WorkdirLock {
     _file: File,
 }
 
 /// Takes the workdir's lock, or fails at once naming who holds it.
 pub fn lock_workdir(workdir: &Path) -> Result<WorkdirLock, Error> {
+    take_lock(workdir, "lock", false)
+}
+
+/// Shares the workdir with the other jobs of a per-stage submission: any
+/// number of them at once, but never beside a whole run.
+fn lock_shared(workdir: &Path) -> Result<WorkdirLock, Error> {
+    take_lock(workdir, "lock", true)
+}
+
+/// Takes one stage's lock (a job of a per-stage submission runs it).
+fn lock_stage(workdir: &Path, stage: &str) -> Result<WorkdirLock, Error> {
+    take_lock(workdir, &format!("lock.{stage}"), false)
+}
+
+/// Takes `<workdir>/.pipeline/<name>` (shared or exclusive) without waiting.
+fn take_lock(workdir: &Path, name: &str, shared: bool) -> Result<WorkdirLock, Error> {
     let dir = workdir.join(".pipeline");
     std::fs::create_dir_all(&dir).map_err(Error::io("failed to create", &dir))?;
-    let path = dir.join("lock");
+    let path = dir.join(name);
+    let owner_file = dir.join(format!("{name}.owner"));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -62,10 +81,15 @@ pub fn lock_workdir(workdir: &Path) -> Result<WorkdirLock, Error> {
         .write(true)
         .open(&path)
         .map_err(Error::io("failed to open", &path))?;
-    match file.try_lock() {
+    let taken = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match taken {
         Ok(()) => {
             let _ = std::fs::write(
-                dir.join("lock.owner"),
+                &owner_file,
                 format!(
                     "pid {} on {}\n",
                     std::process::id(),
@@ -75,7 +99,7 @@ pub fn lock_workdir(workdir: &Path) -> Result<WorkdirLock, Error> {
             Ok(WorkdirLock { _file: file })
         }
         Err(std::fs::TryLockError::WouldBlock) => {
-            let owner = std::fs::read_to_string(dir.join("lock.owner")).unwrap_or_default();
+            let owner = std::fs::read_to_string(&owner_file).unwrap_or_default();
             Err(Error::Locked {
                 workdir: workdir.to_path_buf(),
                 owner: owner.trim().to_string(),
@@ -85,21 +109,42 @@ pub fn lock_workdir(workdir: &Path) -> Result<WorkdirLock, Error> {
     }
 }
 
+/// How a run goes beyond which stages it selects.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Cores a stage that takes them all gets on each rank (`-j`; by default
+    /// this rank's share of the node).
+    pub jobs: usize,
+    /// After a stage fails, finish every stage that does not depend on it,
+    /// then fail listing the failures (else stop starting stages at once).
+    pub keep_going: bool,
+    /// The command line, for the records.
+    pub argv: String,
+    /// Record into this run, begun by `pipeline submit --per-stage`, instead
+    /// of beginning one: the workdir is shared with the submission's other
+    /// jobs, and only the selected stages are locked.
+    pub join: Option<i64>,
+}
+
 /// Runs the selected stages of `wf` that are not up to date. All ranks of
 /// `comm` must call this with the same arguments.
+///
+/// Rank 0 runs a stage as soon as the stages it needs have finished and its
+/// threads fit in `opts.jobs` cores beside those running: rank-0 stages on
+/// threads of their own, collective stages on the main thread with every
+/// rank, one at a time and in the same order on all ranks (lock-step).
 pub fn run(
     wf: &Workflow,
     selection: &Selection,
     comm: &dyn Comm,
     progress: &Progress,
-    threads: usize,
-    argv: &str,
+    opts: &RunOptions,
 ) -> Result<RunSummary, Error> {
     let stages = selection.stages(wf)?;
     check_devices(&stages)?;
-    // Rank 0 alone touches the lock and the records.
-    let mut root = if comm.rank() == 0 {
-        Some(Root::begin(wf, comm.size(), argv)?)
+    // Rank 0 alone touches the locks and the records.
+    let root = if comm.rank() == 0 {
+        Some(Mutex::new(Root::begin(wf, comm.size(), opts, &stages)?))
     } else {
         None
     };
@@ -108,10 +153,15 @@ pub fn run(
         selection,
         comm,
         progress,
-        threads,
+        opts,
+        scratch: wf.workdir.join(".tmp"),
     };
-    let result = runner.run_stages(&stages, root.as_mut());
-    if let Some(root) = &root {
+    let result = match &root {
+        Some(root) => runner.lead(&stages, root),
+        None => runner.follow(&stages),
+    };
+    if let Some(root) = root {
+        let root = root.into_inner().unwrap_or_else(|p| p.into_inner());
         root.end(result.as_ref().err())?;
     }
     result
@@ -169,12 +219,14 @@ impl Verdict {
     }
 }
 
-/// Rank 0's bookkeeping: the workdir lock, the run records and this run's id.
+/// Rank 0's bookkeeping: the locks, the run records and this run's id.
 struct Root<'a> {
     wf: &'a Workflow,
-    _lock: WorkdirLock,
+    _locks: Vec<WorkdirLock>,
     records: Records,
     run_id: i64,
+    /// Recording into a run begun elsewhere (`--join`): its end is not ours.
+    joined: bool,
 }
 
 /// A stage rank 0 has started: its run's id in the records, and whether it
@@ -185,24 +237,68 @@ struct Started {
 }
 
 impl<'a> Root<'a> {
-    /// Locks the workdir and records the start of a run.
-    fn begin(wf: &'a Workflow, ranks: usize, argv: &str) -> Result<Root<'a>, Error> {
-        let lock = lock_workdir(&wf.workdir)?;
+    /// Locks the workdir and records the start of a run (or, joining a run,
+    /// shares the workdir and locks the selected stages).
+    fn begin(
+        wf: &'a Workflow,
+        ranks: usize,
+        opts: &RunOptions,
+        stages: &[&Stage],
+    ) -> Result<Root<'a>, Error> {
+        let Some(run_id) = opts.join else {
+            let lock = lock_workdir(&wf.workdir)?;
+            let records = Records::open(&wf.workdir)?;
+            records.mark_interrupted()?;
+            let run_id =
+                records.begin_run(&wf.name, &wf.file.to_string_lossy(), ranks, &opts.argv)?;
+            let resolved = serde_json::to_string_pretty(&wf.resolved()).expect("JSON serialises");
+            records.set_resolved(run_id, &resolved)?;
+            return Ok(Root {
+                wf,
+                _locks: vec![lock],
+                records,
+                run_id,
+                joined: false,
+            });
+        };
+        let mut locks = vec![lock_shared(&wf.workdir)?];
+        for stage in stages {
+            locks.push(lock_stage(&wf.workdir, &stage.name)?);
+        }
         let records = Records::open(&wf.workdir)?;
-        records.mark_interrupted()?;
-        let run_id = records.begin_run(&wf.name, &wf.file.to_string_lossy(), ranks, argv)?;
-        let resolved = serde_json::to_string_pretty(&wf.resolved()).expect("JSON serialises");
-        records.set_resolved(run_id, &resolved)?;
+        match records.run_info(run_id)? {
+            Some(info) if info.status == "running" => {}
+            Some(info) => {
+                return Err(Error::Stage {
+                    stage: stages.first().map_or(String::new(), |s| s.name.clone()),
+                    message: format!("run {run_id} to join has ended ({})", info.status),
+                })
+            }
+            None => {
+                return Err(Error::NotRecorded {
+                    path: wf.workdir.join(".pipeline/records.sqlite"),
+                    message: format!("no run {run_id} to join"),
+                })
+            }
+        }
+        for stage in stages {
+            // Under its lock, a stage left `running` is one whose job died.
+            records.mark_stage_interrupted(run_id, &stage.name)?;
+        }
         Ok(Root {
             wf,
-            _lock: lock,
+            _locks: locks,
             records,
             run_id,
+            joined: true,
         })
     }
 
     /// Records the end of the run (with its error) and writes its report.
     fn end(&self, error: Option<&Error>) -> Result<(), Error> {
+        if self.joined {
+            return Ok(());
+        }
         let wf = self.wf;
         let err = error.map(|e| e.to_string());
         self.records.end_run(self.run_id, err.as_deref())?;
@@ -218,8 +314,8 @@ impl<'a> Root<'a> {
     /// Decides a stage; an up-to-date one is recorded as skipped.
     fn decide(&mut self, stage: &Stage, forced: bool, ranks: usize) -> Result<Decision, Error> {
         let wf = self.wf;
-        // Stages are decided one at a time after their upstream stages have
-        // run, so every upstream output hash is known: nothing is pending.
+        // A stage is decided once the stages it needs have run, so every
+        // upstream output hash is known: nothing is pending.
         let d = decide(wf, stage, &self.records, forced, &HashSet::new())?;
         if !d.run {
             self.records.stage_skipped(
@@ -278,11 +374,7 @@ impl<'a> Root<'a> {
     ) -> Result<(), Error> {
         let (wf, stage_run) = (self.wf, started.stage_run);
         let out = wf.stage_dir(&stage.name);
-        replace_dir(
-            &dirs.tmp,
-            &out,
-            &dirs.scratch.join(format!("{}.old", stage.name)),
-        )?;
+        replace_dir(&dirs.tmp, &out, &dirs.old)?;
         let ckpt = &dirs.checkpoints;
         if stage.kind.props.checkpoints && ckpt.exists() {
             std::fs::remove_dir_all(ckpt).map_err(Error::io("failed to remove", ckpt))?;
@@ -331,13 +423,22 @@ impl<'a> Root<'a> {
 
 /// Where a running stage writes.
 struct StageDirs {
-    /// `<workdir>/.tmp`.
-    scratch: PathBuf,
     /// `<workdir>/.tmp/<stage>`: the output until it is complete.
     tmp: PathBuf,
+    /// `<workdir>/.tmp/<stage>.old`: the previous output while it is replaced.
+    old: PathBuf,
     /// `<workdir>/.checkpoints/<stage>`.
     checkpoints: PathBuf,
 }
+
+/// Rank 0's locks on the records (a poisoned lock still holds sound
+/// records: every write is a statement or a transaction).
+fn lock<'r, 'a>(root: &'r Mutex<Root<'a>>) -> std::sync::MutexGuard<'r, Root<'a>> {
+    root.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The end of the collective stages, as rank 0 broadcasts it.
+const END: u64 = u64::MAX;
 
 /// What every rank runs the stages with.
 struct Runner<'a> {
@@ -345,47 +446,176 @@ struct Runner<'a> {
     selection: &'a Selection,
     comm: &'a dyn Comm,
     progress: &'a Progress,
-    threads: usize,
+    opts: &'a RunOptions,
+    scratch: PathBuf,
 }
 
 impl Runner<'_> {
-    fn run_stages(
-        &self,
-        stages: &[&Stage],
-        mut root: Option<&mut Root<'_>>,
-    ) -> Result<RunSummary, Error> {
-        let scratch = self.wf.workdir.join(".tmp");
-        let mut summary = RunSummary {
-            run_id: root.as_ref().map_or(0, |r| r.run_id),
-            stages: Vec::new(),
-        };
-        for stage in stages {
-            let outcome = self.run_stage(stage, &scratch, root.as_deref_mut())?;
-            summary.stages.push(outcome);
-        }
-        self.comm.barrier();
-        if self.comm.rank() == 0 {
-            let _ = std::fs::remove_dir(&scratch);
-        }
-        Ok(summary)
+    /// The threads a stage runs with on each rank.
+    fn threads(&self, stage: &Stage) -> usize {
+        let jobs = self.opts.jobs.max(1);
+        stage.resources.threads(stage.kind, jobs).min(jobs)
     }
 
-    /// Decides (rank 0) and, where it must, runs one stage on every rank
-    /// that takes part.
+    /// Rank 0: schedules the stages (on a thread of its own) and runs the
+    /// collective ones here, on the thread that owns the communicator.
+    fn lead(&self, stages: &[&Stage], root: &Mutex<Root<'_>>) -> Result<RunSummary, Error> {
+        let run_id = lock(root).run_id;
+        let (to_main, collectives) = mpsc::channel::<usize>();
+        let (done, finished) = mpsc::channel::<Finished>();
+        let result = std::thread::scope(|s| {
+            let scheduler = {
+                let done = done.clone();
+                s.spawn(move || self.schedule(s, stages, root, to_main, done, finished))
+            };
+            let mut lockstep = true;
+            for i in collectives {
+                self.comm.broadcast_bytes(&mut (i as u64).to_le_bytes(), 0);
+                let result = self.run_stage(stages[i], Some(root), self.comm);
+                // Ranks that may be inside the failed stage's collectives
+                // cannot take part in another broadcast.
+                lockstep &= result.is_ok() || self.comm.size() == 1;
+                let _ = done.send(Finished { index: i, result });
+            }
+            if lockstep {
+                self.comm.broadcast_bytes(&mut END.to_le_bytes(), 0);
+            }
+            scheduler
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })?;
+        if self.comm.size() > 1 {
+            self.comm.barrier();
+        }
+        let _ = std::fs::remove_dir(&self.scratch);
+        Ok(RunSummary {
+            run_id,
+            stages: result,
+        })
+    }
+
+    /// Other ranks: run the collective stages rank 0 names, until it says END.
+    fn follow(&self, stages: &[&Stage]) -> Result<RunSummary, Error> {
+        let mut outcomes = Vec::new();
+        loop {
+            let mut word = [0u8; 8];
+            self.comm.broadcast_bytes(&mut word, 0);
+            let i = u64::from_le_bytes(word);
+            if i == END {
+                break;
+            }
+            let stage = stages.get(i as usize).ok_or_else(|| Error::Stage {
+                stage: String::new(),
+                message: format!("rank 0 named stage {i} of {}", stages.len()),
+            })?;
+            outcomes.push(self.run_stage(stage, None, self.comm)?);
+        }
+        self.comm.barrier();
+        Ok(RunSummary {
+            run_id: 0,
+            stages: outcomes,
+        })
+    }
+
+    /// Rank 0's scheduler: starts each stage once what it needs is done and
+    /// its threads fit, rank-0 stages on threads of their own and collective
+    /// ones through `to_main`; returns the outcomes in workflow order.
+    fn schedule<'s>(
+        &'s self,
+        scope: &'s std::thread::Scope<'s, '_>,
+        stages: &'s [&'s Stage],
+        root: &'s Mutex<Root<'_>>,
+        to_main: mpsc::Sender<usize>,
+        done: mpsc::Sender<Finished>,
+        finished: mpsc::Receiver<Finished>,
+    ) -> Result<Vec<StageOutcome>, Error> {
+        let mut plan = Schedule::new(stages);
+        let jobs = self.opts.jobs.max(1);
+        let mut busy = 0usize;
+        let mut collective_running = false;
+        let mut outcomes: Vec<Option<StageOutcome>> = vec![None; stages.len()];
+        let mut failures: Vec<(String, Error)> = Vec::new();
+        let mut stop = false;
+        loop {
+            // Start every stage that is ready and fits (none once stopping).
+            loop {
+                let fits = |i: usize| {
+                    let s = stages[i];
+                    busy + self.threads(s) <= jobs
+                        && !(s.kind.props.collective && collective_running)
+                };
+                let Some(i) = (!stop).then(|| plan.next_ready(fits)).flatten() else {
+                    break;
+                };
+                busy += self.threads(stages[i]);
+                if stages[i].kind.props.collective {
+                    collective_running = true;
+                    let _ = to_main.send(i);
+                } else {
+                    let done = done.clone();
+                    scope.spawn(move || {
+                        let result = self.run_stage(stages[i], Some(root), &Single);
+                        let _ = done.send(Finished { index: i, result });
+                    });
+                }
+            }
+            if plan.running == 0 {
+                break;
+            }
+            let Ok(Finished { index, result }) = finished.recv() else {
+                break;
+            };
+            busy -= self.threads(stages[index]);
+            if stages[index].kind.props.collective {
+                collective_running = false;
+            }
+            match result {
+                Ok(outcome) => {
+                    plan.succeeded(index);
+                    outcomes[index] = Some(outcome);
+                }
+                Err(e) => {
+                    plan.failed(index);
+                    let lost_lockstep = stages[index].kind.props.collective && self.comm.size() > 1;
+                    // A stage stopped at the time limit: so is the run.
+                    stop |= !self.opts.keep_going || lost_lockstep || e.preempted();
+                    failures.push((stages[index].name.clone(), e));
+                }
+            }
+        }
+        drop(to_main);
+        if failures.is_empty() {
+            return Ok(outcomes.into_iter().flatten().collect());
+        }
+        if !self.opts.keep_going || failures.len() == 1 && plan.blocked().is_empty() {
+            return Err(failures.swap_remove(0).1);
+        }
+        Err(Error::StagesFailed {
+            failed: failures
+                .into_iter()
+                .map(|(stage, e)| (stage, e.to_string()))
+                .collect(),
+            not_run: plan.blocked(),
+        })
+    }
+
+    /// Decides (rank 0) and, where it must, runs one stage on every rank of
+    /// `comm` (a collective stage: the job's; a rank-0 stage: [`Single`]).
     fn run_stage(
         &self,
         stage: &Stage,
-        scratch: &Path,
-        mut root: Option<&mut Root<'_>>,
+        root: Option<&Mutex<Root<'_>>>,
+        comm: &dyn Comm,
     ) -> Result<StageOutcome, Error> {
-        let (comm, rank, ranks) = (self.comm, self.comm.rank(), self.comm.size());
+        let (rank, ranks) = (comm.rank(), comm.size());
         // Rank 0 decides; everyone follows. An error deciding is broadcast as
         // a verdict too, so no rank waits for a stage that will not come.
         let mut decision = None;
-        let verdict = match root.as_deref_mut() {
+        let verdict = match root {
             Some(root) => {
                 let forced = self.selection.force.iter().any(|f| f == &stage.name);
-                match root.decide(stage, forced, ranks) {
+                let decided = lock(root).decide(stage, forced, ranks);
+                match decided {
                     Ok(d) => {
                         let v = if d.run { Verdict::Run } else { Verdict::Skip };
                         decision = Some(d);
@@ -416,8 +646,8 @@ impl Runner<'_> {
             Verdict::Run => {}
         }
         let dirs = StageDirs {
-            scratch: scratch.to_path_buf(),
-            tmp: scratch.join(&stage.name),
+            tmp: self.scratch.join(&stage.name),
+            old: self.scratch.join(format!("{}.old", stage.name)),
             checkpoints: self.wf.workdir.join(".checkpoints").join(&stage.name),
         };
         // Whether to continue from a checkpoint: rank 0 decides, everyone follows.
@@ -425,34 +655,33 @@ impl Runner<'_> {
             stage_run: 0,
             resume: false,
         };
-        if let (Some(root), Some(d)) = (root.as_deref_mut(), &decision) {
-            started = root.start(stage, d, &dirs, self.selection.resume, ranks)?;
+        if let (Some(root), Some(d)) = (root, &decision) {
+            started = lock(root).start(stage, d, &dirs, self.selection.resume, ranks)?;
         }
         let mut resume = [started.resume as u8];
         comm.broadcast_bytes(&mut resume, 0);
+        let threads = self.threads(stage);
+        // Sizes libtorch's pool for this thread's parallel regions.
+        sciflow_train::set_threads(threads);
         let clock = Instant::now();
         let metrics = MetricsSink::default();
-        let result = if stage.kind.props.collective || rank == 0 {
-            let ctx = StageContext {
-                name: &stage.name,
-                config: &stage.config,
-                out: &dirs.tmp,
-                seed: self.wf.seed,
-                comm,
-                threads: self.threads,
-                progress: self.progress,
-                metrics: &metrics,
-                checkpoint_dir: &dirs.checkpoints,
-                resume: resume[0] == 1,
-            };
-            (stage.kind.run)(&ctx)
-        } else {
-            Ok(())
+        let ctx = StageContext {
+            name: &stage.name,
+            config: &stage.config,
+            out: &dirs.tmp,
+            seed: self.wf.seed,
+            comm,
+            threads,
+            progress: self.progress,
+            metrics: &metrics,
+            checkpoint_dir: &dirs.checkpoints,
+            resume: resume[0] == 1,
         };
+        let result = (stage.kind.run)(&ctx);
         let seconds = clock.elapsed().as_secs_f64();
         if let Err(e) = result {
-            if let Some(root) = root.as_deref_mut() {
-                root.failed(stage, &started, seconds, &e);
+            if let Some(root) = root {
+                lock(root).failed(stage, &started, seconds, &e);
             }
             return Err(Error::StageFailed {
                 stage: stage.name.clone(),
@@ -462,13 +691,107 @@ impl Runner<'_> {
         }
         comm.barrier();
         if let (Some(root), Some(d)) = (root, decision) {
-            root.finish(stage, d, &dirs, &started, seconds, &metrics)?;
+            lock(root).finish(stage, d, &dirs, &started, seconds, &metrics)?;
         }
         Ok(StageOutcome {
             stage: stage.name.clone(),
             ran: true,
             seconds,
         })
+    }
+}
+
+/// A stage's result, as the thread that ran it reports it.
+struct Finished {
+    index: usize,
+    result: Result<StageOutcome, Error>,
+}
+
+/// Where each selected stage stands in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Waiting,
+    Running,
+    Done,
+    Failed,
+    /// Not run: a stage it needs failed (or was not run).
+    Blocked,
+}
+
+/// The selected stages' dependencies and where each stands.
+struct Schedule<'a> {
+    stages: &'a [&'a Stage],
+    /// For each stage, the selected stages it needs (indices).
+    needs: Vec<Vec<usize>>,
+    status: Vec<Status>,
+    running: usize,
+}
+
+impl<'a> Schedule<'a> {
+    fn new(stages: &'a [&'a Stage]) -> Self {
+        let index: HashMap<&str, usize> = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        // Needs outside the selection (`--only`) are checked by deciding.
+        let needs = stages
+            .iter()
+            .map(|s| {
+                s.needs
+                    .iter()
+                    .filter_map(|n| index.get(n.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        Schedule {
+            stages,
+            needs,
+            status: vec![Status::Waiting; stages.len()],
+            running: 0,
+        }
+    }
+
+    /// The first waiting stage (in workflow order) whose needs are done and
+    /// that `fits`, marked running; stages whose needs failed become blocked.
+    fn next_ready(&mut self, fits: impl Fn(usize) -> bool) -> Option<usize> {
+        for i in 0..self.stages.len() {
+            if self.status[i] != Status::Waiting {
+                continue;
+            }
+            let needs = &self.needs[i];
+            if needs
+                .iter()
+                .any(|&n| matches!(self.status[n], Status::Failed | Status::Blocked))
+            {
+                self.status[i] = Status::Blocked;
+                continue;
+            }
+            if needs.iter().all(|&n| self.status[n] == Status::Done) && fits(i) {
+                self.status[i] = Status::Running;
+                self.running += 1;
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn succeeded(&mut self, i: usize) {
+        self.status[i] = Status::Done;
+        self.running -= 1;
+    }
+
+    fn failed(&mut self, i: usize) {
+        self.status[i] = Status::Failed;
+        self.running -= 1;
+    }
+
+    /// Stages that did not run because a stage they need failed.
+    fn blocked(&self) -> Vec<String> {
+        (0..self.stages.len())
+            .filter(|&i| self.status[i] == Status::Blocked)
+            .map(|i| self.stages[i].name.clone())
+            .collect()
     }
 }
 

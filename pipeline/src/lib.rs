@@ -11,6 +11,7 @@
 //! Stage libraries (`sciflow-ingest`, `-train`, `-eval`) know nothing of this
 //! crate; the registry adapts them.
 
+pub mod clean;
 pub mod command;
 pub mod dag;
 pub mod diagnostics;
@@ -21,6 +22,7 @@ pub mod progress;
 pub mod records;
 pub mod registry;
 pub mod report;
+pub mod resources;
 pub mod slurm;
 pub mod stage;
 pub mod workflow;

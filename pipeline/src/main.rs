@@ -32,11 +32,14 @@ Examples:
   pipeline run workflows/quickstart.yaml --set params.epochs=10
   pipeline plan workflows/quickstart.yaml          # what would run, and why
   mpirun -n 4 pipeline run workflows/quickstart.yaml
+  pipeline run workflows/paper-figures.yaml -j 8    # independent stages side by side
   pipeline submit workflows/quickstart.yaml --nodes 16 --ranks-per-node 4 --gpus-per-rank 1
+  pipeline submit --per-stage workflows/quickstart.yaml --time 2:00:00  # a job per stage
   pipeline history -w workflows/quickstart.yaml
   pipeline report -w workflows/quickstart.yaml     # HTML page of the latest run
 
-Exit status: 0 on success, 78 for an invalid workflow, 1 for a failed run.
+Exit status: 0 on success, 78 for an invalid workflow, 75 for training stopped
+at a checkpoint before a time limit (rerun with --resume), 1 for a failed run.
 Threads: each rank uses its share of the node's cores; PIPELINE_THREADS overrides."
 )]
 struct Cli {
@@ -91,6 +94,25 @@ impl SelectArgs {
     }
 }
 
+/// How `run` uses the machine and meets failures.
+#[derive(clap::Args, Clone)]
+struct ExecArgs {
+    /// Cores to keep busy (default: this rank's share of the node). Stages
+    /// whose inputs are ready run side by side while their threads fit
+    /// (`resources.threads_per_rank`; compute stages take all N, commands
+    /// and figures one); collective stages run one at a time on every rank.
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    jobs: Option<std::num::NonZeroUsize>,
+    /// After a stage fails, finish every stage that does not need it, then
+    /// exit non-zero listing the failures.
+    #[arg(short = 'k', long)]
+    keep_going: bool,
+    /// Record into run ID, begun by `pipeline submit --per-stage` (set by
+    /// the jobs it submits).
+    #[arg(long, value_name = "ID", hide = true)]
+    join: Option<i64>,
+}
+
 /// Where the run records are: a workflow file (its workdir) or a workdir.
 #[derive(clap::Args, Clone)]
 struct RecordsArgs {
@@ -117,6 +139,8 @@ enum Command {
         wf: WorkflowArgs,
         #[command(flatten)]
         select: SelectArgs,
+        #[command(flatten)]
+        exec: ExecArgs,
     },
     /// Show what `run` would do, and why.
     ///
@@ -143,11 +167,51 @@ enum Command {
         format: dag::Format,
     },
     /// Write a Slurm batch script that runs the workflow with srun, and submit it.
+    ///
+    /// By default one job runs the whole workflow (`srun --mpi=pmix pipeline
+    /// run ...`). With --per-stage, each stage that is not up to date is a
+    /// job of its own, sized by its `resources:`, started once the jobs of
+    /// the stages it needs succeed (`--dependency=afterok`); the jobs record
+    /// into one run (`pipeline history`, `show`). Jobs with a time limit
+    /// checkpoint at Slurm's warning and are requeued to resume.
     Submit {
         #[command(flatten)]
         wf: WorkflowArgs,
         #[command(flatten)]
+        select: SelectArgs,
+        #[command(flatten)]
         opts: SubmitOptions,
+    },
+    /// Ends a per-stage submission's run record once its jobs have ended
+    /// (the submission's last job runs it).
+    #[command(hide = true)]
+    EndRun {
+        #[command(flatten)]
+        wf: WorkflowArgs,
+        /// The run.
+        #[arg(long)]
+        run: i64,
+        /// The stages it submitted (repeatable).
+        #[arg(long = "stage", value_name = "STAGE")]
+        stages: Vec<String>,
+    },
+    /// Remove what the workflow no longer makes: outputs of stages it no
+    /// longer has, leftovers of interrupted runs, and the records and
+    /// reports of all but the latest runs.
+    ///
+    /// Says what it removes and how much that frees; --dry-run only says.
+    Clean {
+        /// A workflow file (its workdir is cleaned against it).
+        workflow: PathBuf,
+        /// Override a value, as `run` takes it (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Keep the records and reports of this many latest runs.
+        #[arg(long, default_value = "20")]
+        keep_runs: usize,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List the recent runs recorded in a workdir.
     History {
@@ -249,14 +313,21 @@ fn main() -> ExitCode {
             list();
             Ok(())
         }
-        Command::Run { wf, select } => {
-            return run(&wf, &select.selection(), cli.verbose, cli.quiet)
+        Command::Run { wf, select, exec } => {
+            return run(&wf, &select.selection(), &exec, cli.verbose, cli.quiet)
         }
         Command::Validate { wf } => validate(&wf),
         Command::Plan { wf, select } => plan(&wf, &select.selection()),
         Command::Dag { wf, format } => workflow::load(&wf.workflow, &wf.set)
             .map(|w| outln!("{}", dag::render(&w, format).trim_end())),
-        Command::Submit { wf, opts } => submit(&wf, &opts),
+        Command::Submit { wf, select, opts } => submit(&wf, &select.selection(), &opts),
+        Command::EndRun { wf, run, stages } => end_run(&wf, run, &stages),
+        Command::Clean {
+            workflow,
+            set,
+            keep_runs,
+            dry_run,
+        } => clean(&workflow, &set, keep_runs, dry_run),
         Command::History { at, records, n } => {
             let records = at.map_or(records, |target| RecordsArgs { target });
             history(&records, n)
@@ -324,29 +395,109 @@ fn plan(args: &WorkflowArgs, selection: &Selection) -> Result<(), Error> {
     if run.is_empty() {
         outln!("nothing to run: {} stage(s) up to date", fresh.len());
     }
+    // What each stage would take on this machine: one rank, all its cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let by_name: std::collections::HashMap<&str, &workflow::Stage> =
+        wf.stages.iter().map(|s| (s.name.as_str(), s)).collect();
+    let resources = |name: &str| {
+        by_name
+            .get(name)
+            .map(|s| s.resources.describe(s.kind, 1, cores))
+            .unwrap_or_default()
+    };
     for l in &run {
-        outln!("run    {}", l.stage);
+        outln!("run    {}  [{}]", l.stage, resources(&l.stage));
         for r in &l.decision.reasons {
             outln!("         {r}");
         }
     }
     for l in &fresh {
-        outln!("fresh  {}", l.stage);
+        outln!("fresh  {}  [{}]", l.stage, resources(&l.stage));
     }
     Ok(())
 }
 
-fn submit(args: &WorkflowArgs, opts: &SubmitOptions) -> Result<(), Error> {
+fn submit(args: &WorkflowArgs, selection: &Selection, opts: &SubmitOptions) -> Result<(), Error> {
     let wf = workflow::load(&args.workflow, &args.set)?;
-    let (path, text, answer) = slurm::submit(&wf, opts, &args.set)?;
-    match answer {
-        None => {
-            outln!("{}", text.trim_end());
-            eprintln!("wrote {} (not submitted: --dry-run)", path.display());
+    let argv: Vec<String> = std::env::args().collect();
+    let done = slurm::submit(&wf, opts, selection, &args.set, &argv.join(" "))?;
+    if opts.per_stage && done.jobs.is_empty() {
+        outln!(
+            "nothing to submit: {} stage(s) up to date",
+            done.up_to_date.len()
+        );
+        return Ok(());
+    }
+    for (path, text, id) in &done.jobs {
+        match id {
+            None => {
+                outln!("# {}", path.display());
+                outln!("{}", text.trim_end());
+            }
+            Some(id) => outln!("Submitted batch job {id} ({})", path.display()),
         }
-        Some(a) => outln!("{a} ({})", path.display()),
+    }
+    if opts.dry_run {
+        eprintln!(
+            "wrote {} script(s) (not submitted: --dry-run)",
+            done.jobs.len()
+        );
+    }
+    if let Some(run) = done.run_id {
+        eprintln!(
+            "run {run}: {} stage job(s); `pipeline show {run} -w {}` follows it",
+            done.jobs.len() - 1,
+            wf.workdir.display()
+        );
     }
     Ok(())
+}
+
+fn end_run(args: &WorkflowArgs, run: i64, stages: &[String]) -> Result<(), Error> {
+    let wf = workflow::load(&args.workflow, &args.set)?;
+    let records = Records::open_existing(&wf.workdir)?;
+    let missing = records.end_submitted_run(run, stages)?;
+    match sciflow_pipeline::report::write(&records, &wf.workdir, Some(run), None) {
+        Ok(path) => eprintln!("report: {}", path.display()),
+        Err(e) => eprintln!("warning: no report for run {run}: {e}"),
+    }
+    if missing.is_empty() {
+        outln!("run {run}: ok");
+    } else {
+        outln!("run {run}: failed; not completed: {}", missing.join(", "));
+    }
+    Ok(())
+}
+
+fn clean(workflow: &Path, set: &[String], keep_runs: usize, dry_run: bool) -> Result<(), Error> {
+    let wf = workflow::load(workflow, set)?;
+    let cleaned = sciflow_pipeline::clean::clean(&wf, keep_runs, dry_run)?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for item in &cleaned.items {
+        outln!("{verb} {} ({})", item.path.display(), item.why);
+    }
+    outln!(
+        "{verb} {} item(s), {} run record(s): {} freed",
+        cleaned.items.len(),
+        cleaned.runs_dropped,
+        human_bytes(cleaned.bytes)
+    );
+    Ok(())
+}
+
+fn human_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
 }
 
 fn workdir_of(args: &RecordsArgs) -> Result<PathBuf, Error> {
@@ -458,7 +609,13 @@ fn metrics(args: &RecordsArgs, stage: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> ExitCode {
+fn run(
+    args: &WorkflowArgs,
+    selection: &Selection,
+    exec_args: &ExecArgs,
+    verbose: u8,
+    quiet: bool,
+) -> ExitCode {
     // Validate before starting MPI, so a bad file costs nothing on a cluster.
     let wf = match workflow::load(&args.workflow, &args.set) {
         Ok(wf) => wf,
@@ -475,6 +632,9 @@ fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> 
         }
     };
     init_logging(verbose, quiet, comm.rank());
+    if let Err(e) = sciflow_train::preempt::listen() {
+        tracing::warn!("cannot listen for SIGUSR1 (checkpoint before a time limit): {e}");
+    }
     if let Some(why) =
         sciflow_train::dist::unconnected_slurm_tasks(comm.size(), |k| std::env::var(k).ok())
     {
@@ -487,9 +647,10 @@ fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> 
         .iter()
         .find_map(|k| std::env::var(k).ok()?.parse().ok());
     let threads = sciflow_train::set_threads_for_rank(comm.local_size(), threads_override);
+    let jobs = exec_args.jobs.map_or(threads, |j| j.get());
     if comm.rank() == 0 {
         tracing::info!(
-            "workflow `{}`: {} stages, {} rank(s), {threads} thread(s) per rank, workdir {}",
+            "workflow `{}`: {} stages, {} rank(s), {jobs} core(s) per rank, workdir {}",
             wf.name,
             wf.stages.len(),
             comm.size(),
@@ -498,14 +659,13 @@ fn run(args: &WorkflowArgs, selection: &Selection, verbose: u8, quiet: bool) -> 
     }
     let progress = Progress::new(comm.rank() == 0 && !quiet);
     let argv: Vec<String> = std::env::args().collect();
-    match exec::run(
-        &wf,
-        selection,
-        comm.as_ref(),
-        &progress,
-        threads,
-        &argv.join(" "),
-    ) {
+    let opts = exec::RunOptions {
+        jobs,
+        keep_going: exec_args.keep_going,
+        argv: argv.join(" "),
+        join: exec_args.join,
+    };
+    match exec::run(&wf, selection, comm.as_ref(), &progress, &opts) {
         Ok(summary) => {
             if comm.rank() == 0 {
                 let total: f64 = summary.stages.iter().map(|s| s.seconds).sum();

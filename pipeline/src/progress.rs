@@ -1,27 +1,31 @@
 //! Progress display: bars on a terminal (rank 0 only), plain log lines otherwise.
+//!
+//! Stages running side by side (`-j`) each get their own line: every bar is
+//! drawn through one [`MultiProgress`].
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Decides whether bars are drawn.
-#[derive(Debug, Clone, Copy)]
+/// Decides whether bars are drawn, and draws them together.
+#[derive(Debug, Clone)]
 pub struct Progress {
-    bars: bool,
+    bars: Option<MultiProgress>,
 }
 
 impl Progress {
     /// Bars when `enabled` (rank 0, not quiet) and stderr is a terminal.
     pub fn new(enabled: bool) -> Self {
         Progress {
-            bars: enabled && std::io::stderr().is_terminal(),
+            bars: (enabled && std::io::stderr().is_terminal())
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
         }
     }
 
     /// A bar of `len` units (0 if not known yet) for `stage`.
     pub fn bar(&self, len: u64, stage: &str, unit: &str) -> Bar {
-        let pb = if self.bars {
-            let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        let pb = if let Some(multi) = &self.bars {
+            let pb = multi.add(ProgressBar::new(len));
             pb.set_style(
                 ProgressStyle::with_template(&format!(
                     "{{prefix:>12}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{eta}})"

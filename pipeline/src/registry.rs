@@ -26,6 +26,7 @@ use sciflow_train::regressor::RegressorConfig;
 use sciflow_train::{ClassifierConfig, EpochStats, Observer, Run, TrainHistory};
 
 use crate::command::{check_command, command_inputs, run_command};
+use crate::resources::Threads;
 use crate::stage::{check, config, external_paths, Output, Props, StageContext, StageKind};
 use crate::Error;
 
@@ -121,7 +122,7 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "figure", path: "", doc: "figure.png, figure.svg and figure.json (the plotted numbers)" },
             Output { name: "sidecar", path: "figure.json", doc: "the plotted numbers" },
         ],
-        props: Props::ROOT,
+        props: Props { threads: Threads::One, ..Props::ROOT },
         check: check::<ScalingFigureConfig>,
         run: run_scaling_figure,
     },
@@ -154,7 +155,7 @@ pub static REGISTRY: &[StageKind] = &[
         summary: "Run an external program (argv; a shell only with `shell: true`) with hashed inputs and checked outputs",
         example: "argv: [python3, data/make_bank.py, --n, \"100\", --out, \"{out}/bank.h5\"]\ninputs: [data/make_bank.py]\noutputs: { bank: bank.h5 }\n",
         outputs: &[Output { name: "dir", path: "", doc: "the stage directory (also holds stdout.log and stderr.log); `with.outputs` names more" }],
-        props: Props { dynamic_outputs: true, inputs: command_inputs, ..Props::ROOT },
+        props: Props { dynamic_outputs: true, inputs: command_inputs, threads: Threads::One, ..Props::ROOT },
         check: check_command,
         run: run_command,
     },

@@ -1,10 +1,21 @@
-//! `pipeline submit`: a Slurm batch script that runs the same workflow with
-//! `srun --mpi=pmix` (or another launcher).
+//! `pipeline submit`: Slurm batch scripts that run a workflow with `srun
+//! --mpi=pmix` (or another launcher) — the whole workflow in one
+//! allocation, or (`--per-stage`) each stage that is not up to date as its
+//! own job, with its own resources, chained with `afterok` dependencies.
+//!
+//! Every job that has a time limit asks Slurm for a warning signal
+//! (`--signal=B:USR1@<lead>`); the script passes it on to the ranks, a
+//! training stage writes a checkpoint at its next step and exits with
+//! [`crate::Error::PREEMPTED`], and the script requeues the job, which
+//! resumes from the checkpoint (`--resume`).
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use crate::workflow::Workflow;
+use crate::plan::{self, Selection};
+use crate::records::Records;
+use crate::resources::time_seconds;
+use crate::workflow::{Stage, Workflow};
 use crate::Error;
 
 /// What to ask Slurm for.
@@ -31,7 +42,8 @@ pub struct SubmitOptions {
     /// Partition (queue).
     #[arg(long)]
     pub partition: Option<String>,
-    /// Where to write the script (default: <workdir>/.pipeline/<name>.sbatch).
+    /// Where to write the script (default: <workdir>/.pipeline/<name>.sbatch;
+    /// with --per-stage, a directory for one script per stage).
     #[arg(long)]
     pub script: Option<PathBuf>,
     /// The command that starts the ranks in the job: `srun --mpi=pmix`
@@ -40,7 +52,18 @@ pub struct SubmitOptions {
     /// e.g. `mpirun`.
     #[arg(long, default_value = "srun --mpi=pmix")]
     pub launcher: String,
-    /// Write the script and print it; do not call sbatch.
+    /// One job per stage that is not up to date, each with the stage's
+    /// `resources:` (ranks, threads, GPUs, memory, time, partition; the
+    /// options above are the defaults), started when the jobs of the stages
+    /// it needs succeed; a last job ends the run record and writes its report.
+    #[arg(long)]
+    pub per_stage: bool,
+    /// Seconds before a job's time limit at which Slurm warns it (USR1):
+    /// training stages checkpoint and the job is requeued to resume
+    /// (default: a tenth of the limit, 30 s to 10 min).
+    #[arg(long, value_name = "SECONDS")]
+    pub warn_before: Option<u64>,
+    /// Write the scripts and print them; do not call sbatch.
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -64,92 +87,421 @@ fn check_word(what: &str, v: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The batch script text. `pipeline` is the binary to run, `cwd` the
-/// directory the job starts in, `overrides` the `--set` values to pass on.
+/// One batch job: its `#SBATCH` options and the `pipeline` arguments it runs.
+#[derive(Debug, Clone, Default)]
+struct Job {
+    directives: Vec<(String, String)>,
+    /// Arguments after the binary (`run WORKFLOW --set ...`).
+    args: Vec<String>,
+    /// Started through the launcher on every rank (else run directly).
+    launched: bool,
+    /// Requeue and resume when the time-limit warning made it checkpoint.
+    requeue: bool,
+}
+
+impl Job {
+    fn directive(&mut self, k: &str, v: impl ToString) {
+        self.directives.push((k.to_string(), v.to_string()));
+    }
+
+    /// The time limit and the warning signal before it.
+    fn time(&mut self, time: &str, warn_before: Option<u64>) -> Result<(), Error> {
+        check_word("--time", time)?;
+        let secs = time_seconds(time).map_err(|e| Error::Submit(format!("--time: {e}")))?;
+        self.directive("time", time);
+        let lead = warn_before.unwrap_or((secs / 10).clamp(30, 600)).min(secs);
+        self.directive("signal", format!("B:USR1@{lead}"));
+        self.directive("requeue", "");
+        // The requeued job appends to the log its first part wrote.
+        self.directive("open-mode", "append");
+        self.requeue = true;
+        Ok(())
+    }
+
+    /// The script text.
+    fn script(&self, launcher: &str, pipeline: &Path, cwd: &Path) -> Result<String, Error> {
+        let mut s = String::from("#!/bin/bash\n");
+        for (k, v) in &self.directives {
+            if v.is_empty() {
+                s.push_str(&format!("#SBATCH --{k}\n"));
+            } else {
+                s.push_str(&format!("#SBATCH --{k}={v}\n"));
+            }
+        }
+        s.push_str("\nset -uo pipefail\n");
+        s.push_str(&format!("cd {}\n", sh_quote(&cwd.to_string_lossy())));
+        let mut cmd: Vec<String> = Vec::new();
+        if self.launched {
+            if launcher.trim().is_empty() || launcher.contains(['\n', ';', '&', '|']) {
+                return Err(Error::Submit(format!(
+                    "--launcher `{launcher}` must be a command and its options (e.g. `srun --mpi=pmix`)"
+                )));
+            }
+            cmd.extend(launcher.split_whitespace().map(sh_quote));
+        }
+        cmd.push(sh_quote(&pipeline.to_string_lossy()));
+        cmd.extend(self.args.iter().map(|a| sh_quote(a)));
+        if !self.requeue {
+            s.push_str(&format!("exec {}\n", cmd.join(" ")));
+            return Ok(s);
+        }
+        s.push_str(&format!(
+            r#"# A requeued job continues its training stages from their checkpoints.
+resume=()
+if [[ "${{SLURM_RESTART_COUNT:-0}}" -gt 0 ]]; then resume=(--resume); fi
+{} "${{resume[@]}}" &
+child=$!
+# Slurm's warning before the time limit (--signal=B:USR1) reaches this shell:
+# pass it on, so training checkpoints at its next step and exits {code}.
+trap 'echo "pipeline: time limit near; asking the stage to checkpoint" >&2; kill -USR1 "$child" 2>/dev/null' USR1
+wait "$child"; rc=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
+if [[ $rc -eq {code} ]]; then
+  echo "pipeline: checkpointed before the time limit; requeueing job $SLURM_JOB_ID to resume" >&2
+  scontrol requeue "$SLURM_JOB_ID"
+  exit 0
+fi
+exit $rc
+"#,
+            cmd.join(" "),
+            code = Error::PREEMPTED
+        ));
+        Ok(s)
+    }
+}
+
+/// The options every job of a submission shares.
+fn common(
+    job: &mut Job,
+    wf: &Workflow,
+    opts: &SubmitOptions,
+    log: &str,
+    time: Option<&str>,
+    partition: Option<&str>,
+) -> Result<(), Error> {
+    if let Some(t) = time {
+        job.time(t, opts.warn_before)?;
+    }
+    if let Some(a) = &opts.account {
+        check_word("--account", a)?;
+        job.directive("account", a);
+    }
+    if let Some(p) = partition {
+        check_word("--partition", p)?;
+        job.directive("partition", p);
+    }
+    let log = wf.workdir.join(".pipeline").join(log);
+    job.directive("output", sh_quote(&log.to_string_lossy()));
+    Ok(())
+}
+
+/// `pipeline run WORKFLOW --set ...` and the selection's options.
+fn run_args(wf: &Workflow, overrides: &[String]) -> Vec<String> {
+    let mut args = vec!["run".to_string(), wf.file.to_string_lossy().into_owned()];
+    for o in overrides {
+        args.push("--set".into());
+        args.push(o.clone());
+    }
+    args
+}
+
+fn selection_args(selection: &Selection) -> Vec<String> {
+    let mut args = Vec::new();
+    for f in &selection.force {
+        args.extend(["--force".to_string(), f.clone()]);
+    }
+    if let Some(u) = &selection.until {
+        args.extend(["--until".to_string(), u.clone()]);
+    }
+    if let Some(o) = &selection.only {
+        args.extend(["--only".to_string(), o.clone()]);
+    }
+    if selection.resume {
+        args.push("--resume".into());
+    }
+    args
+}
+
+/// The single-allocation batch script: the whole workflow in one job.
+/// `pipeline` is the binary to run, `cwd` the directory the job starts in,
+/// `overrides` the `--set` values to pass on.
 pub fn script(
     wf: &Workflow,
     opts: &SubmitOptions,
+    selection: &Selection,
     pipeline: &Path,
     cwd: &Path,
     overrides: &[String],
 ) -> Result<String, Error> {
-    let mut s = String::from("#!/bin/bash\n");
-    let mut directive = |k: &str, v: &str| s.push_str(&format!("#SBATCH --{k}={v}\n"));
     check_word("workflow name", &wf.name)?;
-    directive("job-name", &wf.name);
-    directive("nodes", &opts.nodes.to_string());
-    directive("ntasks-per-node", &opts.ranks_per_node.to_string());
+    let mut job = Job {
+        launched: true,
+        ..Job::default()
+    };
+    job.directive("job-name", &wf.name);
+    job.directive("nodes", opts.nodes);
+    job.directive("ntasks-per-node", opts.ranks_per_node);
     if let Some(c) = opts.cpus_per_rank {
-        directive("cpus-per-task", &c.to_string());
+        job.directive("cpus-per-task", c);
     }
     if let Some(g) = opts.gpus_per_rank {
-        directive("gpus-per-task", &g.to_string());
+        job.directive("gpus-per-task", g);
     }
-    if let Some(t) = &opts.time {
-        check_word("--time", t)?;
-        directive("time", t);
-    }
-    if let Some(a) = &opts.account {
-        check_word("--account", a)?;
-        directive("account", a);
-    }
-    if let Some(p) = &opts.partition {
-        check_word("--partition", p)?;
-        directive("partition", p);
-    }
-    let log = wf.workdir.join(".pipeline").join("slurm-%j.out");
-    directive("output", &sh_quote(&log.to_string_lossy()));
-    s.push_str("\nset -euo pipefail\n");
-    s.push_str(&format!("cd {}\n", sh_quote(&cwd.to_string_lossy())));
-    s.push_str("# One libtorch thread pool per rank, sized to the cores Slurm gives it.\n");
-    s.push_str("export PIPELINE_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n");
-    if opts.launcher.trim().is_empty() || opts.launcher.contains(['\n', ';', '&', '|']) {
-        return Err(Error::Submit(format!(
-            "--launcher `{}` must be a command and its options (e.g. `srun --mpi=pmix`)",
-            opts.launcher
-        )));
-    }
-    let mut cmd: Vec<String> = opts.launcher.split_whitespace().map(sh_quote).collect();
-    cmd.extend([
-        sh_quote(&pipeline.to_string_lossy()),
-        "run".into(),
-        sh_quote(&wf.file.to_string_lossy()),
-    ]);
-    for o in overrides {
-        cmd.push("--set".into());
-        cmd.push(sh_quote(o));
-    }
-    s.push_str(&cmd.join(" "));
-    s.push('\n');
-    Ok(s)
+    common(
+        &mut job,
+        wf,
+        opts,
+        "slurm-%j.out",
+        opts.time.as_deref(),
+        opts.partition.as_deref(),
+    )?;
+    job.args = run_args(wf, overrides);
+    job.args.extend(selection_args(selection));
+    job.script(&opts.launcher, pipeline, cwd)
 }
 
-/// Writes the script and, unless `dry_run`, submits it with sbatch; returns
-/// the script path and sbatch's answer.
+/// The job of one stage of a per-stage submission, recording into `run_id`.
+fn stage_job(
+    wf: &Workflow,
+    stage: &Stage,
+    opts: &SubmitOptions,
+    selection: &Selection,
+    run_id: i64,
+    after: &[String],
+    overrides: &[String],
+) -> Result<Job, Error> {
+    let r = &stage.resources;
+    let default_ranks = opts.nodes.get() * opts.ranks_per_node.get();
+    let ranks = r.ranks(stage.kind, default_ranks);
+    let mut job = Job {
+        launched: true,
+        ..Job::default()
+    };
+    job.directive("job-name", format!("{}.{}", wf.name, stage.name));
+    if ranks == default_ranks && opts.nodes.get() > 1 {
+        job.directive("nodes", opts.nodes);
+        job.directive("ntasks-per-node", opts.ranks_per_node);
+    } else {
+        job.directive("ntasks", ranks);
+    }
+    let cpus = match (r.threads_per_rank, stage.kind.props.threads) {
+        (Some(t), _) => Some(t.get()),
+        (None, crate::resources::Threads::One) => Some(1),
+        (None, crate::resources::Threads::All) => opts.cpus_per_rank.map(NonZeroUsize::get),
+    };
+    if let Some(c) = cpus {
+        job.directive("cpus-per-task", c);
+    }
+    if let Some(g) = r
+        .gpus_per_rank
+        .or(opts.gpus_per_rank.map(NonZeroUsize::get))
+    {
+        if g > 0 {
+            job.directive("gpus-per-task", g);
+        }
+    }
+    if let Some(m) = &r.memory {
+        job.directive("mem", m);
+    }
+    if !after.is_empty() {
+        job.directive("dependency", format!("afterok:{}", after.join(":")));
+        // A failed stage cancels those that need it, instead of leaving them pending.
+        job.directive("kill-on-invalid-dep", "yes");
+    }
+    common(
+        &mut job,
+        wf,
+        opts,
+        &format!("slurm-%j-{}.out", stage.name),
+        r.time.as_deref().or(opts.time.as_deref()),
+        r.partition.as_deref().or(opts.partition.as_deref()),
+    )?;
+    job.args = run_args(wf, overrides);
+    job.args.extend(["--only".into(), stage.name.clone()]);
+    if selection.force.contains(&stage.name) {
+        job.args.extend(["--force".into(), stage.name.clone()]);
+    }
+    if selection.resume {
+        job.args.push("--resume".into());
+    }
+    job.args.extend(["--join".into(), run_id.to_string()]);
+    Ok(job)
+}
+
+/// What `pipeline submit` wrote and what sbatch said.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// Each script, its text, and the job id (none with `--dry-run`).
+    pub jobs: Vec<(PathBuf, String, Option<String>)>,
+    /// The run the jobs record into (`--per-stage`).
+    pub run_id: Option<i64>,
+    /// Stages left out as up to date (`--per-stage`).
+    pub up_to_date: Vec<String>,
+}
+
+/// Writes the script(s) and, unless `dry_run`, submits them with sbatch.
 pub fn submit(
     wf: &Workflow,
     opts: &SubmitOptions,
+    selection: &Selection,
     overrides: &[String],
-) -> Result<(PathBuf, String, Option<String>), Error> {
+    argv: &str,
+) -> Result<Submitted, Error> {
     let pipeline = std::env::current_exe()
         .map_err(|e| Error::Submit(format!("cannot find the pipeline binary: {e}")))?;
     let cwd =
         std::env::current_dir().map_err(|e| Error::Submit(format!("no current directory: {e}")))?;
-    let text = script(wf, opts, &pipeline, &cwd, overrides)?;
-    let path = opts.script.clone().unwrap_or_else(|| {
+    if !opts.per_stage {
+        let text = script(wf, opts, selection, &pipeline, &cwd, overrides)?;
+        let path = opts.script.clone().unwrap_or_else(|| {
+            wf.workdir
+                .join(".pipeline")
+                .join(format!("{}.sbatch", wf.name))
+        });
+        let id = write_and_submit(&path, &text, opts.dry_run)?;
+        return Ok(Submitted {
+            jobs: vec![(path, text, id)],
+            run_id: None,
+            up_to_date: Vec::new(),
+        });
+    }
+    check_word("workflow name", &wf.name)?;
+    let lines = plan::plan(wf, selection)?;
+    let (to_run, fresh): (Vec<_>, Vec<_>) = lines.into_iter().partition(|l| l.decision.run);
+    let up_to_date: Vec<String> = fresh.into_iter().map(|l| l.stage).collect();
+    if to_run.is_empty() {
+        return Ok(Submitted {
+            jobs: Vec::new(),
+            run_id: None,
+            up_to_date,
+        });
+    }
+    // The submission is one run in the records; every job joins it.
+    let run_id = if opts.dry_run {
+        0
+    } else {
+        let records = Records::open(&wf.workdir)?;
+        let ranks = to_run
+            .iter()
+            .filter_map(|l| wf.stages.iter().find(|s| s.name == l.stage))
+            .map(|s| {
+                s.resources
+                    .ranks(s.kind, opts.nodes.get() * opts.ranks_per_node.get())
+            })
+            .max()
+            .unwrap_or(1);
+        let id = records.begin_run(&wf.name, &wf.file.to_string_lossy(), ranks, argv)?;
+        let resolved = serde_json::to_string_pretty(&wf.resolved()).expect("JSON serialises");
+        records.set_resolved(id, &resolved)?;
+        id
+    };
+    let dir = opts.script.clone().unwrap_or_else(|| {
         wf.workdir
             .join(".pipeline")
-            .join(format!("{}.sbatch", wf.name))
+            .join(format!("submit-{run_id}"))
     });
+    let mut jobs = Vec::new();
+    let mut ids: std::collections::HashMap<String, String> = Default::default();
+    for line in &to_run {
+        let stage = wf
+            .stages
+            .iter()
+            .find(|s| s.name == line.stage)
+            .expect("planned stages are the workflow's");
+        let after: Vec<String> = stage
+            .needs
+            .iter()
+            .filter_map(|n| ids.get(n).cloned())
+            .collect();
+        let job = stage_job(wf, stage, opts, selection, run_id, &after, overrides)?;
+        let text = job.script(&opts.launcher, &pipeline, &cwd)?;
+        let path = dir.join(format!("{}.sbatch", stage.name));
+        match write_and_submit(&path, &text, opts.dry_run) {
+            Ok(id) => {
+                if let Some(id) = &id {
+                    ids.insert(stage.name.clone(), id.clone());
+                }
+                jobs.push((path, text, id));
+            }
+            Err(e) => return Err(abandon(wf, run_id, opts.dry_run, &ids, e)),
+        }
+    }
+    // The last job ends the run record (ok, or failed naming the stages
+    // that did not complete) once every stage job has ended, however.
+    let mut end = Job::default();
+    end.directive("job-name", format!("{}.end", wf.name));
+    end.directive("ntasks", 1);
+    end.directive("cpus-per-task", 1);
+    let all: Vec<String> = ids.values().cloned().collect();
+    if !all.is_empty() {
+        end.directive("dependency", format!("afterany:{}", all.join(":")));
+    }
+    common(
+        &mut end,
+        wf,
+        opts,
+        "slurm-%j-end.out",
+        None,
+        opts.partition.as_deref(),
+    )?;
+    end.args = vec![
+        "end-run".into(),
+        wf.file.to_string_lossy().into_owned(),
+        "--run".into(),
+        run_id.to_string(),
+    ];
+    for o in overrides {
+        end.args.extend(["--set".into(), o.clone()]);
+    }
+    for l in &to_run {
+        end.args.extend(["--stage".into(), l.stage.clone()]);
+    }
+    let text = end.script(&opts.launcher, &pipeline, &cwd)?;
+    let path = dir.join("end.sbatch");
+    match write_and_submit(&path, &text, opts.dry_run) {
+        Ok(id) => jobs.push((path, text, id)),
+        Err(e) => return Err(abandon(wf, run_id, opts.dry_run, &ids, e)),
+    }
+    Ok(Submitted {
+        jobs,
+        run_id: (!opts.dry_run).then_some(run_id),
+        up_to_date,
+    })
+}
+
+/// When a job was refused: cancels those already submitted and ends the
+/// run record, so nothing runs under a run that no job would end.
+fn abandon(
+    wf: &Workflow,
+    run_id: i64,
+    dry_run: bool,
+    ids: &std::collections::HashMap<String, String>,
+    e: Error,
+) -> Error {
+    if !ids.is_empty() {
+        let _ = std::process::Command::new("scancel")
+            .args(ids.values())
+            .output();
+    }
+    if let (false, Ok(records)) = (dry_run, Records::open(&wf.workdir)) {
+        let _ = records.end_run(run_id, Some(&format!("submission failed: {e}")));
+    }
+    e
+}
+
+/// Writes `text` to `path` atomically and, unless `dry_run`, submits it;
+/// returns the job id.
+fn write_and_submit(path: &Path, text: &str, dry_run: bool) -> Result<Option<String>, Error> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(Error::io("failed to create", dir))?;
     }
-    sciflow_ingest::files::write_atomic(&path, text.as_bytes())?;
-    if opts.dry_run {
-        return Ok((path, text, None));
+    sciflow_ingest::files::write_atomic(path, text.as_bytes())?;
+    if dry_run {
+        return Ok(None);
     }
     let out = std::process::Command::new("sbatch")
-        .arg(&path)
+        .arg("--parsable")
+        .arg(path)
         .output()
         .map_err(|e| {
             Error::Submit(format!(
@@ -164,11 +516,22 @@ pub fn submit(
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok((
-        path,
-        text,
-        Some(String::from_utf8_lossy(&out.stdout).trim().to_string()),
-    ))
+    // `--parsable` prints `id` or `id;cluster`.
+    let answer = String::from_utf8_lossy(&out.stdout);
+    let id = answer
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Submit(format!(
+            "sbatch gave no job id for {}: `{}`",
+            path.display(),
+            answer.trim()
+        )));
+    }
+    Ok(Some(id))
 }
 
 #[cfg(test)]
@@ -186,6 +549,8 @@ mod tests {
             partition: Some("gpuA100x4".into()),
             script: None,
             launcher: "srun --mpi=pmix".into(),
+            per_stage: false,
+            warn_before: None,
             dry_run: true,
         }
     }
@@ -202,6 +567,7 @@ mod tests {
         let s = script(
             &wf,
             &opts(),
+            &Selection::default(),
             Path::new("/opt/sciflow/bin/pipeline"),
             Path::new("/home/u/my project"),
             &["params.epochs=30".into()],
@@ -220,7 +586,8 @@ mod tests {
             "#SBATCH --partition=gpuA100x4",
             "#SBATCH --output=runs/quickstart/.pipeline/slurm-%j.out",
             "cd '/home/u/my project'",
-            "srun --mpi=pmix /opt/sciflow/bin/pipeline run workflows/quickstart.yaml --set params.epochs=30",
+            "srun --mpi=pmix /opt/sciflow/bin/pipeline run workflows/quickstart.yaml --set params.epochs=30 \"${resume[@]}\" &",
+            "#SBATCH --signal=B:USR1@600",
         ] {
             assert!(lines.contains(&want), "missing `{want}` in\n{s}");
         }
@@ -233,13 +600,37 @@ mod tests {
 
         let mut bad = opts();
         bad.time = Some("2 hours".into());
-        assert!(script(&wf, &bad, Path::new("p"), Path::new("."), &[]).is_err());
+        assert!(script(
+            &wf,
+            &bad,
+            &Selection::default(),
+            Path::new("p"),
+            Path::new("."),
+            &[]
+        )
+        .is_err());
         let mut bad = opts();
         bad.launcher = "srun; rm -rf /".into();
-        assert!(script(&wf, &bad, Path::new("p"), Path::new("."), &[]).is_err());
+        assert!(script(
+            &wf,
+            &bad,
+            &Selection::default(),
+            Path::new("p"),
+            Path::new("."),
+            &[]
+        )
+        .is_err());
         let mut mpirun = opts();
         mpirun.launcher = "mpirun --bind-to none".into();
-        let s = script(&wf, &mpirun, Path::new("p"), Path::new("."), &[]).unwrap();
+        let s = script(
+            &wf,
+            &mpirun,
+            &Selection::default(),
+            Path::new("p"),
+            Path::new("."),
+            &[],
+        )
+        .unwrap();
         assert!(s.contains("\nmpirun --bind-to none p run"), "{s}");
     }
 }

@@ -13,6 +13,7 @@ use sciflow_train::Comm;
 
 use crate::progress::Progress;
 use crate::records::Metric;
+use crate::resources::Threads;
 use crate::Error;
 
 /// Numbers a stage reports while it runs (stage step, name, value); rank 0
@@ -126,19 +127,22 @@ pub struct Props {
     pub checkpoints: bool,
     /// Outputs declared in the stage's own `with.outputs` (name -> relative path) too.
     pub dynamic_outputs: bool,
+    /// Cores per rank when the stage's `resources:` do not say.
+    pub threads: Threads,
     /// The external files and directories whose content the stage depends on,
     /// given its resolved config and the workdir (upstream outputs excluded).
     pub inputs: fn(&Value, &Path) -> Vec<PathBuf>,
 }
 
 impl Props {
-    /// Version 1, rank 0 alone, no checkpoints, the outputs it declares, and
-    /// the paths its config names outside the workdir as inputs.
+    /// Version 1, rank 0 alone, no checkpoints, the outputs it declares,
+    /// every core, and the paths its config names outside the workdir as inputs.
     pub const ROOT: Props = Props {
         version: 1,
         collective: false,
         checkpoints: false,
         dynamic_outputs: false,
+        threads: Threads::All,
         inputs: external_paths,
     };
     /// As [`Props::ROOT`], run by every rank.

@@ -106,7 +106,10 @@ fn reruns_exactly_what_changed_and_says_why() {
         .args(["--force", "gen", "--until", "gen"])
         .output()
         .unwrap());
-    assert!(plan.contains("run    gen\n         forced"), "{plan}");
+    assert!(
+        plan.contains("run    gen  [1 rank(s) x 1 thread(s)]\n         forced"),
+        "{plan}"
+    );
     assert!(
         !plan.contains("count"),
         "--until gen leaves count out: {plan}"
@@ -321,7 +324,10 @@ fn kill_9_during_training_then_resume_matches_an_uninterrupted_run() {
         .args(&quickstart(&b)[1..])
         .output()
         .unwrap());
-    assert!(plan.contains("run    train\n         never run"), "{plan}");
+    assert!(
+        plan.contains("run    train  [") && plan.contains("]\n         never run"),
+        "{plan}"
+    );
     assert!(
         plan.contains("fresh  galaxies") && plan.contains("fresh  dataset"),
         "{plan}"
@@ -386,7 +392,10 @@ fn submit_dry_run_writes_an_sbatch_script() {
         .unwrap());
     assert!(err.contains("not submitted"), "{err}");
     let on_disk = std::fs::read_to_string(&script).unwrap();
-    assert_eq!(on_disk.trim_end(), text.trim_end());
+    // stdout: `# <path>`, then the script.
+    let (head, printed) = text.split_once('\n').unwrap();
+    assert_eq!(head, format!("# {}", script.display()));
+    assert_eq!(on_disk.trim_end(), printed.trim_end());
     assert!(
         on_disk.contains("#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=4\n"),
         "{on_disk}"
@@ -485,11 +494,16 @@ fn srun_tasks_without_mpi_stop_at_once_and_say_how_to_launch() {
     assert!(!dir.path().join("wd").exists(), "nothing ran: {stderr}");
 }
 
-/// A one-node Slurm started by scripts/slurm-local.sh, stopped when dropped.
-struct LocalSlurm;
+/// A one-node Slurm started by scripts/slurm-local.sh, stopped when
+/// dropped; one test at a time has it.
+struct LocalSlurm {
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
 
 impl LocalSlurm {
     fn start() -> LocalSlurm {
+        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
         let out = Command::new("bash")
             .arg(root().join("scripts/slurm-local.sh"))
             .arg("start")
@@ -500,7 +514,7 @@ impl LocalSlurm {
             "Slurm did not start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        LocalSlurm
+        LocalSlurm { _turn: turn }
     }
 }
 
@@ -541,27 +555,404 @@ fn submit_under_a_real_slurm_runs_the_workflow_as_two_ranks() {
         .nth(1)
         .unwrap_or_else(|| panic!("no job id in `{out}`"))
         .to_string();
-    // Wait for the job to leave the queue (at most 3 minutes).
-    let start = Instant::now();
-    loop {
-        let q = Command::new("squeue")
-            .args(["-h", "-j", &job])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&q.stdout).trim().is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "job {job} still queued"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_jobs(&[job.clone()], Duration::from_secs(180));
     let log = std::fs::read_to_string(wd.join(format!(".pipeline/slurm-{job}.out")))
         .unwrap_or_else(|e| panic!("no job log: {e}"));
-    assert!(log.contains("2 rank(s), 1 thread(s) per rank"), "{log}");
+    assert!(log.contains("2 rank(s), 1 core(s) per rank"), "{log}");
     assert!(wd.join("evaluate/metrics.json").is_file(), "{log}");
     let model: serde_json::Value =
         serde_json::from_slice(&std::fs::read(wd.join("train/model.json")).unwrap()).unwrap();
     assert_eq!(model["world_size"], 2, "{log}");
+}
+
+/// Independent stages `a` and `b` that record when they start and end, a
+/// stage `bad` that fails first, `after_bad` that needs it, and `c` that
+/// needs `a` and `b`.
+fn parallel_workflow(dir: &Path) -> PathBuf {
+    let wf = dir.join("par.yaml");
+    let timed = "date +%s.%N > {out}/start; sleep 1; date +%s.%N > {out}/end";
+    std::fs::write(
+        &wf,
+        format!(
+            r#"version: 1
+name: par
+workdir: wd
+stages:
+  bad:
+    uses: command
+    with: {{ argv: [sh, -c, "echo no input >&2; exit 3"] }}
+  after_bad:
+    uses: command
+    needs: [bad]
+    with: {{ argv: ["true"] }}
+  a:
+    uses: command
+    with: {{ argv: [sh, -c, "{timed}"] }}
+  b:
+    uses: command
+    with: {{ argv: [sh, -c, "{timed}"] }}
+  c:
+    uses: command
+    needs: [a, b]
+    with: {{ argv: ["true"] }}
+"#
+        ),
+    )
+    .unwrap();
+    wf
+}
+
+/// When stage `s` of workdir `wd` started and ended (Unix seconds).
+fn interval(wd: &Path, s: &str) -> (f64, f64) {
+    let read = |f: &str| -> f64 {
+        std::fs::read_to_string(wd.join(s).join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (read("start"), read("end"))
+}
+
+#[test]
+fn jobs_run_independent_stages_side_by_side_and_keep_going_finishes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = parallel_workflow(dir.path());
+    let wd = dir.path().join("wd");
+
+    // Without --keep-going the first failure stops the run: with one core,
+    // `bad` (first in order) fails and nothing else starts.
+    let out = pipeline(dir.path())
+        .args(["run", "-j", "1"])
+        .arg(&wf)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("stage `bad` failed"), "{err}");
+    for s in ["a", "b", "c", "after_bad"] {
+        assert!(!wd.join(s).exists(), "{s} ran after the failure: {err}");
+    }
+
+    // With -j 2 --keep-going: `a` and `b` run at once, `c` after them,
+    // `after_bad` never, and the exit status and message say what failed.
+    let out = pipeline(dir.path())
+        .args(["run", "-j", "2", "--keep-going"])
+        .arg(&wf)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1 stage(s) failed: `bad`")
+            && err.contains("not run, as a stage they need failed: after_bad"),
+        "{err}"
+    );
+    assert!(
+        wd.join("c").is_dir() && !wd.join("after_bad").exists(),
+        "{err}"
+    );
+    let (a, b) = (interval(&wd, "a"), interval(&wd, "b"));
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "a {a:?} and b {b:?} did not overlap"
+    );
+    let (show, _) = ok(pipeline(dir.path())
+        .args(["show", "-w"])
+        .arg(&wd)
+        .output()
+        .unwrap());
+    assert!(
+        show.lines()
+            .any(|l| l.trim_start().starts_with("bad") && l.contains("failed")),
+        "{show}"
+    );
+
+    // One core: the same two stages, forced, run one after the other.
+    ok(pipeline(dir.path())
+        .args([
+            "run", "-j", "1", "--until", "c", "--force", "a", "--force", "b",
+        ])
+        .arg(&wf)
+        .output()
+        .unwrap());
+    let (a, b) = (interval(&wd, "a"), interval(&wd, "b"));
+    assert!(
+        a.1 <= b.0 || b.1 <= a.0,
+        "a {a:?} and b {b:?} overlapped on one core"
+    );
+}
+
+#[test]
+fn clean_removes_what_the_workflow_no_longer_makes_and_old_runs_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = command_workflow(dir.path());
+    let wd = dir.path().join("wd");
+    for _ in 0..3 {
+        ok(pipeline(dir.path()).arg("run").arg(&wf).output().unwrap());
+    }
+    assert!(wd.join("reports/run-2.html").is_file());
+    // The workflow drops `count`; a user's own file and a dead run's scratch sit in the workdir.
+    let text = std::fs::read_to_string(&wf).unwrap();
+    let without_count = text[..text.find("  count:").unwrap()].to_string();
+    let wf2 = dir.path().join("cmd2.yaml");
+    std::fs::write(&wf2, without_count).unwrap();
+    std::fs::write(wd.join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir_all(wd.join(".tmp/count")).unwrap();
+
+    let (dry, _) = ok(pipeline(dir.path())
+        .args(["clean", "--keep-runs", "1", "--dry-run"])
+        .arg(&wf2)
+        .output()
+        .unwrap());
+    assert!(
+        dry.contains("would remove") && dry.contains("wd/count") && dry.contains("report of run 2"),
+        "{dry}"
+    );
+    assert!(
+        wd.join("count").is_dir() && wd.join(".tmp").is_dir(),
+        "dry run removed: {dry}"
+    );
+
+    let (said, _) = ok(pipeline(dir.path())
+        .args(["clean", "--keep-runs", "1"])
+        .arg(&wf2)
+        .output()
+        .unwrap());
+    assert!(said.contains("freed"), "{said}");
+    assert!(
+        !wd.join("count").exists() && !wd.join(".tmp").exists(),
+        "{said}"
+    );
+    assert!(
+        wd.join("gen/lines.txt").is_file() && wd.join("notes.txt").is_file(),
+        "{said}"
+    );
+    // Run 1 made the current `gen` and run 3 is the latest: both stay; run 2 goes.
+    assert!(!wd.join("reports/run-2.html").exists(), "{said}");
+    let (history, _) = ok(pipeline(dir.path())
+        .args(["history"])
+        .arg(&wf2)
+        .output()
+        .unwrap());
+    let ids: Vec<&str> = history
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids, ["3", "1"], "{history}");
+    // The cleaned workdir still plans: `gen` is up to date.
+    let (plan, _) = ok(pipeline(dir.path()).arg("plan").arg(&wf2).output().unwrap());
+    assert!(plan.contains("nothing to run"), "{plan}");
+}
+
+/// Waits until none of `jobs` is in Slurm's queue (pending, running or
+/// requeued), failing the test after `limit`.
+fn wait_for_jobs(jobs: &[String], limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let q = Command::new("squeue")
+            .args(["-h", "-o", "%i %T", "-j", &jobs.join(",")])
+            .output()
+            .unwrap();
+        let queued = String::from_utf8_lossy(&q.stdout).trim().to_string();
+        if queued.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "still queued after {limit:?}: {queued}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The job ids in `pipeline submit`'s answer, in order.
+fn job_ids(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("Submitted batch job "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Four command stages: `a1` and `a2` independent, `b` after both, `c`
+/// after `b`; each records when it started and ended.
+fn chain_workflow(dir: &Path) -> PathBuf {
+    let wf = dir.join("chain.yaml");
+    let timed = "date +%s.%N > {out}/start; sleep 1; date +%s.%N > {out}/end";
+    std::fs::write(
+        &wf,
+        format!(
+            r#"version: 1
+name: chain
+workdir: wd
+stages:
+  a1:
+    uses: command
+    with: {{ argv: [sh, -c, "{timed}"] }}
+  a2:
+    uses: command
+    with: {{ argv: [sh, -c, "{timed}"] }}
+  b:
+    uses: command
+    needs: [a1, a2]
+    resources: {{ threads_per_rank: 2, time: "5", memory: 500M }}
+    with: {{ argv: [sh, -c, "{timed}"] }}
+  c:
+    uses: command
+    needs: [b]
+    with: {{ argv: [sh, -c, "{timed}"] }}
+"#
+        ),
+    )
+    .unwrap();
+    wf
+}
+
+#[test]
+fn sbatch_accepts_every_script_submit_writes() {
+    let _slurm = LocalSlurm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let chain = chain_workflow(dir.path());
+    let quickstart = root().join("workflows/quickstart.yaml");
+    let scripts = dir.path().join("scripts");
+    let mut written = Vec::new();
+    for (wf, extra) in [
+        (
+            &quickstart,
+            vec!["--time", "02:00:00", "--ranks-per-node", "2"],
+        ),
+        (&quickstart, vec!["--per-stage", "--cpus-per-rank", "1"]),
+        (&chain, vec!["--per-stage", "--time", "1:00"]),
+    ] {
+        let out_dir = scripts.join(written.len().to_string());
+        let script = if extra.contains(&"--per-stage") {
+            out_dir.clone()
+        } else {
+            out_dir.join("job.sbatch")
+        };
+        ok(pipeline(dir.path())
+            .arg("submit")
+            .arg(wf)
+            .args(&extra)
+            .arg("--dry-run")
+            .arg("--script")
+            .arg(&script)
+            .output()
+            .unwrap());
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        written.extend(files);
+    }
+    // 1 whole-workflow script, 4 + 1 for the quickstart's stages, 4 + 1 for the chain's.
+    assert_eq!(written.len(), 11, "{written:?}");
+    for script in &written {
+        let out = Command::new("sbatch")
+            .arg("--test-only")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sbatch --test-only refused {}: {}\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(script).unwrap()
+        );
+        let syntax = Command::new("bash").arg("-n").arg(script).output().unwrap();
+        assert!(syntax.status.success(), "{}", script.display());
+    }
+    let b = std::fs::read_to_string(scripts.join("2/b.sbatch")).unwrap();
+    for want in [
+        "#SBATCH --ntasks=1\n",
+        "#SBATCH --cpus-per-task=2\n",
+        "#SBATCH --mem=500M\n",
+        "#SBATCH --time=5\n",
+        "#SBATCH --signal=B:USR1@30\n",
+        " --only b --join 0 ",
+    ] {
+        assert!(b.contains(want), "missing `{want}` in\n{b}");
+    }
+}
+
+#[test]
+fn a_per_stage_submission_runs_each_stage_as_a_job_after_those_it_needs() {
+    let _slurm = LocalSlurm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let wf = chain_workflow(dir.path());
+    let wd = dir.path().join("wd");
+    let (so, se) = ok(pipeline(dir.path())
+        .args(["submit", "--per-stage"])
+        .arg(&wf)
+        .output()
+        .unwrap());
+    let ids = job_ids(&so);
+    assert_eq!(ids.len(), 5, "four stages and the end: {so}{se}");
+    wait_for_jobs(&ids, Duration::from_secs(180));
+    let logs = || {
+        std::fs::read_dir(wd.join(".pipeline"))
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                p.to_string_lossy()
+                    .ends_with(".out")
+                    .then(|| std::fs::read_to_string(p).unwrap())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let when = |s: &str| interval(&wd, s);
+    let (a1, a2, b, c) = (when("a1"), when("a2"), when("b"), when("c"));
+    assert!(
+        b.0 >= a1.1 && b.0 >= a2.1,
+        "b {b:?} began before a1 {a1:?} / a2 {a2:?} ended"
+    );
+    assert!(c.0 >= b.1, "c {c:?} began before b {b:?} ended");
+    // One run in the records, complete, with every stage in it.
+    let (history, _) = ok(pipeline(dir.path())
+        .arg("history")
+        .arg(&wf)
+        .output()
+        .unwrap());
+    let rows: Vec<Vec<&str>> = history
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "{history}\n{}", logs());
+    // run, date, time, seconds, status, ranks, executed, skipped, workflow
+    assert_eq!(
+        (rows[0][4], rows[0][6]),
+        ("ok", "4"),
+        "{history}\n{}",
+        logs()
+    );
+    let (show, _) = ok(pipeline(dir.path())
+        .args(["show", "-w"])
+        .arg(&wd)
+        .output()
+        .unwrap());
+    for s in ["a1", "a2", "b", "c"] {
+        assert!(
+            show.lines()
+                .any(|l| l.split_whitespace().take(2).eq([s, "ran"])),
+            "{s} not recorded as ran:\n{show}"
+        );
+    }
+    assert!(wd.join("reports/run-1.html").is_file(), "{}", logs());
+    // Everything is up to date now: nothing to submit.
+    let (so, _) = ok(pipeline(dir.path())
+        .args(["submit", "--per-stage"])
+        .arg(&wf)
+        .output()
+        .unwrap());
+    assert!(
+        so.contains("nothing to submit: 4 stage(s) up to date"),
+        "{so}"
+    );
 }

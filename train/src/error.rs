@@ -55,6 +55,17 @@ pub enum Error {
     /// The job's ranks could not be set up.
     #[error("distributed setup: {0}")]
     Dist(String),
+    /// Stopped on request (the scheduler's warning before a time limit)
+    /// after saving a checkpoint at global step `step` in `dir`.
+    #[error(
+        "stopped before the time limit at step {step}; checkpoint in {dir} (resume with --resume)"
+    )]
+    Preempted {
+        /// The global step the checkpoint holds.
+        step: usize,
+        /// The checkpoint directory.
+        dir: std::path::PathBuf,
+    },
 }
 
 impl Error {

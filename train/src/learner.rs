@@ -24,6 +24,7 @@ use crate::dist::Comm;
 use crate::history::{EpochStats, TrainHistory};
 use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
 use crate::precision::Precision;
+use crate::preempt;
 use crate::{Error, Result};
 
 /// Defines a training stage's configuration: the options every training
@@ -441,7 +442,11 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
             next = batches.next().map(|b| stage(b?, step + 1)).transpose()?;
             (on_step)(step + 1, steps);
             if let Some(c) = checkpoints {
-                if c.every_steps > 0 && global_step % c.every_steps == 0 && step + 1 < steps {
+                // A stop asked for (the time limit near) checkpoints here;
+                // at an epoch's last step, the epoch's own checkpoint serves.
+                let stop = step + 1 < steps && preempt::agreed(comm);
+                if stop || c.every_steps > 0 && global_step % c.every_steps == 0 && step + 1 < steps
+                {
                     let at = At {
                         epoch,
                         step: step + 1,
@@ -451,6 +456,12 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
                         history: &history,
                     };
                     c.save(at, &vs, &opt, seed, comm)?;
+                }
+                if stop {
+                    return Err(Error::Preempted {
+                        step: global_step,
+                        dir: c.dir.clone(),
+                    });
                 }
             }
             step += 1;
@@ -492,6 +503,12 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
                 history: &history,
             };
             c.save(at, &vs, &opt, seed, comm)?;
+            if epoch + 1 < config.epochs.get() && preempt::agreed(comm) {
+                return Err(Error::Preempted {
+                    step: global_step,
+                    dir: c.dir.clone(),
+                });
+            }
         }
     }
     let report = TrainHistory {

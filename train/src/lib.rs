@@ -35,6 +35,7 @@ pub mod model;
 pub mod model_dir;
 pub mod optim;
 pub mod precision;
+pub mod preempt;
 pub mod regressor;
 pub mod shim;
 pub mod wavenet;
@@ -58,4 +59,10 @@ pub fn set_threads_for_rank(local_ranks: usize, threads: Option<usize>) -> usize
     let n = threads.unwrap_or((cores / local_ranks.max(1)).max(1));
     tch::set_num_threads(n as i32);
     n
+}
+
+/// Sets libtorch's intra-op threads for the parallel regions the calling
+/// thread starts (stages running side by side each size their own).
+pub fn set_threads(threads: usize) {
+    tch::set_num_threads(threads.max(1) as i32);
 }

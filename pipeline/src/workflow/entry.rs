@@ -33,7 +33,11 @@ pub(super) fn compile_stage(
         );
         return None;
     }
-    cx.known_keys(node, &path, &["uses", "with", "needs", "foreach"]);
+    cx.known_keys(
+        node,
+        &path,
+        &["uses", "with", "needs", "foreach", "resources"],
+    );
     let kind = match node.get("uses") {
         Some(Node {
             value: Value::Str(u),
@@ -104,9 +108,24 @@ pub(super) fn compile_stage(
         pos: node.pos,
     });
     resolve(&mut with, &with_path, refs, &mut needs, cx);
+    let res_path = join(&path, "resources");
+    let mut res_node = node.get("resources").cloned();
+    if let Some(r) = &mut res_node {
+        resolve(r, &res_path, refs, &mut needs, cx);
+    }
     let kind = kind?;
     let config = with.to_json();
-    check_config(kind, &config, &with, &with_path, cx);
+    check_block(&config, &with, &with_path, cx, kind.check);
+    let resources = match &res_node {
+        None => Resources::default(),
+        Some(r) => {
+            let json = r.to_json();
+            let checked = crate::stage::typed::<Resources>(&json)
+                .and_then(|res| res.check(kind).map(|()| res));
+            check_block(&json, r, &res_path, cx, |_| checked.clone().map(|_| ()));
+            checked.unwrap_or_default()
+        }
+    };
     needs.sort();
     needs.dedup();
     Some(Stage {
@@ -114,14 +133,22 @@ pub(super) fn compile_stage(
         kind,
         config,
         needs,
+        resources,
         pos: spos,
     })
 }
 
-/// Checks `config` with its kind, pointing a problem at the YAML node it
-/// is about: the key of an unknown field, else the deepest node that exists.
-fn check_config(kind: &StageKind, config: &Json, with: &Node, with_path: &str, cx: &mut Ctx) {
-    let Err(e) = (kind.check)(config) else {
+/// Checks a block (`with:` by its kind, `resources:`), pointing a problem
+/// at the YAML node it is about: the key of an unknown field, else the
+/// deepest node that exists.
+fn check_block(
+    config: &Json,
+    with: &Node,
+    with_path: &str,
+    cx: &mut Ctx,
+    check: impl Fn(&Json) -> Result<(), crate::stage::ConfigError>,
+) {
+    let Err(e) = check(config) else {
         return;
     };
     let mut positions = HashMap::new();

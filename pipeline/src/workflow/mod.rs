@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 
 pub use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::registry;
+use crate::resources::Resources;
 use crate::stage::StageKind;
 use crate::yaml::{self, Node, Pos, Value};
 
@@ -27,6 +28,8 @@ pub struct Stage {
     pub config: Json,
     /// Stages it depends on.
     pub needs: Vec<String>,
+    /// What it asks for (its `resources:` block; the kind's defaults fill the rest).
+    pub resources: Resources,
     /// Where it is declared.
     pub pos: Pos,
 }
@@ -68,6 +71,7 @@ impl Workflow {
                         "version": s.kind.props.version,
                         "after": s.needs,
                         "with": s.config,
+                        "resources": s.resources,
                     }),
                 )
             })

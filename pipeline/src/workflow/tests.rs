@@ -200,3 +200,56 @@ fn syntax_errors_have_a_position() {
     assert!(err.items[0].pos.is_some());
     assert!(err.to_string().contains("YAML syntax"), "{err}");
 }
+
+#[test]
+fn resources_are_checked_with_their_line_and_resolved_from_params() {
+    let text = "\
+version: 1
+name: t
+workdir: runs/t
+params:
+  ranks: 4
+stages:
+  gen:
+    uses: ingest.synthetic_galaxies
+    with: { count_per_class: 4, size: 16 }
+    resources: { threads_per_rank: 2, time: \"1:00:00\", memory: 8G, partition: gpu }
+  ds:
+    uses: ingest.galaxy_images
+    with: { labels: \"${gen.labels}\", size: 16 }
+    resources: { ranks: \"${params.ranks}\", gpus_per_rank: 1 }
+";
+    let wf = compile_str(text, &[]).unwrap();
+    let ds = wf.stages.iter().find(|s| s.name == "ds").unwrap();
+    assert_eq!(ds.resources.ranks.map(|r| r.get()), Some(4));
+    assert_eq!(ds.resources.ranks(ds.kind, 1), 4);
+    let gen = wf.stages.iter().find(|s| s.name == "gen").unwrap();
+    assert_eq!(gen.resources.time_limit(), Some(3600));
+    assert_eq!(
+        gen.resources.describe(gen.kind, 8, 8),
+        "1 rank(s) x 2 thread(s), memory 8G, time 1:00:00, partition gpu"
+    );
+
+    let bad = text
+        .replace("time: \"1:00:00\"", "time: 2 hours")
+        .replace("gpus_per_rank: 1", "gpu: 1");
+    let e = compile_str(&bad, &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("w.yaml:10:")
+            && e.contains("stages.gen.resources.time")
+            && e.contains("`2 hours` is not a Slurm time limit"),
+        "{e}"
+    );
+    assert!(
+        e.contains("w.yaml:14:") && e.contains("unknown field `gpu`"),
+        "{e}"
+    );
+    // A rank-0 kind cannot take ranks.
+    let e = compile_str(&text.replace("threads_per_rank: 2", "ranks: 2"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("stages.gen.resources.ranks") && e.contains("runs on rank 0 alone"),
+        "{e}"
+    );
+}
