@@ -555,7 +555,7 @@ fn submit_under_a_real_slurm_runs_the_workflow_as_two_ranks() {
         .nth(1)
         .unwrap_or_else(|| panic!("no job id in `{out}`"))
         .to_string();
-    wait_for_jobs(&[job.clone()], Duration::from_secs(180));
+    wait_for_jobs(std::slice::from_ref(&job), Duration::from_secs(180));
     let log = std::fs::read_to_string(wd.join(format!(".pipeline/slurm-{job}.out")))
         .unwrap_or_else(|e| panic!("no job log: {e}"));
     assert!(log.contains("2 rank(s), 1 core(s) per rank"), "{log}");
@@ -819,15 +819,18 @@ fn sbatch_accepts_every_script_submit_writes() {
     let quickstart = root().join("workflows/quickstart.yaml");
     let scripts = dir.path().join("scripts");
     let mut written = Vec::new();
-    for (wf, extra) in [
+    for (i, (wf, extra)) in [
         (
             &quickstart,
             vec!["--time", "02:00:00", "--ranks-per-node", "2"],
         ),
         (&quickstart, vec!["--per-stage", "--cpus-per-rank", "1"]),
         (&chain, vec!["--per-stage", "--time", "1:00"]),
-    ] {
-        let out_dir = scripts.join(written.len().to_string());
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out_dir = scripts.join(i.to_string());
         let script = if extra.contains(&"--per-stage") {
             out_dir.clone()
         } else {
