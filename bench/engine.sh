@@ -4,7 +4,9 @@
 #   2. `pipeline plan` on a generated 100,000-stage workflow;
 #   3. a no-op rerun over 10 GB of inputs (sparse files: the first run hashes
 #      them all, a rerun must not read them again);
-#   4. start-up (`--version`).
+#   4. start-up (`--version`);
+#   5. 200 independent 0.5 s stages at -j 2 against -j 1 (Snakemake: --cores 2
+#      against --cores 1), and what -j costs per stage.
 # Ends with one line per figure: RESULT <name> <value> <unit> goal <goal>.
 #
 #   bench/engine.sh            # about 5 minutes on 2 cores, 10 GB of (sparse) disk
@@ -14,7 +16,9 @@ bash scripts/setup.sh >/dev/null
 # shellcheck disable=SC1091
 source .deps/env.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build -q -p sciflow-pipeline --bin pipeline
+# The whole workspace, as the tests build it (one package alone would
+# rebuild its dependencies under other features).
+cargo build -q --workspace
 BIN="$PWD/target/debug/pipeline"
 VENV=.deps/bench-venv
 if [[ ! -x $VENV/bin/snakemake ]]; then
@@ -64,6 +68,15 @@ with open(f"{w}/ours/big.yaml", "w") as f:
         if i:
             f.write(f"    needs: [s{i-1}{', s%d' % (i // 2) if i > 2 else ''}]\n")
 os.makedirs(f"{w}/big", exist_ok=True)
+par = int(os.environ.get("PARALLEL", "200"))
+with open(f"{w}/ours/par.yaml", "w") as f:
+    f.write("version: 1\nname: par\nworkdir: wdpar\nstages:\n")
+    for i in range(par):
+        f.write(f"  p{i}:\n    uses: command\n    with:\n      argv: [sh, -c, 'sleep 0.5; touch {{out}}/done']\n")
+with open(f"{w}/snake/Snakefile.par", "w") as f:
+    f.write("rule all:\n    input: [" + ", ".join(f"'par/p{i}'" for i in range(par)) + "]\n\n")
+    for i in range(par):
+        f.write(f"rule p{i}:\n    output: 'par/p{i}'\n    shell: 'sleep 0.5; touch {{output}}'\n\n")
 with open(f"{w}/ours/bigdata.yaml", "w") as f:
     files = ", ".join(f"'{w}/big/part{i}.bin'" for i in range(10))
     f.write(f"version: 1\nname: bigdata\nworkdir: wddata\nstages:\n  s:\n    uses: command\n    with:\n      argv: [touch, '{{out}}/done']\n      inputs: [{files}]\n")
@@ -130,6 +143,22 @@ t0=$(now); for _ in $(seq 3); do "$SNAKEMAKE" --version >/dev/null; done; t1=$(n
 snake_startup=$(python3 -c "print(f'{($t1 - $t0) / 3 * 1000:.1f}')")
 echo "pipeline --version: ${startup} ms; snakemake --version: ${snake_startup} ms"
 
+PAR=${PARALLEL:-200}
+echo "== 5. $PAR independent 0.5 s stages, one core and two"
+cd "$W/ours"
+t0=$(now); "$BIN" -q run par.yaml -j 1; t1=$(now)
+par1=$(elapsed "$t0" "$t1")
+rm -rf wdpar
+t0=$(now); "$BIN" -q run par.yaml -j 2; t1=$(now)
+par2=$(elapsed "$t0" "$t1")
+cd "$W/snake"
+t0=$(now); "$SNAKEMAKE" -s Snakefile.par --cores 1 --quiet all >/dev/null 2>&1; t1=$(now)
+spar1=$(elapsed "$t0" "$t1")
+rm -rf par .snakemake
+t0=$(now); "$SNAKEMAKE" -s Snakefile.par --cores 2 --quiet all >/dev/null 2>&1; t1=$(now)
+spar2=$(elapsed "$t0" "$t1")
+echo "ours: -j 1 ${par1} s, -j 2 ${par2} s; snakemake: --cores 1 ${spar1} s, --cores 2 ${spar2} s"
+
 python3 - <<PY
 n = $N
 ours, snake = $ours, $snake
@@ -148,4 +177,11 @@ print(f"RESULT noop_rerun_10GB {$rerun:.3f} s goal 1")
 print(f"RESULT first_run_10GB_hashing {$first:.2f} s goal -")
 print(f"RESULT startup_version {$startup} ms goal -")
 print(f"RESULT startup_snakemake_version {$snake_startup} ms goal -")
+par = $PAR
+print(f"RESULT parallel_j1_ours {$par1:.2f} s goal -")
+print(f"RESULT parallel_j2_ours {$par2:.2f} s goal -")
+print(f"RESULT parallel_speedup_j2_ours {$par1 / $par2:.2f} x goal 2")
+print(f"RESULT parallel_overhead_per_stage_j2_ours {($par2 - par * 0.5 / 2) / par * 1000:.1f} ms goal -")
+print(f"RESULT parallel_speedup_cores2_snakemake {$spar1 / $spar2:.2f} x goal -")
+print(f"RESULT parallel_overhead_per_stage_cores2_snakemake {($spar2 - par * 0.5 / 2) / par * 1000:.1f} ms goal -")
 PY

@@ -418,6 +418,9 @@ impl<'a> Root<'a> {
             &[],
             &[],
         );
+        if error.preempted() {
+            let _ = self.records.mark_stopped(started.stage_run);
+        }
     }
 }
 

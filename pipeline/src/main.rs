@@ -616,6 +616,9 @@ fn run(
     verbose: u8,
     quiet: bool,
 ) -> ExitCode {
+    // First of all: Slurm's warning before a time limit may come at any
+    // moment, and by default it would end the process.
+    let listening = sciflow_train::preempt::listen().err();
     // Validate before starting MPI, so a bad file costs nothing on a cluster.
     let wf = match workflow::load(&args.workflow, &args.set) {
         Ok(wf) => wf,
@@ -632,7 +635,7 @@ fn run(
         }
     };
     init_logging(verbose, quiet, comm.rank());
-    if let Err(e) = sciflow_train::preempt::listen() {
+    if let Some(e) = listening {
         tracing::warn!("cannot listen for SIGUSR1 (checkpoint before a time limit): {e}");
     }
     if let Some(why) =

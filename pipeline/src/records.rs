@@ -2,7 +2,8 @@
 //!
 //! Tables:
 //! - `runs`: one row per `pipeline run` (times, status, world size, host, command line);
-//! - `stage_runs`: one row per stage per run, run or skipped, with the fingerprint,
+//! - `stage_runs`: one row per stage execution per run (`ran`, `skipped`,
+//!   `failed`, `stopped` at a checkpoint before a time limit, `interrupted`), with the fingerprint,
 //!   the reason, times, ranks, host, exit status and error;
 //! - `artifacts`: the files each executed stage produced (path, size, BLAKE3);
 //! - `metrics`: numbers stages report (stage, step, name, value);
@@ -325,6 +326,18 @@ impl Records {
             .execute(
                 "UPDATE stage_runs SET status = 'interrupted' WHERE status = 'running' AND run_id = ?1 AND stage = ?2",
                 params![run_id, stage],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Marks a stage execution as `stopped`: it checkpointed on request
+    /// before a time limit, to be resumed (not a failure of the stage).
+    pub fn mark_stopped(&self, stage_run: i64) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE stage_runs SET status = 'stopped' WHERE id = ?1",
+                params![stage_run],
             )
             .map_err(self.err())?;
         Ok(())

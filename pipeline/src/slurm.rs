@@ -60,7 +60,8 @@ pub struct SubmitOptions {
     pub per_stage: bool,
     /// Seconds before a job's time limit at which Slurm warns it (USR1):
     /// training stages checkpoint and the job is requeued to resume
-    /// (default: a tenth of the limit, 30 s to 10 min).
+    /// (default: a tenth of the limit, 30 s to 10 min, less for limits
+    /// of a few minutes; Slurm may warn up to 30 s earlier still).
     #[arg(long, value_name = "SECONDS")]
     pub warn_before: Option<u64>,
     /// Write the scripts and print them; do not call sbatch.
@@ -87,6 +88,9 @@ fn check_word(what: &str, v: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// How often slurmctld checks time limits (its `PERIODIC_TIMEOUT`).
+const SLURM_CHECK_SECONDS: u64 = 30;
+
 /// One batch job: its `#SBATCH` options and the `pipeline` arguments it runs.
 #[derive(Debug, Clone, Default)]
 struct Job {
@@ -109,7 +113,21 @@ impl Job {
         check_word("--time", time)?;
         let secs = time_seconds(time).map_err(|e| Error::Submit(format!("--time: {e}")))?;
         self.directive("time", time);
-        let lead = warn_before.unwrap_or((secs / 10).clamp(30, 600)).min(secs);
+        // Slurm checks limits every 30 s and sends the warning when the
+        // next check could be too late: up to 30 s early. A lead within 30 s
+        // of the limit would warn a (requeued) job as soon as it starts.
+        let lead = match warn_before {
+            Some(w) if w + SLURM_CHECK_SECONDS < secs => w,
+            Some(w) => {
+                return Err(Error::Submit(format!(
+                    "--warn-before {w}: Slurm checks time limits every {SLURM_CHECK_SECONDS} s, so a warning {w} s before a limit of {secs} s would come as the job starts; use less than {}",
+                    secs.saturating_sub(SLURM_CHECK_SECONDS)
+                )))
+            }
+            None => (secs / 10)
+                .clamp(30, 600)
+                .min((secs / 2).saturating_sub(SLURM_CHECK_SECONDS).max(10)),
+        };
         self.directive("signal", format!("B:USR1@{lead}"));
         self.directive("requeue", "");
         // The requeued job appends to the log its first part wrote.
@@ -158,6 +176,12 @@ wait "$child"; rc=$?
 while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
 if [[ $rc -eq {code} ]]; then
   echo "pipeline: checkpointed before the time limit; requeueing job $SLURM_JOB_ID to resume" >&2
+  scontrol requeue "$SLURM_JOB_ID"
+  exit 0
+fi
+if [[ $rc -eq 138 ]]; then
+  # USR1 came before the ranks listened for it: resume from the last checkpoint.
+  echo "pipeline: the warning came before the stage could checkpoint; requeueing job $SLURM_JOB_ID" >&2
   scontrol requeue "$SLURM_JOB_ID"
   exit 0
 fi
@@ -620,6 +644,32 @@ mod tests {
             &[]
         )
         .is_err());
+        // A 1-minute limit is warned 10 s ahead (Slurm may warn 30 s earlier
+        // still); a lead Slurm would honour at the job's start is refused.
+        let mut short = opts();
+        short.time = Some("1".into());
+        let s = script(
+            &wf,
+            &short,
+            &Selection::default(),
+            Path::new("p"),
+            Path::new("."),
+            &[],
+        )
+        .unwrap();
+        assert!(s.contains("#SBATCH --signal=B:USR1@10\n"), "{s}");
+        short.warn_before = Some(40);
+        let e = script(
+            &wf,
+            &short,
+            &Selection::default(),
+            Path::new("p"),
+            Path::new("."),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("use less than 30"), "{e}");
         let mut mpirun = opts();
         mpirun.launcher = "mpirun --bind-to none".into();
         let s = script(

@@ -959,3 +959,84 @@ fn a_per_stage_submission_runs_each_stage_as_a_job_after_those_it_needs() {
         "{so}"
     );
 }
+
+#[test]
+fn a_training_job_at_its_time_limit_checkpoints_is_requeued_and_ends_with_the_same_weights() {
+    // About 40 s of training on one core: longer than Slurm lets the
+    // job run before its warning (30 s before a 1-minute limit).
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart = root().join("workflows/quickstart.yaml");
+    let sets = |wd: &str| {
+        let mut v = Vec::new();
+        for s in [
+            format!("workdir={}", dir.path().join(wd).display()),
+            "params.per_class=500".into(),
+            "params.image_size=64".into(),
+            "params.epochs=55".into(),
+        ] {
+            v.push("--set".to_string());
+            v.push(s);
+        }
+        v
+    };
+    ok(pipeline(dir.path())
+        .arg("run")
+        .arg(&quickstart)
+        .args(sets("straight"))
+        .env("PIPELINE_THREADS", "1")
+        .output()
+        .unwrap());
+
+    let _slurm = LocalSlurm::start();
+    let (so, se) = ok(pipeline(dir.path())
+        .args([
+            "submit",
+            "--per-stage",
+            "--time",
+            "1",
+            "--cpus-per-rank",
+            "1",
+        ])
+        .arg(&quickstart)
+        .args(sets("limited"))
+        .output()
+        .unwrap());
+    let ids = job_ids(&so);
+    assert_eq!(ids.len(), 5, "{so}{se}");
+    wait_for_jobs(&ids, Duration::from_secs(400));
+    let wd = dir.path().join("limited");
+    let log = std::fs::read_to_string(wd.join(format!(".pipeline/slurm-{}-train.out", ids[2])))
+        .unwrap_or_default();
+    assert!(
+        log.contains("checkpointed before the time limit; requeueing")
+            && log.contains("resuming from the checkpoint"),
+        "the training job was not stopped and resumed:\n{log}"
+    );
+    let weights = |wd: &str| {
+        std::fs::read(dir.path().join(wd).join("train/weights.safetensors"))
+            .unwrap_or_else(|e| panic!("{wd}: {e}\n{log}"))
+    };
+    assert!(
+        weights("straight") == weights("limited"),
+        "the resumed training ended with other weights"
+    );
+    let (show, _) = ok(pipeline(dir.path())
+        .args(["show", "-w"])
+        .arg(&wd)
+        .output()
+        .unwrap());
+    assert!(
+        show.lines()
+            .any(|l| l.split_whitespace().take(2).eq(["train", "stopped"])),
+        "{show}"
+    );
+    let (history, _) = ok(pipeline(dir.path())
+        .arg("history")
+        .arg(&wd)
+        .output()
+        .unwrap());
+    assert!(
+        history.lines().nth(1).is_some_and(|l| l.contains(" ok ")),
+        "{history}"
+    );
+}
