@@ -112,9 +112,9 @@ echo "baseline: ${baseline} s"
 
 echo "== 1b. $N stages as 10 chains of $((N / 10)), both tools"
 cd "$W/ours"
-t0=$(now); "$BIN" -q run forest.yaml; t1=$(now)
+t0=$(now); "$BIN" -q run forest.yaml -j 1; t1=$(now)
 forest=$(elapsed "$t0" "$t1")
-t0=$(now); "$BIN" -q run forest.yaml; t1=$(now)
+t0=$(now); "$BIN" -q run forest.yaml -j 1; t1=$(now)
 forest_noop=$(elapsed "$t0" "$t1")
 cd "$W/snake"
 t0=$(now); "$SNAKEMAKE" -s Snakefile.forest --cores 1 --quiet all >/dev/null 2>&1; t1=$(now)

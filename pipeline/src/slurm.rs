@@ -622,65 +622,34 @@ mod tests {
             .unwrap();
         assert!(lines[first_cmd..].iter().all(|l| !l.starts_with("#SBATCH")));
 
+        let render = |o: &SubmitOptions| {
+            script(
+                &wf,
+                o,
+                &Selection::default(),
+                Path::new("p"),
+                Path::new("."),
+                &[],
+            )
+        };
         let mut bad = opts();
         bad.time = Some("2 hours".into());
-        assert!(script(
-            &wf,
-            &bad,
-            &Selection::default(),
-            Path::new("p"),
-            Path::new("."),
-            &[]
-        )
-        .is_err());
+        assert!(render(&bad).is_err());
         let mut bad = opts();
         bad.launcher = "srun; rm -rf /".into();
-        assert!(script(
-            &wf,
-            &bad,
-            &Selection::default(),
-            Path::new("p"),
-            Path::new("."),
-            &[]
-        )
-        .is_err());
+        assert!(render(&bad).is_err());
         // A 1-minute limit is warned 10 s ahead (Slurm may warn 30 s earlier
         // still); a lead Slurm would honour at the job's start is refused.
         let mut short = opts();
         short.time = Some("1".into());
-        let s = script(
-            &wf,
-            &short,
-            &Selection::default(),
-            Path::new("p"),
-            Path::new("."),
-            &[],
-        )
-        .unwrap();
+        let s = render(&short).unwrap();
         assert!(s.contains("#SBATCH --signal=B:USR1@10\n"), "{s}");
         short.warn_before = Some(40);
-        let e = script(
-            &wf,
-            &short,
-            &Selection::default(),
-            Path::new("p"),
-            Path::new("."),
-            &[],
-        )
-        .unwrap_err()
-        .to_string();
+        let e = render(&short).unwrap_err().to_string();
         assert!(e.contains("use less than 30"), "{e}");
         let mut mpirun = opts();
         mpirun.launcher = "mpirun --bind-to none".into();
-        let s = script(
-            &wf,
-            &mpirun,
-            &Selection::default(),
-            Path::new("p"),
-            Path::new("."),
-            &[],
-        )
-        .unwrap();
+        let s = render(&mpirun).unwrap();
         assert!(s.contains("\nmpirun --bind-to none p run"), "{s}");
     }
 }

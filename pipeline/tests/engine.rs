@@ -962,8 +962,9 @@ fn a_per_stage_submission_runs_each_stage_as_a_job_after_those_it_needs() {
 
 #[test]
 fn a_training_job_at_its_time_limit_checkpoints_is_requeued_and_ends_with_the_same_weights() {
-    // About 40 s of training on one core: longer than Slurm lets the
-    // job run before its warning (30 s before a 1-minute limit).
+    // About 40 s of training on one core: longer than Slurm lets a job
+    // with a 1-minute limit run before its warning (10 s ahead, checked
+    // every 30 s: between 10 and 40 s into the job).
     let dir = tempfile::tempdir().unwrap();
     let quickstart = root().join("workflows/quickstart.yaml");
     let sets = |wd: &str| {
