@@ -46,7 +46,20 @@ pub enum Value {
     Map(Vec<(String, Pos, Node)>),
 }
 
+/// The most nodes aliases may copy into one document: a shared block
+/// reused by thousands of stages fits; ten aliases nested six deep do not.
+const MAX_ALIASED: usize = 1_000_000;
+
 impl Node {
+    /// Nodes in this subtree, itself included.
+    fn count(&self) -> usize {
+        1 + match &self.value {
+            Value::Seq(items) => items.iter().map(Node::count).sum(),
+            Value::Map(entries) => entries.iter().map(|(_, _, v)| v.count()).sum(),
+            _ => 0,
+        }
+    }
+
     /// The entry `key` of a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
@@ -186,7 +199,11 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         ),
     }
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Each anchored node with its size: aliases may copy at most
+    // MAX_ALIASED nodes in all, so nested aliases (a "billion laughs") are
+    // refused instead of expanded.
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut aliased = 0usize;
     let mut root: Option<Node> = None;
     let mut docs = 0;
     let err = |pos: Pos, message: String| SyntaxError { pos, message };
@@ -211,11 +228,23 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 None
             }
             Event::Alias(id) => {
-                let node = anchors
+                let (node, size) = anchors
                     .get(&id)
-                    .cloned()
                     .ok_or_else(|| err(pos, "alias to an unknown anchor".into()))?;
-                Some((Node { pos, ..node }, 0))
+                aliased += size;
+                if aliased > MAX_ALIASED {
+                    return Err(err(
+                        pos,
+                        format!("aliases here expand to more than {MAX_ALIASED} nodes; refusing (nested aliases multiply)"),
+                    ));
+                }
+                Some((
+                    Node {
+                        pos,
+                        ..node.clone()
+                    },
+                    0,
+                ))
             }
             Event::Scalar(s, style, anchor, _) => {
                 let value = if style == ScalarStyle::Plain {
@@ -259,7 +288,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             continue;
         };
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            anchors.insert(anchor, (node.clone(), node.count()));
         }
         match stack.last_mut() {
             None => root = Some(node),
@@ -346,6 +375,28 @@ mod tests {
         let e = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!(e.pos, Pos { line: 2, col: 1 });
         assert!(e.message.contains("duplicate key `a`"));
+    }
+
+    #[test]
+    fn nested_aliases_are_refused_before_they_multiply() {
+        // The "billion laughs": ten aliases of the level below, nine levels deep.
+        let mut text = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..9 {
+            let row = vec![format!("*l{}", i - 1); 10].join(", ");
+            text.push_str(&format!("l{i}: &l{i} [{row}]\n"));
+        }
+        let start = std::time::Instant::now();
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.contains("expand to more than"), "{e:?}");
+        // l5 (line 6) is the first level whose aliases copy over a million nodes.
+        assert_eq!(e.pos.line, 6, "{e:?}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        // Reuse within the bound is fine.
+        let mut ok = String::from("base: &b {a: 1, b: [1, 2, 3]}\n");
+        for i in 0..1000 {
+            ok.push_str(&format!("s{i}: *b\n"));
+        }
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]
