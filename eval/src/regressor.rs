@@ -140,7 +140,9 @@ fn manifest_rows(data: &Path, split: Split) -> Result<Vec<(String, [f64; 3])>> {
 pub struct RegressorReport {
     /// Parameter errors.
     pub errors: ParamErrors,
-    /// The dataset scored and its split.
+    /// The dataset scored: an absolute path, or one relative to this
+    /// report's directory when the stage ingested it there (`data`, from
+    /// `inputs`), so the record stays true when the directory moves.
     pub data: String,
     /// The split.
     pub split: Split,
@@ -237,9 +239,13 @@ pub fn evaluate_regressor(
     )
     .expect("equal columns");
     write_parquet(&out.join("predictions.parquet"), &mut df)?;
+    let recorded = match data.strip_prefix(out) {
+        Ok(inside) => inside.to_path_buf(),
+        Err(_) => std::path::absolute(&data).map_err(Error::io("failed to resolve", &data))?,
+    };
     let report = RegressorReport {
         errors: param_errors(&truth, &pred),
-        data: data.display().to_string(),
+        data: recorded.display().to_string(),
         split,
     };
     write_atomic(
@@ -309,7 +315,8 @@ pub fn overlap_stage(config: &OverlapConfig, out: &Path) -> Result<OverlapReport
         what: "an eval.regressor report",
         source,
     })?;
-    let data = PathBuf::from(&reg.data);
+    // A relative path is inside the report's directory (see RegressorReport::data).
+    let data = config.predictions.join(&reg.data);
     let info = DatasetInfo::load(&data)?;
     let Some([start, dt, n]) = info.time_grid else {
         return Err(Error::Mismatch(format!(

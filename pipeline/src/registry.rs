@@ -20,7 +20,7 @@ use sciflow_ingest::writers::random_images::RandomImagesConfig;
 use sciflow_ingest::writers::waveforms::WaveformsConfig;
 use sciflow_ingest::writers::waveforms::TARGETS;
 use sciflow_ingest::writers::{DatasetWriter, Job};
-use sciflow_ingest::{DatasetInfo, Partition};
+use sciflow_ingest::{DatasetInfo, OnError, Partition};
 use sciflow_train::learner::LoopConfig;
 use sciflow_train::regressor::RegressorConfig;
 use sciflow_train::{ClassifierConfig, EpochStats, Observer, Run, TrainHistory};
@@ -172,7 +172,14 @@ fn galaxy_inputs(config: &Value, workdir: &Path) -> Vec<PathBuf> {
     if let Ok(cfg) = serde_json::from_value::<GalaxyImagesConfig>(config.clone()) {
         if !cfg.labels.starts_with(workdir) {
             if let Ok(files) = galaxy_images::input_files(&cfg) {
-                paths.extend(files.into_iter().filter(|p| !p.starts_with(workdir)));
+                // With `on_error: skip` a missing image is a reject row of
+                // the stage, not a missing input that stops the run.
+                let skip = cfg.on_error == OnError::Skip;
+                paths.extend(
+                    files
+                        .into_iter()
+                        .filter(|p| !p.starts_with(workdir) && (!skip || p.exists())),
+                );
             }
         }
     }

@@ -259,6 +259,44 @@ fn the_waveform_workflow_runs_end_to_end_small() {
         .params
         .iter()
         .all(|p| p[0] >= 1.0 && p[1].abs() < 1.0 && p[2].abs() < 1.0));
+
+    // Scored on other files (the LVC NR waveform in data/): the stage
+    // ingests them into its own directory and `overlap` finds them there.
+    let mut cmd = pipeline(&root());
+    cmd.current_dir(root()).args([
+        "run",
+        "workflows/waveforms.yaml",
+        "--set",
+        &format!("workdir={}", wd.display()),
+        "--set",
+        &format!("params.python={python}"),
+        "--set",
+        "params.n_waveforms=60",
+        "--set",
+        "params.epochs=1",
+        "--set",
+        "params.dt=8",
+        "--set",
+        "params.eval_data=data/waveforms/lvcnr",
+    ]);
+    let out = run_with_deadline(cmd, Duration::from_secs(300));
+    assert_success(&out);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wd.join("predict/metrics.json")).unwrap()).unwrap();
+    assert_eq!(report["data"], "data", "{report}");
+    assert!(wd.join("predict/data/dataset.json").is_file());
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wd.join("overlap/metrics.json")).unwrap()).unwrap();
+    let lvc_files = std::fs::read_dir(root().join("data/waveforms/lvcnr"))
+        .unwrap()
+        .count();
+    assert_eq!(m["samples"], lvc_files, "{m}");
+    assert!(
+        m["median_overlap"]
+            .as_f64()
+            .is_some_and(|o| 0.0 < o && o <= 1.0),
+        "{m}"
+    );
 }
 
 /// A workflow that trains a small classifier for `epochs` epochs, with

@@ -1041,3 +1041,53 @@ fn a_training_job_at_its_time_limit_checkpoints_is_requeued_and_ends_with_the_sa
         "{history}"
     );
 }
+
+#[test]
+fn with_on_error_skip_a_missing_image_is_a_reject_row_and_the_stage_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz1 = root().join("data/gz1");
+    let mut labels = std::fs::read_to_string(gz1.join("labels.csv")).unwrap();
+    let kept = labels.lines().count() - 1;
+    labels.push_str("1,spiral,3,edge_on,images/not-there.jpeg\n");
+    std::fs::write(dir.path().join("labels.csv"), &labels).unwrap();
+    std::os::unix::fs::symlink(gz1.join("images"), dir.path().join("images")).unwrap();
+    let wf = dir.path().join("gz.yaml");
+    let workflow = |labels: &str| {
+        format!(
+            "version: 1\nname: gz\nworkdir: wd\nstages:\n  dataset:\n    uses: ingest.galaxy_images\n    with:\n      labels: {labels}\n      size: 16\n      split: {{ val: 0.0, test: 0.5 }}\n      on_error: skip\n"
+        )
+    };
+    std::fs::write(&wf, workflow("labels.csv")).unwrap();
+    let (_, err) = ok(pipeline(dir.path()).arg("run").arg(&wf).output().unwrap());
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("wd/dataset/dataset.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["counts"]["rejected"], 1, "{info}\n{err}");
+    assert_eq!(info["counts"]["total"], kept, "{info}");
+    let rejects = Command::new(common::python())
+        .args([
+            "-c",
+            "import pyarrow.parquet as pq, sys; t = pq.read_table(sys.argv[1]).to_pylist(); print(t[0]['source'], '|', t[0]['reason'])",
+        ])
+        .arg(dir.path().join("wd/dataset/rejects.parquet"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rejects.stdout);
+    assert!(
+        said.contains("not-there.jpeg"),
+        "{said}{}",
+        String::from_utf8_lossy(&rejects.stderr)
+    );
+
+    // Every image missing: the stage fails, saying so.
+    std::fs::write(
+        dir.path().join("none.csv"),
+        "objid,label,gz1_class,gz1_name,image\n1,spiral,3,edge_on,images/a.jpeg\n2,elliptical,1,e,images/b.jpeg\n",
+    )
+    .unwrap();
+    std::fs::write(&wf, workflow("none.csv")).unwrap();
+    let out = pipeline(dir.path()).arg("run").arg(&wf).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("stage `dataset` failed"), "{err}");
+}

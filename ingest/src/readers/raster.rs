@@ -23,6 +23,9 @@ pub fn read_image_cropped(path: &Path, fraction: f32) -> Result<Image> {
 
 /// [`read_image_cropped`] of a file already in memory (`path` names it in errors).
 pub fn decode_cropped(path: &Path, bytes: &[u8], fraction: f32) -> Result<Image> {
+    if let Err(e) = jpeg_complete(bytes) {
+        return Err(Error::format(path, None, e));
+    }
     let decoded = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io("failed to read", path, e))?
@@ -73,9 +76,55 @@ pub fn decode_cropped(path: &Path, bytes: &[u8], fraction: f32) -> Result<Image>
         .ok_or_else(|| Error::format(path, None, "image has a zero dimension"))
 }
 
+/// For a JPEG, checks that its last scan ends with the end-of-image
+/// marker: a truncated file otherwise decodes into a partly grey image
+/// without a word (PIL refuses it: "image file is truncated"). A marker
+/// cannot occur inside a scan (a 0xFF there is followed by 0x00 or a
+/// restart marker), so the file is complete when an EOI follows the last
+/// start-of-scan. Other formats pass.
+fn jpeg_complete(bytes: &[u8]) -> std::result::Result<(), String> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return Ok(());
+    }
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let Some(sos) = last_scan else {
+        return Err(format!(
+            "truncated JPEG: no image data (start-of-scan marker) in {} bytes",
+            bytes.len()
+        ));
+    };
+    if bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9]) {
+        Ok(())
+    } else {
+        Err(format!(
+            "truncated JPEG: the image data ends after {} bytes without its end-of-image marker",
+            bytes.len()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_truncated_jpeg_is_an_error_not_a_grey_image() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/gz1/images/587722952767439450.jpeg");
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(decode_cropped(&p, &bytes, 1.0).is_ok());
+        let err = decode_cropped(&p, &bytes[..3000], 1.0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("587722952767439450.jpeg") && err.contains("truncated JPEG"),
+            "{err}"
+        );
+        // Bytes after the end-of-image marker (some writers pad) are no truncation.
+        let mut padded = bytes.clone();
+        padded.extend_from_slice(&[0; 64]);
+        assert!(decode_cropped(&p, &padded, 1.0).is_ok());
+    }
 
     #[test]
     fn decodes_a_real_galaxy_zoo_jpeg_into_three_bands() {

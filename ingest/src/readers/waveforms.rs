@@ -119,6 +119,52 @@ pub struct Waveform {
     pub phase: Vec<f64>,
 }
 
+impl Waveform {
+    /// The waveform if it is physical and finite: q > 0 (put in the q >= 1
+    /// convention, the bodies swapped, when it is below 1), |chi| <= 1,
+    /// every time, amplitude and phase finite, time increasing. Otherwise
+    /// what is wrong, for a reject or an error naming the file and row.
+    pub fn checked(mut self) -> std::result::Result<Waveform, String> {
+        let [q, c1, c2] = self.params;
+        if !(q.is_finite() && c1.is_finite() && c2.is_finite()) {
+            return Err(format!(
+                "parameters must be finite: q {q}, chi1z {c1}, chi2z {c2}"
+            ));
+        }
+        if q <= 0.0 {
+            return Err(format!("mass ratio q must be positive, found {q}"));
+        }
+        if c1.abs() > 1.0 || c2.abs() > 1.0 {
+            return Err(format!(
+                "dimensionless spins must lie in [-1, 1]: chi1z {c1}, chi2z {c2}"
+            ));
+        }
+        if q < 1.0 {
+            self.params = [1.0 / q, c2, c1];
+        }
+        let first_bad = |what: &str, v: &[f64]| {
+            v.iter()
+                .position(|x| !x.is_finite())
+                .map(|i| format!("{what} is {} at sample {i} of {}", v[i], v.len()))
+        };
+        if let Some(e) = first_bad("time", &self.time)
+            .or_else(|| first_bad("amplitude", &self.amp))
+            .or_else(|| first_bad("phase", &self.phase))
+        {
+            return Err(e);
+        }
+        if let Some(i) = self.time.windows(2).position(|w| w[1] <= w[0]) {
+            return Err(format!(
+                "time must increase: {} then {} at sample {}",
+                self.time[i],
+                self.time[i + 1],
+                i + 1
+            ));
+        }
+        Ok(self)
+    }
+}
+
 /// (q, chi1z, chi2z) with the heavier body first.
 fn ordered_params(m1: f64, m2: f64, s1z: f64, s2z: f64) -> [f64; 3] {
     if m1 >= m2 {

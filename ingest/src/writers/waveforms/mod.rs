@@ -233,7 +233,21 @@ impl Banks {
         Ok(Banks(map))
     }
 
+    /// The waveform of `it`, checked (see [`Waveform::checked`]).
     fn waveform(&self, it: &Item, config: &WaveformsConfig) -> Result<Waveform> {
+        let w = self.read(it, config)?;
+        w.checked().map_err(|e| {
+            let (path, at) = match it {
+                Item::Bank { path, index } => {
+                    (path.clone(), Some(format!("row {index} of /params")))
+                }
+                Item::Lvc { path } | Item::Sxs { path } => (path.clone(), None),
+            };
+            Error::format(&path, at, e)
+        })
+    }
+
+    fn read(&self, it: &Item, config: &WaveformsConfig) -> Result<Waveform> {
         match it {
             Item::Bank { path, index } => {
                 let b = &self.0[path];
@@ -289,10 +303,18 @@ fn grid(config: &WaveformsConfig, spans: impl Iterator<Item = (f64, f64)>) -> Re
     Ok((start, ((end - start) / dt + 1e-9).floor() as usize + 1))
 }
 
-/// Linear interpolation of (t, v) at `x`, or `None` outside the samples.
-fn interp(t: &[f64], v: &[f64], x: f64) -> Option<f64> {
-    if x < t[0] || x > t[t.len() - 1] {
+/// Linear interpolation of (t, v) at `x`; within `slack` beyond either end
+/// the end value; `None` farther out.
+fn interp(t: &[f64], v: &[f64], x: f64, slack: f64) -> Option<f64> {
+    let (first, last) = (t[0], t[t.len() - 1]);
+    if x < first - slack || x > last + slack {
         return None;
+    }
+    if x <= first {
+        return Some(v[0]);
+    }
+    if x >= last {
+        return Some(v[v.len() - 1]);
     }
     let i = t.partition_point(|&s| s <= x).clamp(1, t.len() - 1);
     let (t0, t1) = (t[i - 1], t[i]);
@@ -311,7 +333,7 @@ fn channels(
 ) -> std::result::Result<Vec<f32>, String> {
     // The peak is at t = 0 after alignment.
     let phase0 = if align_phase {
-        interp(&w.time, &w.phase, 0.0).ok_or("does not cover its own peak (t = 0)")?
+        interp(&w.time, &w.phase, 0.0, 0.0).ok_or("does not cover its own peak (t = 0)")?
     } else {
         0.0
     };
@@ -319,7 +341,14 @@ fn channels(
     let mut phase = Vec::with_capacity(n);
     for k in 0..n {
         let t = start + k as f64 * dt;
-        let (Some(a), Some(p)) = (interp(&w.time, &w.amp, t), interp(&w.time, &w.phase, t)) else {
+        // A file whose span stops short of the grid by less than half a
+        // sample (its peak alignment moved it by a fraction of dt) gives
+        // its end value there.
+        let slack = dt / 2.0;
+        let (Some(a), Some(p)) = (
+            interp(&w.time, &w.amp, t, slack),
+            interp(&w.time, &w.phase, t, slack),
+        ) else {
             return Err(format!(
                 "covers {:.1}..{:.1} M after alignment, not the grid {start}..{} M",
                 w.time[0],

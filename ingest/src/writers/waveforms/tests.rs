@@ -177,3 +177,96 @@ fn a_window_outside_the_data_and_a_foreign_file_are_named() {
         .to_string();
     assert!(e.contains("first_vla.fits"), "{e}");
 }
+
+#[test]
+fn nan_and_unphysical_bank_rows_are_rejects_naming_file_and_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let bank = dir.path().join("bank.h5");
+    std::fs::copy(data("bank_tiny.h5"), &bank).unwrap();
+    let original = read_bank(&bank).unwrap();
+    assert_eq!(original.len(), 4);
+    {
+        let f = hdf5::File::open_rw(&bank).unwrap();
+        let amp = f.dataset("amp_l2_m2").unwrap();
+        let mut a: Vec<f32> = amp.read_raw().unwrap();
+        a[7] = f32::NAN; // row 0
+        amp.write_raw(&a).unwrap();
+        let params = f.dataset("params").unwrap();
+        let mut p: Vec<f64> = params.read_raw().unwrap();
+        p[3] = -3.0; // row 1: q < 0
+        p[2 * 3 + 1] = 1.5; // row 2: |chi1z| > 1
+        p[3 * 3] = 0.5; // row 3: q < 1, the bodies listed light first
+        params.write_raw(&p).unwrap();
+    }
+    let mut cfg = WaveformsConfig {
+        inputs: vec![bank.clone()],
+        dt: 2.0,
+        window: Some([-3000.0, 80.0]),
+        sxs_order: 2,
+        split: SplitFractions {
+            val: 0.0,
+            test: 0.0,
+        },
+        shard_size: NonZeroUsize::new(64).unwrap(),
+        on_error: OnError::Fail,
+        representation: Representation::Strain,
+        align_phase: true,
+    };
+    let e = write_dataset(&cfg, 1, &dir.path().join("fail"), 1, &|_| {})
+        .unwrap_err()
+        .to_string();
+    // Fail stops at the first bad row met, naming file and row.
+    assert!(
+        e.contains("bank.h5: row ") && e.contains(" of /params: "),
+        "{e}"
+    );
+    cfg.on_error = OnError::Skip;
+    let info = write_dataset(&cfg, 1, &dir.path().join("skip"), 1, &|_| {}).unwrap();
+    assert_eq!(info.counts.rejected, 3);
+    assert_eq!(info.counts.total, original.len() - 3);
+    use polars::prelude::SerReader as _;
+    let rejects = polars::prelude::ParquetReader::new(
+        std::fs::File::open(dir.path().join("skip/rejects.parquet")).unwrap(),
+    )
+    .finish()
+    .unwrap();
+    let reasons: Vec<String> = rejects
+        .column("reason")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|r| r.unwrap_or_default().to_string())
+        .collect();
+    for want in [
+        "row 0 of /params: amplitude is NaN",
+        "row 1 of /params: mass ratio q must be positive, found -3",
+        "row 2 of /params: dimensionless spins must lie in [-1, 1]",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(want)),
+            "no `{want}` in {reasons:?}"
+        );
+    }
+    // Row 3 is kept in the q >= 1 convention, its spins swapped.
+    let [_, c1, c2] = original.params[3];
+    let l = Loader::new(
+        &dir.path().join("skip"),
+        Split::Train,
+        LoaderConfig {
+            shuffle: false,
+            ..LoaderConfig::new(64, 0)
+        },
+    )
+    .unwrap();
+    let batch = l.epoch(0).next().unwrap().unwrap();
+    let y: Vec<[f32; 3]> = batch
+        .targets
+        .chunks_exact(3)
+        .map(|c| [c[0], c[1], c[2]])
+        .collect();
+    assert!(
+        y.contains(&[2.0, c2 as f32, c1 as f32]),
+        "row 3 not stored as q = 2 with swapped spins: {y:?}"
+    );
+}
