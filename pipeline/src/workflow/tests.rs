@@ -253,3 +253,105 @@ stages:
         "{e}"
     );
 }
+
+/// The shipped workflows, mutated as text (truncated, lines dropped or
+/// repeated, indentation shifted, YAML punctuation inserted, values made
+/// huge): compiling must give a workflow or diagnostics, never panic, and
+/// stay fast. `FUZZ_CASES` sets the cases (default 3,000).
+#[test]
+fn mutated_workflows_compile_or_are_refused_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let cases: usize = std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    let mut files: Vec<(PathBuf, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    files.sort();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let (mut compiled, mut refused) = (0, 0);
+    for case in 0..cases {
+        let (path, text) = &files[case % files.len()];
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let i = rng.random_range(0..lines.len());
+        let what = match rng.random_range(0..6) {
+            0 => {
+                lines.truncate(i);
+                "truncated"
+            }
+            1 => {
+                lines.remove(i);
+                "line dropped"
+            }
+            2 => {
+                let l = lines[i].clone();
+                lines.insert(i, l);
+                "line repeated"
+            }
+            3 => {
+                lines[i] = format!("  {}", lines[i]);
+                "indented"
+            }
+            4 => {
+                let punct = [
+                    ":", "{", "}", "[", "]", "&a", "*a", "!", "|", ">", "- ", "#", "'", "\"", "${",
+                    "\t", "\u{0}",
+                ];
+                let p = punct[rng.random_range(0..punct.len())];
+                let at = rng.random_range(0..=lines[i].len());
+                let at = (0..=at)
+                    .rev()
+                    .find(|&k| lines[i].is_char_boundary(k))
+                    .unwrap_or(0);
+                lines[i].insert_str(at, p);
+                "punctuation inserted"
+            }
+            _ => {
+                let huge = [
+                    "99999999999999999999",
+                    "-1",
+                    "1e309",
+                    "0",
+                    "[]",
+                    "{}",
+                    "null",
+                    "~",
+                ];
+                let h = huge[rng.random_range(0..huge.len())];
+                if let Some((k, _)) = lines[i].split_once(": ") {
+                    lines[i] = format!("{k}: {h}");
+                }
+                "value replaced"
+            }
+        };
+        let mutated = lines.join("\n");
+        let start = std::time::Instant::now();
+        let result = std::panic::catch_unwind(|| compile(&mutated, path, &[]));
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{}: {what} at line {}: compiling took {:?}",
+            path.display(),
+            i + 1,
+            start.elapsed()
+        );
+        match result {
+            Ok(Ok(_)) => compiled += 1,
+            Ok(Err(d)) => {
+                assert!(!d.items.is_empty());
+                refused += 1
+            }
+            Err(_) => panic!(
+                "{}: {what} at line {}: compile panicked",
+                path.display(),
+                i + 1
+            ),
+        }
+    }
+    eprintln!("fuzz workflows: {cases} cases, {compiled} compiled, {refused} refused, 0 panics");
+    assert!(refused > 0 && compiled > 0);
+}
