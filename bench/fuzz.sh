@@ -16,8 +16,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export FUZZ_CASES="${FUZZ_CASES:-30000}" FUZZ_SEED="${FUZZ_SEED:-1}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test -q --workspace --test fuzz -- --nocapture --test-threads 1 2>&1 | tee "$log" | grep -E '^fuzz '
-cargo test -q --workspace --lib mutated_workflows -- --nocapture 2>&1 | tee -a "$log" | grep -E '^fuzz '
+cargo test --workspace --test fuzz -- --nocapture --test-threads 1 2>&1 | tee "$log" | grep -E '^fuzz '
+cargo test --workspace --lib mutated_workflows -- --nocapture 2>&1 | tee -a "$log" | grep -E '^fuzz '
 grep -E '^fuzz ' "$log" | awk -F': ' '{
   name = substr($1, 6); gsub(/[ \/]/, "_", name)
   split($2, n, " "); print "RESULT fuzz_" name "_cases " n[1] " cases goal -"

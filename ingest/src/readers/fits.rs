@@ -253,9 +253,24 @@ fn read_plane(path: &Path, file: &mut FitsFile, h: &FitsHdu, label: &str) -> Res
         hdu: label.to_string(),
         source,
     };
+    // A damaged header can claim more pixels than the file holds (even
+    // tile-compressed ones, whose ratio stays far below 64): refuse before
+    // allocating them.
+    let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
+    let pixels = channels
+        .checked_mul(height)
+        .and_then(|n| n.checked_mul(width))
+        .filter(|&n| (n as u64).saturating_mul(4) <= file_len.saturating_mul(64).max(1 << 20));
+    let Some(pixels) = pixels else {
+        return Err(Error::format(
+            path,
+            at(),
+            format!("NAXISn {shape:?} claim more pixels than a file of {file_len} bytes can hold"),
+        ));
+    };
     // Reading a keyword makes this HDU cfitsio's current one for the raw read below.
     h.read_key::<i64>(file, "NAXIS").map_err(fits_err)?;
-    let data = read_current_with_nan(file, channels * height * width).map_err(fits_err)?;
+    let data = read_current_with_nan(file, pixels).map_err(fits_err)?;
     Image::new(channels, height, width, data)
         .ok_or_else(|| Error::format(path, at(), "image data size does not match NAXISn"))
 }

@@ -48,6 +48,36 @@ impl Bank {
     }
 }
 
+/// Reads all of a dataset once its claimed size is plausible for the file
+/// holding it: a damaged header can claim terabytes, and reading would try
+/// to allocate them.
+fn read_all<T: hdf5::H5Type>(ds: &hdf5::Dataset, path: &Path, object: &str) -> Result<Vec<T>> {
+    let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
+    let claimed = ds
+        .shape()
+        .iter()
+        .try_fold(std::mem::size_of::<T>() as u64, |a, &d| {
+            a.checked_mul(d as u64)
+        });
+    // Compression shrinks data on disk, never by this much for waveforms.
+    let limit = file_len.saturating_mul(64).max(1 << 20);
+    match claimed {
+        Some(bytes) if bytes <= limit => ds.read_raw().map_err(|source| Error::Hdf5 {
+            path: path.to_path_buf(),
+            object: object.to_string(),
+            source,
+        }),
+        _ => Err(Error::format(
+            path,
+            Some(object.to_string()),
+            format!(
+                "shape {:?} claims more data than a file of {file_len} bytes can hold",
+                ds.shape()
+            ),
+        )),
+    }
+}
+
 /// Reads a bank file, checking that every dataset is there with a consistent shape.
 pub fn read_bank(path: &Path) -> Result<Bank> {
     let h5 = |object: &str| {
@@ -83,8 +113,8 @@ pub fn read_bank(path: &Path) -> Result<Bank> {
             format!("expected (N, 3), found {pshape:?}"),
         ));
     }
-    let params: Vec<f64> = pds.read_raw().map_err(h5("dataset /params"))?;
-    let time: Vec<f64> = tds.read_raw().map_err(h5("dataset /time"))?;
+    let params: Vec<f64> = read_all(&pds, path, "dataset /params")?;
+    let time: Vec<f64> = read_all(&tds, path, "dataset /time")?;
     let mode = |name: &str| -> Result<Vec<f32>> {
         let (shape, ds) = read(name, 2)?;
         if shape != [n, t] {
@@ -94,7 +124,7 @@ pub fn read_bank(path: &Path) -> Result<Bank> {
                 format!("expected ({n}, {t}) to match /params and /time, found {shape:?}"),
             ));
         }
-        ds.read_raw().map_err(h5(&format!("dataset /{name}")))
+        read_all(&ds, path, &format!("dataset /{name}"))
     };
     Ok(Bank {
         params: params.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect(),
@@ -223,11 +253,9 @@ pub fn read_lvcnr(path: &Path, dt: f64) -> Result<Waveform> {
             ("knots", "data")
         };
         let read = |n: &str| -> Result<Vec<f64>> {
-            g.dataset(n)
-                .and_then(|d| d.read_raw::<f64>())
-                .map_err(h5(format!(
-                    "dataset /{group}/{n} (expected X/Y or knots/data)"
-                )))
+            let object = format!("dataset /{group}/{n} (expected X/Y or knots/data)");
+            let ds = g.dataset(n).map_err(h5(object.clone()))?;
+            read_all(&ds, path, &object)
         };
         let (x, y) = (read(xn)?, read(yn)?);
         let deg_ds = g
@@ -320,9 +348,7 @@ pub fn read_sxs(path: &Path, order: u32, metadata: &Path) -> Result<Waveform> {
                 format!("expected (N, 3) columns t, Re h, Im h; found {shape:?}"),
             ));
         }
-        let raw: Vec<f64> = ds
-            .read_raw()
-            .map_err(h5(format!("dataset /{dir}/{name}")))?;
+        let raw: Vec<f64> = read_all(&ds, path, &format!("dataset /{dir}/{name}"))?;
         let mut cols = (Vec::new(), Vec::new(), Vec::new());
         for r in raw.chunks_exact(3) {
             cols.0.push(r[0]);
