@@ -16,9 +16,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export FUZZ_CASES="${FUZZ_CASES:-30000}" FUZZ_SEED="${FUZZ_SEED:-1}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --test fuzz -- --nocapture --test-threads 1 2>&1 | tee "$log" | grep -E '^fuzz '
-cargo test --workspace --lib mutated_workflows -- --nocapture 2>&1 | tee -a "$log" | grep -E '^fuzz '
-grep -E '^fuzz ' "$log" | awk -F': ' '{
+# Each test prints `fuzz READER: N cases, R read, F refused, 0 panics`
+# (after cargo's `test NAME ... ` on the same line).
+counts='fuzz [^:]+: [0-9]+ cases, [0-9]+ [a-z]+, [0-9]+ refused, [0-9]+ panics'
+cargo test --workspace --test fuzz -- --nocapture --test-threads 1 >"$log" 2>&1
+cargo test --workspace --lib mutated_workflows -- --nocapture >>"$log" 2>&1
+grep -oE "$counts" "$log"
+grep -oE "$counts" "$log" | awk -F': ' '{
   name = substr($1, 6); gsub(/[ \/]/, "_", name)
   split($2, n, " "); print "RESULT fuzz_" name "_cases " n[1] " cases goal -"
 }'
