@@ -67,21 +67,7 @@ pub(crate) fn check_command(v: &Value) -> Result<(), ConfigError> {
             "with `shell: true`, give the command line as one string".into(),
         );
     }
-    for (name, p) in &cfg.outputs {
-        let escapes = p.is_absolute()
-            || p.components()
-                .any(|c| matches!(c, std::path::Component::ParentDir));
-        if escapes || p.as_os_str().is_empty() {
-            return err(
-                &format!("outputs.{name}"),
-                format!(
-                    "`{}` must be a relative path inside the stage's output directory",
-                    p.display()
-                ),
-            );
-        }
-    }
-    Ok(())
+    check_outputs(&cfg.outputs)
 }
 
 pub(crate) fn command_inputs(config: &Value, _workdir: &Path) -> Vec<PathBuf> {
@@ -106,13 +92,26 @@ pub(crate) fn run_command(ctx: &StageContext<'_>) -> Result<(), Error> {
         c.args(&args[1..]);
         c
     };
+    cmd.envs(&cfg.env);
+    execute(ctx, cmd, &args, &cfg.outputs)
+}
+
+/// Runs `cmd` (its words `args`, for messages) for the stage: stdout and
+/// stderr into `stdout.log` and `stderr.log` of its output directory, the
+/// last lines of stderr in the error when it fails; then checks that every
+/// declared output (name -> path in the output directory) exists.
+pub(crate) fn execute(
+    ctx: &StageContext<'_>,
+    mut cmd: std::process::Command,
+    args: &[String],
+    outputs: &BTreeMap<String, PathBuf>,
+) -> Result<(), Error> {
     let file = |name: &str| {
         let p = ctx.out.join(name);
         std::fs::File::create(&p).map_err(Error::io("failed to create", &p))
     };
     cmd.env("PIPELINE_OUT", ctx.out)
         .env("PIPELINE_SEED", ctx.seed.to_string())
-        .envs(&cfg.env)
         .stdin(std::process::Stdio::null())
         .stdout(file("stdout.log")?)
         .stderr(file("stderr.log")?);
@@ -134,12 +133,32 @@ pub(crate) fn run_command(ctx: &StageContext<'_>) -> Result<(), Error> {
             ),
         });
     }
-    for (name, p) in &cfg.outputs {
+    for (name, p) in outputs {
         if !ctx.out.join(p).exists() {
             return Err(Error::Stage {
                 stage: ctx.name.to_string(),
                 message: format!(
                     "the command did not write its declared output `{name}` ({})",
+                    p.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that each declared output is a relative path inside the stage's
+/// output directory.
+pub(crate) fn check_outputs(outputs: &BTreeMap<String, PathBuf>) -> Result<(), ConfigError> {
+    for (name, p) in outputs {
+        let escapes = p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
+        if escapes || p.as_os_str().is_empty() {
+            return Err(ConfigError {
+                path: format!("outputs.{name}"),
+                message: format!(
+                    "`{}` must be a relative path inside the stage's output directory",
                     p.display()
                 ),
             });

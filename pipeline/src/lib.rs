@@ -25,6 +25,7 @@ pub mod report;
 pub mod resources;
 pub mod slurm;
 pub mod stage;
+pub mod subworkflow;
 pub mod workflow;
 pub mod yaml;
 

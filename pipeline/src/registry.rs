@@ -28,6 +28,7 @@ use sciflow_train::{ClassifierConfig, EpochStats, Observer, Run, TrainHistory};
 use crate::command::{check_command, command_inputs, run_command};
 use crate::resources::Threads;
 use crate::stage::{check, config, external_paths, Output, Props, StageContext, StageKind};
+use crate::subworkflow::{check_subworkflow, run_subworkflow, subworkflow_inputs};
 use crate::Error;
 
 /// Every stage kind.
@@ -158,6 +159,15 @@ pub static REGISTRY: &[StageKind] = &[
         props: Props { dynamic_outputs: true, inputs: command_inputs, threads: Threads::One, ..Props::ROOT },
         check: check_command,
         run: run_command,
+    },
+    StageKind {
+        name: "workflow",
+        summary: "Run another workflow as one stage, with this same executable, on `ranks` MPI ranks, in the stage's folder (its workdir is `wd`)",
+        example: "file: ${workflow.dir}/waveforms.yaml\nranks: 2\nuntil: train\nset: { params.epochs: 2 }\noutputs: { train: wd/train }\n",
+        outputs: &[Output { name: "dir", path: "", doc: "the stage directory (its workdir is `wd/`; stdout.log and stderr.log); `with.outputs` names more" }],
+        props: Props { dynamic_outputs: true, inputs: subworkflow_inputs, ..Props::ROOT },
+        check: check_subworkflow,
+        run: run_subworkflow,
     },
 ];
 

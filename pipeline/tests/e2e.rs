@@ -467,14 +467,15 @@ fn the_waveform_regressor_trains_on_two_ranks() {
 fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_renders() {
     let dir = tempfile::tempdir().unwrap();
     let wd = dir.path().join("wd");
+    // Started elsewhere than the checkout, with the workflow's path: its
+    // sweeps run this executable and find their files beside the workflow.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let file = root().join("workflows/paper-figures.yaml");
     let args = |cmd: &mut Command| {
-        cmd.current_dir(root()).args([
-            "run",
-            "workflows/paper-figures.yaml",
+        cmd.current_dir(&elsewhere).arg("run").arg(&file).args([
             "--set",
             &format!("workdir={}", wd.display()),
-            "--set",
-            &format!("params.pipeline={}", env!("CARGO_BIN_EXE_pipeline")),
             "--set",
             "params.images=64",
             "--set",
@@ -483,7 +484,7 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
             "params.waveforms=128",
         ]);
     };
-    let mut cmd = pipeline(&root());
+    let mut cmd = pipeline(&elsewhere);
     args(&mut cmd);
     assert_success(&run_with_deadline(cmd, Duration::from_secs(600)));
     let sidecar = |fig: &str| -> serde_json::Value {
@@ -568,7 +569,7 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
     };
     assert_eq!(
         (
-            rows("command"),
+            rows("workflow"),
             rows("eval.scaling_figure"),
             rows("ingest.synthetic_galaxies")
         ),
@@ -586,7 +587,7 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
     assert!(dom.contains("model_relative_error"), "metrics missing");
 
     // Nothing changed: nothing runs.
-    let mut cmd = pipeline(&root());
+    let mut cmd = pipeline(&elsewhere);
     args(&mut cmd);
     let again = run_with_deadline(cmd, Duration::from_secs(60));
     assert_success(&again);

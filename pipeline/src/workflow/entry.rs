@@ -15,6 +15,15 @@ pub(super) fn compile_stage(
     cx: &mut Ctx,
 ) -> Option<Stage> {
     let path = format!("stages.{sname}");
+    if sname == "workflow" || sname == "params" || sname == "each" {
+        cx.err(
+            Some(spos),
+            &path,
+            format!(
+                "`{sname}` is reserved for references (`${{{sname}.…}}`); name the stage otherwise"
+            ),
+        );
+    }
     if !valid_name(sname) {
         cx.err(
             Some(spos),

@@ -188,7 +188,20 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     let mut stage_names: HashSet<&str> = stage_nodes.iter().map(|s| s.0.as_str()).collect();
     stage_names.extend(groups.keys().map(String::as_str));
     let dyn_outputs = dynamic_outputs(stage_nodes, &kinds);
+    let file_dir = std::path::absolute(file)
+        .ok()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    // Parameters may hold paths beside the file too (`${workflow.dir}/...`).
+    for (_, v) in top.params.iter_mut() {
+        if let Value::Str(s) = &mut v.value {
+            if s.contains("${workflow.dir}") {
+                *s = s.replace("${workflow.dir}", &file_dir.to_string_lossy());
+            }
+        }
+    }
     let refs = Refs {
+        dir: &file_dir,
         params: &top.params,
         kinds: &kinds,
         dyn_outputs: &dyn_outputs,

@@ -11,6 +11,8 @@ pub(super) struct Refs<'a> {
     pub(super) kinds: &'a HashMap<&'a str, &'static StageKind>,
     pub(super) dyn_outputs: &'a HashMap<String, Vec<(String, String)>>,
     pub(super) workdir: &'a Path,
+    /// The absolute directory of the workflow file (`${workflow.dir}`).
+    pub(super) dir: &'a Path,
     /// `foreach` stage -> the stages it expanded to.
     pub(super) groups: &'a HashMap<String, Vec<String>>,
 }
@@ -89,7 +91,21 @@ pub(super) fn resolve(
                     );
                     continue;
                 };
-                if head == "params" {
+                if head == "workflow" {
+                    // The file's own directory: paths that travel with the
+                    // workflow, wherever `pipeline` is started.
+                    if tail == "dir" {
+                        out.push_str(&refs.dir.to_string_lossy());
+                    } else {
+                        cx.err(
+                            Some(node.pos),
+                            path,
+                            format!(
+                                "`${{{reference}}}`: the workflow offers `${{workflow.dir}}` only"
+                            ),
+                        );
+                    }
+                } else if head == "params" {
                     match params.iter().find(|(k, _)| k == tail) {
                         Some((_, v)) if is_whole => {
                             whole = Some(Node {
