@@ -518,6 +518,27 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
         );
         let svg = std::fs::read_to_string(wd.join(fig).join("figure.svg")).unwrap();
         assert!(svg.contains("<metadata id=\"provenance\">"), "{fig}");
+        // The experiment's own model, with its residuals drawn, and every
+        // published point marked fitted or predicted.
+        assert!(
+            svg.contains("Own model vs published"),
+            "{fig}: no residual panel"
+        );
+        let checks = s["validation"]["checks"].as_array().unwrap();
+        for p in s["published"].as_array().unwrap() {
+            assert!(
+                checks
+                    .iter()
+                    .any(|c| c["gpus"] == p[0] && c["published"] == p[1]),
+                "{fig}: published {p} is not checked"
+            );
+        }
+        assert!(
+            checks
+                .iter()
+                .all(|c| c["role"] == "fitted" || c["role"] == "predicted"),
+            "{fig}"
+        );
     }
     // The published numbers, exactly as published.
     assert_eq!(

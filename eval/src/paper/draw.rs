@@ -5,7 +5,7 @@ use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{ScalingSeries, TimeToTrainSeries};
+use super::{Role, ScalingSeries, TimeToTrainSeries, Validation};
 use crate::figures::{Figure, FONT};
 
 /// (GPUs, value) points of one series.
@@ -13,7 +13,14 @@ type Points = Vec<(f64, f64)>;
 
 impl Figure for ScalingSeries {
     fn size(&self) -> (u32, u32) {
-        (1500, 460)
+        (
+            if self.validation.is_some() {
+                2000
+            } else {
+                1500
+            },
+            460,
+        )
     }
 
     fn draw<DB: DrawingBackend>(
@@ -50,6 +57,7 @@ impl Figure for ScalingSeries {
             &self.title,
             panels,
             &["published", "model (calibrated)", "measured here"],
+            self.validation.as_ref(),
         )
     }
 }
@@ -94,7 +102,14 @@ where
 
 impl Figure for TimeToTrainSeries {
     fn size(&self) -> (u32, u32) {
-        (1500, 460)
+        (
+            if self.validation.is_some() {
+                2000
+            } else {
+                1500
+            },
+            460,
+        )
     }
 
     fn draw<DB: DrawingBackend>(
@@ -131,6 +146,7 @@ impl Figure for TimeToTrainSeries {
                 "model (V100, scaled from 1 GPU)",
                 "measured here (CPU, laptop scale)",
             ],
+            self.validation.as_ref(),
         )
     }
 }
@@ -170,17 +186,23 @@ fn scaling_panels(
     ]
 }
 
-/// Draws three panels side by side under `title`, GPUs on a log x axis.
+/// Draws three panels side by side under `title`, GPUs on a log x axis,
+/// and a fourth with the residuals of the experiment's own model.
 fn draw_panels<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     panels: [Panel; 3],
     names: &[&str; 3],
+    validation: Option<&Validation>,
 ) -> std::result::Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
     let root = root.titled(title, (FONT, 18)).map_err(e)?;
-    let areas = root.split_evenly((1, 3));
+    let mut areas = root.split_evenly((1, if validation.is_some() { 4 } else { 3 }));
+    if let Some(v) = validation {
+        let area = areas.pop().expect("four areas");
+        draw_residuals(&area, v).map_err(e)?;
+    }
     let max_p = panels
         .iter()
         .flat_map(|p| p.series.iter().flatten())
@@ -224,6 +246,85 @@ fn draw_panels<DB: DrawingBackend>(
         }
     }
     Ok(())
+}
+
+/// The residual panel: (model - published) / published at every published
+/// point, grey where the model was fitted on it, red where it predicts it,
+/// each labelled with its error.
+fn draw_residuals<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    v: &Validation,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let pts: Vec<(f64, f64, Role)> = v
+        .checks
+        .iter()
+        .map(|c| (c.gpus as f64, 100.0 * c.relative_error, c.role))
+        .collect();
+    let span = pts.iter().map(|p| p.1.abs()).fold(5.0f64, f64::max) * 1.3;
+    let max_p = pts.iter().map(|p| p.0).fold(2.0f64, f64::max);
+    let fitted_on = v
+        .fitted_on
+        .iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("Own model vs published (fitted on {fitted_on} GPUs)"),
+            (FONT, 15),
+        )
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0.8f64..max_p * 1.6).log_scale(), -span..span)?;
+    let fmt_x = |x: &f64| format!("{x:.0}");
+    chart
+        .configure_mesh()
+        .x_desc("GPUs")
+        .y_desc("model error, %")
+        .x_label_formatter(&fmt_x)
+        .light_line_style(WHITE)
+        .label_style((FONT, 12))
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        [(0.8, 0.0), (max_p * 1.6, 0.0)],
+        BLACK.stroke_width(1),
+    ))?;
+    let grey = RGBColor(120, 120, 120);
+    for (role, colour, name) in [
+        (Role::Fitted, grey, "fitted on"),
+        (Role::Predicted, RED, "predicted (not fitted)"),
+    ] {
+        let mine: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|p| p.2 == role)
+            .map(|p| (p.0, p.1))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(
+                mine.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 6, colour.filled())),
+            )?
+            .label(name)
+            .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
+        chart.draw_series(mine.iter().map(|&(x, y)| {
+            Text::new(
+                format!("{y:+.1} %"),
+                (x * 1.08, y + span * 0.04),
+                (FONT, 12).into_font().color(&colour),
+            )
+        }))?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
 }
 
 /// The axes, mesh, series and legend of one panel's chart.

@@ -18,6 +18,7 @@ use crate::perfmodel::{fit, Measured, StepModel};
 use crate::{Error, Result};
 
 pub use published::*;
+pub use validation::{Check, Role, Validation};
 
 /// ResNet-50 on HAL, calibrated on the published per-GPU throughputs: the
 /// step model whose compute, bandwidth and latency best reproduce them
@@ -48,6 +49,8 @@ pub struct Comparison {
     pub predicted: f64,
     /// (predicted - published) / published.
     pub relative_error: f64,
+    /// Whether the model was fitted on this point or predicts it.
+    pub role: Role,
 }
 
 /// Compares `model`'s per-GPU throughput with every published throughput.
@@ -62,6 +65,8 @@ pub fn predict_throughputs(model: &StepModel, published: &[Published]) -> Vec<Co
                     published: t,
                     predicted,
                     relative_error: (predicted - t) / t,
+                    // The step model is calibrated on every published throughput.
+                    role: Role::Fitted,
                 }
             })
         })
@@ -86,6 +91,7 @@ pub fn predict_at(
                     published: h,
                     predicted,
                     relative_error: (predicted - h) / h,
+                    role: Role::Predicted,
                 }
             })
         })
@@ -103,6 +109,9 @@ pub struct ScalingSeries {
     pub model: Vec<(usize, f64)>,
     /// Measured here: (ranks, per-rank throughput), if any.
     pub measured: Vec<(usize, f64)>,
+    /// The experiment's own model, fitted on some published points and
+    /// judged on the others (see [`validation`]).
+    pub validation: Option<Validation>,
 }
 
 impl ScalingSeries {
@@ -121,6 +130,7 @@ impl ScalingSeries {
                 .map(|p| (p, model.per_rank_throughput(p)))
                 .collect(),
             measured: measured.to_vec(),
+            validation: validation::resnet50_hal(),
         })
     }
 
@@ -376,6 +386,9 @@ pub struct TimeToTrainSeries {
     pub comparisons: Vec<Comparison>,
     /// What the model was built from.
     pub inputs: TimeModelInputs,
+    /// The experiment's own model, fitted on some published points and
+    /// judged on the others (see [`validation`]).
+    pub validation: Option<Validation>,
     /// For each compared published point, the compute seconds per step on
     /// one GPU at which the model would meet it exactly (`None` where no
     /// compute can: the published time beats perfect scaling).
@@ -429,6 +442,8 @@ impl TimeToTrainSeries {
                     published: h,
                     predicted,
                     relative_error: (predicted - h) / h,
+                    // Calibrated on Figure 1's throughputs, not on these times.
+                    role: Role::Predicted,
                 }
             })
             .collect();
@@ -457,6 +472,11 @@ impl TimeToTrainSeries {
             measured,
             comparisons,
             implied_compute_per_step,
+            validation: match figure {
+                PaperFigure::AidesHal => validation::aides(),
+                PaperFigure::Resnet50Hal => validation::resnet50_hal(),
+                _ => validation::aigw(),
+            },
             inputs: TimeModelInputs {
                 relative_cost,
                 resnet50_gpu_seconds_per_sample: r50.compute_per_sample,
@@ -642,3 +662,4 @@ mod draw;
 mod published;
 #[cfg(test)]
 mod tests;
+pub mod validation;
