@@ -223,23 +223,27 @@ fn the_waveform_workflow_runs_end_to_end_small() {
     let wd = dir.path().join("wd");
     let python = std::env::var("PIPELINE_PYTHON")
         .expect("PIPELINE_PYTHON is unset: run scripts/setup.sh first");
-    let mut cmd = pipeline(&root());
-    cmd.current_dir(root()).args([
-        "run",
-        "workflows/waveforms.yaml",
-        "--set",
-        &format!("workdir={}", wd.display()),
-        "--set",
-        &format!("params.python={python}"),
-        "--set",
-        "params.n_waveforms=60",
-        "--set",
-        "params.epochs=1",
-        "--set",
-        "params.dt=8",
-    ]);
-    let out = run_with_deadline(cmd, Duration::from_secs(300));
-    assert_success(&out);
+    let run_small = |extra: &[&str]| {
+        let mut cmd = pipeline(&root());
+        cmd.current_dir(root())
+            .args([
+                "run",
+                "workflows/waveforms.yaml",
+                "--set",
+                &format!("workdir={}", wd.display()),
+                "--set",
+                &format!("params.python={python}"),
+                "--set",
+                "params.n_waveforms=60",
+                "--set",
+                "params.epochs=1",
+                "--set",
+                "params.dt=8",
+            ])
+            .args(extra);
+        assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
+    };
+    run_small(&[]);
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(wd.join("overlap/metrics.json")).unwrap()).unwrap();
     let (median, p05) = (
@@ -262,25 +266,7 @@ fn the_waveform_workflow_runs_end_to_end_small() {
 
     // Scored on other files (the LVC NR waveform in data/): the stage
     // ingests them into its own directory and `overlap` finds them there.
-    let mut cmd = pipeline(&root());
-    cmd.current_dir(root()).args([
-        "run",
-        "workflows/waveforms.yaml",
-        "--set",
-        &format!("workdir={}", wd.display()),
-        "--set",
-        &format!("params.python={python}"),
-        "--set",
-        "params.n_waveforms=60",
-        "--set",
-        "params.epochs=1",
-        "--set",
-        "params.dt=8",
-        "--set",
-        "params.eval_data=data/waveforms/lvcnr",
-    ]);
-    let out = run_with_deadline(cmd, Duration::from_secs(300));
-    assert_success(&out);
+    run_small(&["--set", "params.eval_data=data/waveforms/lvcnr"]);
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(wd.join("predict/metrics.json")).unwrap()).unwrap();
     assert_eq!(report["data"], "data", "{report}");
