@@ -52,11 +52,12 @@ impl Figure for ScalingSeries {
             &speedup,
             &efficiency,
         );
+        let model = model_name(self.validation.as_ref());
         draw_panels(
             root,
             &self.title,
             panels,
-            &["published", "model (calibrated)", "measured here"],
+            &["published", &model, "measured here (CPU ranks)"],
             self.validation.as_ref(),
         )
     }
@@ -143,11 +144,27 @@ impl Figure for TimeToTrainSeries {
             panels,
             &[
                 "published",
-                "model (V100, scaled from 1 GPU)",
-                "measured here (CPU, laptop scale)",
+                &model_name(self.validation.as_ref()),
+                "measured here (CPU ranks, laptop scale)",
             ],
             self.validation.as_ref(),
         )
+    }
+}
+
+/// The legend of the model curve: what it was fitted on.
+fn model_name(v: Option<&Validation>) -> String {
+    match v {
+        Some(v) => format!(
+            "model fitted on {} at {} GPUs",
+            v.fitted_system,
+            v.fitted_on
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "model".into(),
     }
 }
 
@@ -179,8 +196,13 @@ fn scaling_panels(
         log_y,
         series: series.iter().map(|s| f(s)).collect(),
     };
+    // Absolute values of CPU ranks at laptop scale and of V100s are no
+    // comparison: the runs measured here appear only as ratios to their own
+    // smallest run, in the speed-up and efficiency panels.
+    let mut absolute = panel(captions[0], true, &values);
+    absolute.series[2].clear();
     [
-        panel(captions[0], true, &values),
+        absolute,
         panel(captions[1], false, speedup),
         panel(captions[2], false, efficiency),
     ]
@@ -270,7 +292,10 @@ fn draw_residuals<DB: DrawingBackend>(
         .join(", ");
     let mut chart = ChartBuilder::on(area)
         .caption(
-            format!("Own model vs published (fitted on {fitted_on} GPUs)"),
+            format!(
+                "Own model vs published (fitted on {} at {fitted_on} GPUs)",
+                v.fitted_system
+            ),
             (FONT, 15),
         )
         .margin(10)

@@ -105,8 +105,12 @@ pub struct ScalingSeries {
     pub title: String,
     /// Published (GPUs, per-GPU throughput), exactly as published.
     pub published: Vec<(usize, f64)>,
-    /// The model's (GPUs, per-GPU throughput) on a dense grid of GPU counts.
+    /// The experiment's fitted model (see `validation`): (GPUs, per-GPU
+    /// throughput) on a grid of GPU counts.
     pub model: Vec<(usize, f64)>,
+    /// The alpha-beta step model calibrated on every published throughput,
+    /// on the same grid: the what-if other networks and links start from.
+    pub what_if: Vec<(usize, f64)>,
     /// Measured here: (ranks, per-rank throughput), if any.
     pub measured: Vec<(usize, f64)>,
     /// The experiment's own model, fitted on some published points and
@@ -119,18 +123,18 @@ impl ScalingSeries {
     /// and `measured` (ranks, per-rank samples/s) from runs here.
     pub fn resnet50_hal(measured: &[(usize, f64)]) -> Option<Self> {
         let model = resnet50_hal_model()?;
+        let fitted = validation::resnet50_hal()?;
+        let grid = || (0..=6).map(|k| 1usize << k);
         Some(ScalingSeries {
             title: PaperFigure::Resnet50Hal.title().into(),
             published: RESNET50_HAL
                 .iter()
                 .filter_map(|p| p.per_gpu_throughput.map(|t| (p.gpus, t)))
                 .collect(),
-            model: (0..=6)
-                .map(|k| 1usize << k)
-                .map(|p| (p, model.per_rank_throughput(p)))
-                .collect(),
+            model: grid().map(|p| (p, fitted.at(p))).collect(),
+            what_if: grid().map(|p| (p, model.per_rank_throughput(p))).collect(),
             measured: measured.to_vec(),
-            validation: validation::resnet50_hal(),
+            validation: Some(fitted),
         })
     }
 
@@ -377,8 +381,11 @@ pub struct TimeToTrainSeries {
     pub title: String,
     /// Published (GPUs, hours), exactly as published.
     pub published: Vec<(usize, f64)>,
-    /// The model's (GPUs, hours).
+    /// The experiment's fitted model (see `validation`): (GPUs, hours).
     pub model: Vec<(usize, f64)>,
+    /// The step model scaled from one GPU (see `inputs`), on the same GPU
+    /// counts: the what-if for other networks and links.
+    pub what_if: Vec<(usize, f64)>,
     /// Measured here: (ranks, hours of training), laptop scale.
     pub measured: Vec<(usize, f64)>,
     /// The model's prediction at each published count other than the one
@@ -458,13 +465,28 @@ impl TimeToTrainSeries {
                 )
             })
             .collect();
+        let fitted = match figure {
+            PaperFigure::AidesHal => validation::aides(),
+            PaperFigure::Resnet50Hal => validation::resnet50_hal(),
+            _ => validation::aigw(),
+        };
         let mut measured: Vec<(usize, f64)> =
             runs.iter().map(|r| (r.ranks, r.seconds / 3600.0)).collect();
         measured.sort_by_key(|m| m.0);
         Ok(TimeToTrainSeries {
             title: figure.title().into(),
             published,
-            model: figure
+            model: fitted
+                .as_ref()
+                .map(|v| {
+                    figure
+                        .model_gpus()
+                        .into_iter()
+                        .map(|p| (p, v.at(p)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            what_if: figure
                 .model_gpus()
                 .into_iter()
                 .map(|p| (p, scaled_hours(&step, p, t1)))
@@ -472,11 +494,7 @@ impl TimeToTrainSeries {
             measured,
             comparisons,
             implied_compute_per_step,
-            validation: match figure {
-                PaperFigure::AidesHal => validation::aides(),
-                PaperFigure::Resnet50Hal => validation::resnet50_hal(),
-                _ => validation::aigw(),
-            },
+            validation: fitted,
             inputs: TimeModelInputs {
                 relative_cost,
                 resnet50_gpu_seconds_per_sample: r50.compute_per_sample,

@@ -50,6 +50,8 @@ pub struct Validation {
     pub model: String,
     /// Its parameters: fitted ones and those held at stated values.
     pub parameters: Vec<(String, f64)>,
+    /// The system whose published points it was fitted on.
+    pub fitted_system: String,
     /// GPU counts of the points it was fitted on.
     pub fitted_on: Vec<usize>,
     /// Every published point, fitted or predicted.
@@ -157,6 +159,7 @@ pub fn resnet50_hal() -> Option<Validation> {
             ("edr_bytes_per_s".into(), EDR_BYTES_PER_S),
             ("hop_latency_s".into(), HOP_LATENCY_S),
         ],
+        fitted_system: "HAL".into(),
         fitted_on: seen.iter().map(|p| p.0).collect(),
         checks: Vec::new(),
         note: Some(format!(
@@ -233,6 +236,7 @@ fn time_model(fit: &[Published], judged: &[&[Published]]) -> Option<Validation> 
     Some(Validation {
         model: "T(p) = T1 ((1 - f) / p + f)".into(),
         parameters: vec![("T1".into(), t1), ("f".into(), f)],
+        fitted_system: "HAL".into(),
         fitted_on: seen.iter().map(|p| p.0).collect(),
         checks,
         note: None,
