@@ -160,3 +160,52 @@ fn the_calibrated_resnet50_model_reproduces_hal_throughput() {
     let at64 = t.iter().find(|c| c.gpus == 64).unwrap();
     assert!(at64.relative_error.abs() < 0.3, "{at64:?}");
 }
+
+#[test]
+fn the_published_constants_match_an_independent_transcription() {
+    // data/paper/published.csv was transcribed separately from these
+    // constants; a typo in either shows here.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("data/paper/published.csv")).unwrap();
+    let all: Vec<(&str, &str, &[Published])> = vec![
+        ("resnet50", "HAL", RESNET50_HAL),
+        ("aigw", "HAL", AIGW_HAL),
+        ("aigw", "Bridges-AI", AIGW_BRIDGES),
+        ("aides", "HAL", AIDES_HAL),
+        ("aigw", "Summit", AIGW_SUMMIT),
+    ];
+    let mut rows = 0;
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.splitn(6, ',').collect();
+        let num = |s: &str| (!s.is_empty()).then(|| s.parse::<f64>().unwrap());
+        let (exp, sys, gpus) = (f[0], f[1], f[2].parse::<usize>().unwrap());
+        let set = all
+            .iter()
+            .find(|(e, s, _)| *e == exp && *s == sys)
+            .unwrap_or_else(|| panic!("no constants for {exp} on {sys}"))
+            .2;
+        let p = set
+            .iter()
+            .find(|p| p.gpus == gpus)
+            .unwrap_or_else(|| panic!("{exp} on {sys}: no point at {gpus} GPUs"));
+        assert_eq!(p.per_gpu_throughput, num(f[3]), "{line}");
+        match (p.hours, num(f[4])) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9 * b, "{line}: {a}"),
+            (a, b) => assert_eq!(a, b, "{line}"),
+        }
+        assert_eq!(p.source, f[5], "{line}");
+        rows += 1;
+    }
+    assert_eq!(rows, all.iter().map(|s| s.2.len()).sum::<usize>());
+    // The shared notes state the HAL ResNet-50 throughputs too.
+    match std::fs::read_to_string(root.join("../shared/FORMATS.md")) {
+        Ok(formats) => {
+            let flat = formats.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                flat.contains("791, 751, 726, 704, 608, 518 img/s at 2, 4, 8, 16, 32, 64 V100s"),
+                "FORMATS.md no longer states the throughputs the CSV holds"
+            );
+        }
+        Err(_) => eprintln!("note: ../shared/FORMATS.md absent; checked the CSV only"),
+    }
+}
