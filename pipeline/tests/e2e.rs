@@ -526,6 +526,12 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
             "{fig}"
         );
     }
+    // The point no HAL fit reaches says why on its figure.
+    let fig3 = std::fs::read_to_string(wd.join("figure3/figure.svg")).unwrap();
+    assert!(
+        fig3.contains("3.4x what the HAL fit gives"),
+        "figure 3 does not say why"
+    );
     // The published numbers, exactly as published.
     assert_eq!(
         sidecar("figure1")["published"][5],

@@ -349,7 +349,41 @@ fn draw_residuals<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .position(SeriesLabelPosition::LowerLeft)
-        .draw()
+        .draw()?;
+    // A point the model cannot reach says why, on the figure itself.
+    let unreachable = v
+        .checks
+        .iter()
+        .any(|c| c.role == Role::Predicted && c.relative_error.abs() > 0.25);
+    if let (true, Some(note)) = (unreachable, &v.note) {
+        let (w, _) = area.dim_in_pixel();
+        let per_line = (w as usize / 7).max(30);
+        for (i, line) in wrap(note, per_line).iter().take(5).enumerate() {
+            area.draw(&Text::new(
+                line.clone(),
+                (75, 42 + 14 * i as i32),
+                (FONT, 11).into_font().color(&RED),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let last = lines.last_mut().expect("one line");
+        if !last.is_empty() && last.len() + 1 + word.len() > width {
+            lines.push(word.to_string());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
 }
 
 /// The axes, mesh, series and legend of one panel's chart.
