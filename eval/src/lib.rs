@@ -11,6 +11,7 @@ pub mod overlap;
 pub mod paper;
 pub mod perfmodel;
 pub mod regressor;
+pub mod whatif;
 
 mod error;
 

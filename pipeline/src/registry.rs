@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use sciflow_eval::paper::{PaperFigureData, ScalingFigureConfig};
 use sciflow_eval::regressor::{EvalRegressorConfig, OverlapConfig};
+use sciflow_eval::whatif::WhatIfConfig;
 use sciflow_eval::EvalClassifierConfig;
 use sciflow_ingest::generators::resurvey::{self, ResurveyConfig};
 use sciflow_ingest::generators::synth::{self, SynthConfig};
@@ -126,6 +127,18 @@ pub static REGISTRY: &[StageKind] = &[
         props: Props { threads: Threads::One, ..Props::ROOT },
         check: check::<ScalingFigureConfig>,
         run: run_scaling_figure,
+    },
+    StageKind {
+        name: "eval.what_if",
+        summary: "What a training run measured here would take on a cluster: time to train and efficiency at N GPUs from its compute per sample, its gradients and the cluster's links",
+        example: "run: ${train.model}\nlink: { gpus_per_node: 4, intra_bandwidth: 75.0e9, inter_bandwidth: 12.5e9, latency: 5.0e-6 }\ngpus: [1, 8, 64, 512]\nspeedup_per_device: 40\n",
+        outputs: &[
+            Output { name: "report", path: "", doc: "what_if.json, what_if.png and what_if.svg" },
+            Output { name: "predictions", path: "what_if.json", doc: "step seconds, hours and efficiency at each GPU count" },
+        ],
+        props: Props { threads: Threads::One, ..Props::ROOT },
+        check: check::<WhatIfConfig>,
+        run: run_what_if,
     },
     StageKind {
         name: "eval.overlap",
@@ -397,6 +410,26 @@ fn run_eval_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
         r.errors.chi2z.mae,
         r.errors.chi_eff.mae
     );
+    Ok(())
+}
+
+fn run_what_if(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: WhatIfConfig = config(ctx)?;
+    let w = sciflow_eval::whatif::what_if_stage(&cfg, ctx.out)?;
+    for p in &w.points {
+        ctx.metrics.record(p.gpus as i64, "hours_to_train", p.hours);
+        ctx.metrics
+            .record(p.gpus as i64, "efficiency", p.efficiency);
+    }
+    if let Some(last) = w.points.last() {
+        tracing::info!(
+            "{}: {} GPUs: {:.2} h to train, efficiency {:.2}",
+            ctx.name,
+            last.gpus,
+            last.hours,
+            last.efficiency
+        );
+    }
     Ok(())
 }
 
