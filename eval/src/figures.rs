@@ -377,3 +377,96 @@ fn draw_confusion<DB: DrawingBackend>(
         .map_err(e)?;
     Ok(())
 }
+
+/// Named (x, y) points of one line of a chart.
+pub type Line<'a> = (&'a str, Vec<(f64, f64)>);
+
+/// A small line chart as SVG text, for inlining in an HTML page: `lines`
+/// over a shared x axis (e.g. a training stage's loss per epoch, training
+/// and validation), each with a marker at every point and a legend.
+pub fn line_chart_svg(
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    lines: &[Line<'_>],
+) -> Result<String> {
+    register_font();
+    let pts = || {
+        lines
+            .iter()
+            .flat_map(|l| l.1.iter())
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+    };
+    let (x0, x1) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.0), b.max(p.0))
+    });
+    let (y0, y1) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.1), b.max(p.1))
+    });
+    if !(x0.is_finite() && y0.is_finite()) {
+        return Ok(String::new());
+    }
+    let pad = |a: f64, b: f64| {
+        if b > a {
+            (b - a) * 0.08
+        } else {
+            a.abs().max(1.0) * 0.1
+        }
+    };
+    let (xp, yp) = (pad(x0, x1), pad(y0, y1));
+    let colours = [BLUE, RED, RGBColor(0, 140, 70), RGBColor(150, 80, 0), BLACK];
+    let mut svg = String::new();
+    let err = |e: String| Error::Figure(std::path::PathBuf::from(title), e);
+    {
+        let root = SVGBackend::with_string(&mut svg, (460, 280)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 15))
+            .margin(8)
+            .x_label_area_size(34)
+            .y_label_area_size(56)
+            .build_cartesian_2d((x0 - xp)..(x1 + xp), (y0 - yp)..(y1 + yp))
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc(xlabel)
+            .y_desc(ylabel)
+            .light_line_style(WHITE)
+            .label_style((FONT, 11))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        for (k, (name, points)) in lines.iter().enumerate() {
+            let c = colours[k % colours.len()];
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
+                .map_err(|e| err(e.to_string()))?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        // The legend goes where the curves end up not being: below them
+        // when they finish high (accuracy), above when they finish low (loss).
+        let ends_high = lines
+            .iter()
+            .filter_map(|l| l.1.last())
+            .all(|p| p.1 > (y0 + y1) / 2.0);
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 11))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(if ends_high {
+                SeriesLabelPosition::LowerRight
+            } else {
+                SeriesLabelPosition::UpperRight
+            })
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    Ok(svg)
+}

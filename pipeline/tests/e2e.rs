@@ -58,6 +58,18 @@ fn quickstart_runs_end_to_end_and_python_reads_the_outputs() {
     // 80 test images, two balanced classes: chance is 0.5.
     assert!(acc > 0.8, "accuracy {acc}");
     assert_eq!(m["samples"], 80);
+    // The report draws the training curves: loss and accuracy, train and validation.
+    let page = std::fs::read_to_string(wd.join("reports/run-1.html")).unwrap();
+    let charts = &page[page
+        .find("<div class=\"charts\" data-stage=\"train\">")
+        .expect("no charts")..];
+    let charts = &charts[..charts.find("</div>").unwrap()];
+    assert_eq!(
+        charts.matches("<svg").count(),
+        2,
+        "loss and accuracy charts"
+    );
+    assert!(charts.contains("val_loss") && charts.contains("train_accuracy"));
 
     // Python reads every output with no code of ours.
     // Set by scripts/setup.sh through .cargo/config.toml; a missing interpreter is a
@@ -598,6 +610,22 @@ fn the_paper_figures_workflow_draws_figures_1_to_5_and_a_report_a_browser_render
         assert!(dom.contains(id), "no {id}");
     }
     assert!(dom.contains("model_relative_error"), "metrics missing");
+    // The stage graph as a drawing (a box per stage), the resolved workflow
+    // as YAML, and a page of reasonable length.
+    let dag = &dom[dom.find("id=\"dag\"").expect("no stage graph")..];
+    let dag = &dag[..dag.find("</svg>").unwrap()];
+    assert_eq!(dag.matches("<rect").count(), 12, "one box per stage");
+    assert!(
+        dom.contains("name: paper-figures"),
+        "resolved workflow not YAML"
+    );
+    let height: usize = dom
+        .split("data-height=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|h| h.parse().ok())
+        .expect("the page reports its height");
+    assert!((1000..40_000).contains(&height), "page {height} px tall");
 
     // Nothing changed: nothing runs.
     let mut cmd = pipeline(&elsewhere);

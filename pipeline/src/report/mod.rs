@@ -23,8 +23,6 @@ use crate::Error;
 
 /// Files listed per stage in the provenance section.
 const ARTIFACTS_SHOWN: usize = 12;
-/// Metric rows shown per stage (a long training run records many).
-const METRICS_SHOWN: usize = 400;
 
 /// The software that runs: its version and the BLAKE3 of the executable,
 /// which pins the exact build (the version alone does not).
@@ -103,6 +101,8 @@ figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; 
 code, pre { font-family: ui-monospace, monospace; font-size: 0.9em; }
 pre { background: #f8f8f8; padding: 1em; overflow-x: auto; }
 details { margin: 0.3em 0; }
+.charts { display: flex; flex-wrap: wrap; gap: 1em; } .charts svg { border: 1px solid #eee; }
+.dag { overflow-x: auto; } .stopped { color: #a60; }
 ";
 
 /// A check a browser runs on load: how many figures decoded. Tests read it
@@ -113,6 +113,8 @@ window.addEventListener('load', function () {
   document.body.setAttribute('data-figures', String(imgs.length));
   document.body.setAttribute('data-figures-decoded',
     String(imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length));
+  document.body.setAttribute('data-charts', String(document.querySelectorAll('.charts svg').length));
+  document.body.setAttribute('data-height', String(document.documentElement.scrollHeight));
 });
 ";
 
@@ -195,37 +197,15 @@ fn render(records: &Records, workdir: &Path, run: &RunInfo) -> Result<String, Er
     }
     h.push_str("</tbody></table>\n");
 
-    // Metrics.
+    // Metrics: training curves as charts, every number as a step x name table.
     h.push_str("<h2>Metrics</h2>\n<p>Each stage's latest execution.</p>\n");
     for s in &stages {
         let metrics = records.metrics(&s.stage)?;
         if metrics.is_empty() {
             continue;
         }
-        let _ = writeln!(
-            h,
-            "<h3>{}</h3>\n<table class=\"metrics\" data-stage=\"{0}\"><thead><tr><th>step</th>\
-             <th>name</th><th>value</th></tr></thead><tbody>",
-            esc(&s.stage)
-        );
-        for m in metrics.iter().take(METRICS_SHOWN) {
-            let _ = writeln!(
-                h,
-                "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
-                m.step,
-                esc(&m.name),
-                fmt_value(m.value)
-            );
-        }
-        h.push_str("</tbody></table>\n");
-        if metrics.len() > METRICS_SHOWN {
-            let _ = writeln!(
-                h,
-                "<p>... and {} more rows (<code>pipeline metrics {}</code>).</p>",
-                metrics.len() - METRICS_SHOWN,
-                esc(&s.stage)
-            );
-        }
+        let _ = writeln!(h, "<h3>{}</h3>", esc(&s.stage));
+        h.push_str(&view::metrics(&s.stage, &metrics));
     }
 
     // Figures.
@@ -263,11 +243,22 @@ fn render(records: &Records, workdir: &Path, run: &RunInfo) -> Result<String, Er
     }
     h.push_str("</tbody></table>\n");
 
-    // The workflow as run.
+    // The workflow as run: its graph, and every value resolved, as YAML.
+    let resolved: Option<serde_json::Value> = run
+        .resolved
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok());
+    h.push_str("<h2>Stage graph</h2>\n");
+    match &resolved {
+        Some(v) => {
+            let _ = writeln!(h, "<div class=\"dag\">{}</div>", view::dag(v));
+        }
+        None => h.push_str("<p>Not recorded for this run.</p>\n"),
+    }
     h.push_str("<h2>Resolved workflow</h2>\n");
-    match &run.resolved {
-        Some(json) => {
-            let _ = writeln!(h, "<pre id=\"resolved\">{}</pre>", esc(json));
+    match &resolved {
+        Some(v) => {
+            let _ = writeln!(h, "<pre id=\"resolved\">{}</pre>", esc(&view::yaml(v)));
         }
         None => h.push_str("<p>Not recorded for this run.</p>\n"),
     }
@@ -350,6 +341,8 @@ fn fmt_value(v: f64) -> String {
         format!("{v:.6}")
     }
 }
+
+mod view;
 
 #[cfg(test)]
 mod tests {
