@@ -962,9 +962,10 @@ fn a_per_stage_submission_runs_each_stage_as_a_job_after_those_it_needs() {
 
 #[test]
 fn a_training_job_at_its_time_limit_checkpoints_is_requeued_and_ends_with_the_same_weights() {
-    // About 40 s of training on one core: longer than Slurm lets a job
-    // with a 1-minute limit run before its warning (10 s ahead, checked
-    // every 30 s: between 10 and 40 s into the job).
+    // About 40 s of training on one core. Slurm checks limits every 30 s
+    // and warns once the next check could be late: asked 25 s ahead of a
+    // 1-minute limit, the warning comes 5 to 35 s into each job, always
+    // before this training ends, and each requeued part trains at least 5 s.
     let dir = tempfile::tempdir().unwrap();
     let quickstart = root().join("workflows/quickstart.yaml");
     let sets = |wd: &str| {
@@ -995,6 +996,8 @@ fn a_training_job_at_its_time_limit_checkpoints_is_requeued_and_ends_with_the_sa
             "--per-stage",
             "--time",
             "1",
+            "--warn-before",
+            "25",
             "--cpus-per-rank",
             "1",
         ])
@@ -1004,7 +1007,7 @@ fn a_training_job_at_its_time_limit_checkpoints_is_requeued_and_ends_with_the_sa
         .unwrap());
     let ids = job_ids(&so);
     assert_eq!(ids.len(), 5, "{so}{se}");
-    wait_for_jobs(&ids, Duration::from_secs(400));
+    wait_for_jobs(&ids, Duration::from_secs(600));
     let wd = dir.path().join("limited");
     let log = std::fs::read_to_string(wd.join(format!(".pipeline/slurm-{}-train.out", ids[2])))
         .unwrap_or_default();
