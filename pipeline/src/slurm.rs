@@ -165,9 +165,10 @@ impl Job {
         }
         s.push_str(&format!(
             r#"# A requeued job continues its training stages from their checkpoints.
-resume=()
-if [[ "${{SLURM_RESTART_COUNT:-0}}" -gt 0 ]]; then resume=(--resume); fi
-{} "${{resume[@]}}" &
+# (A plain word, not an array: bash before 4.4 calls an empty array unbound under set -u.)
+resume=""
+if [[ "${{SLURM_RESTART_COUNT:-0}}" -gt 0 ]]; then resume="--resume"; fi
+{} $resume &
 child=$!
 # Slurm's warning before the time limit (--signal=B:USR1) reaches this shell:
 # pass it on, so training checkpoints at its next step and exits {code}.
@@ -610,7 +611,7 @@ mod tests {
             "#SBATCH --partition=gpuA100x4",
             "#SBATCH --output=runs/quickstart/.pipeline/slurm-%j.out",
             "cd '/home/u/my project'",
-            "srun --mpi=pmix /opt/sciflow/bin/pipeline run workflows/quickstart.yaml --set params.epochs=30 \"${resume[@]}\" &",
+            "srun --mpi=pmix /opt/sciflow/bin/pipeline run workflows/quickstart.yaml --set params.epochs=30 $resume &",
             "#SBATCH --signal=B:USR1@600",
         ] {
             assert!(lines.contains(&want), "missing `{want}` in\n{s}");
