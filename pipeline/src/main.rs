@@ -130,10 +130,11 @@ struct RecordsArgs {
 enum Command {
     /// Run the stages of a workflow that are not up to date.
     ///
-    /// Stages run in dependency order. Under mpirun/srun every rank runs the
-    /// same plan: collective stages (ingest, training) are shared, root-only
-    /// stages (evaluation, figures) run on rank 0. Every run ends by writing
-    /// its report, <workdir>/reports/run-<id>.html.
+    /// A stage starts once the stages it needs have finished, beside others
+    /// while their threads fit in -j cores. Under mpirun/srun every rank
+    /// runs the same plan: collective stages (ingest, training) are shared,
+    /// one at a time, root-only stages (evaluation, figures) run on rank 0.
+    /// Every run ends by writing its report, <workdir>/reports/run-<id>.html.
     Run {
         #[command(flatten)]
         wf: WorkflowArgs,
