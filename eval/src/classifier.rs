@@ -18,6 +18,7 @@ use sciflow_train::{load_model, DeviceSpec};
 
 use crate::figures::{write_summary, Summary};
 use crate::metrics::{classification_metrics_at, Metrics};
+use crate::mistakes::{self, Mistake};
 use crate::{Error, Result};
 
 /// Configuration of `eval.classifier`.
@@ -57,6 +58,14 @@ pub struct EvalClassifierConfig {
     /// Threads preparing `images`.
     #[serde(default = "default_threads")]
     pub threads: NonZeroUsize,
+    /// How many of the most confident mistakes to show in `mistakes.png`
+    /// (with `mistakes.json`); 0 for none.
+    #[serde(default = "default_mistakes")]
+    pub mistakes: usize,
+}
+
+fn default_mistakes() -> usize {
+    16
 }
 
 /// How predictions become classes.
@@ -192,6 +201,27 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
         &predicted,
         &info.class_names,
     )?;
+
+    // The surest mistakes, to look at: the model's error or the label's?
+    if config.mistakes > 0 {
+        let chosen = mistakes::most_confident(&labels, &predicted, &probs, config.mistakes);
+        let class = |k: usize| {
+            info.class_names
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| k.to_string())
+        };
+        let list: Vec<Mistake> = chosen
+            .iter()
+            .map(|&i| Mistake {
+                sample_id: ids[i].clone(),
+                true_class: class(labels[i] as usize),
+                predicted_class: class(predicted[i]),
+                confidence: probs[i].get(predicted[i]).copied().unwrap_or(0.0),
+            })
+            .collect();
+        mistakes::write(out, &loader, &chosen, &list)?;
+    }
 
     // A model directory without a (readable) history still evaluates; the
     // figure then has no training curves.

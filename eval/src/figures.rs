@@ -56,14 +56,8 @@ pub(crate) fn render(dir: &Path, stem: &str, fig: &impl Figure) -> Result<()> {
     render_with(dir, stem, fig, &[])
 }
 
-/// Like [`render`], and each file carries `meta` (key, value) pairs: PNG
-/// `tEXt` chunks, and an SVG `<metadata>` element holding them as JSON.
-pub(crate) fn render_with(
-    dir: &Path,
-    stem: &str,
-    fig: &impl Figure,
-    meta: &[(String, String)],
-) -> Result<()> {
+/// `<stem>.png` of `fig` with `meta` as `tEXt` chunks.
+fn write_png(dir: &Path, stem: &str, fig: &impl Figure, meta: &[(String, String)]) -> Result<()> {
     register_font();
     let (w, h) = fig.size();
     let png_path = dir.join(format!("{stem}.png"));
@@ -95,7 +89,29 @@ pub(crate) fn render_with(
             .map_err(|e| Error::Figure(png_path.clone(), e.to_string()))?;
     }
     sciflow_ingest::files::write_atomic(&png_path, &bytes)?;
+    Ok(())
+}
 
+/// Writes `fig` as `<stem>.png` only: for pictures made of pixels (image
+/// stamps), which as SVG would be one element per pixel.
+pub(crate) fn render_bitmap(dir: &Path, stem: &str, fig: &impl Figure) -> Result<()> {
+    write_png(dir, stem, fig, &[])
+}
+
+/// Like [`render`], and each file carries `meta` (key, value) pairs: PNG
+/// `tEXt` chunks, and an SVG `<metadata>` element holding them as JSON.
+pub(crate) fn render_with(
+    dir: &Path,
+    stem: &str,
+    fig: &impl Figure,
+    meta: &[(String, String)],
+) -> Result<()> {
+    write_png(dir, stem, fig, meta)?;
+    let (w, h) = fig.size();
+    let fig_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: String| Error::Figure(p, e)
+    };
     let svg_path = dir.join(format!("{stem}.svg"));
     let mut svg = String::new();
     {

@@ -7,6 +7,7 @@
 pub mod classifier;
 pub mod figures;
 pub mod metrics;
+pub mod mistakes;
 pub mod overlap;
 pub mod paper;
 pub mod perfmodel;

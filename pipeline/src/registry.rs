@@ -159,8 +159,10 @@ pub static REGISTRY: &[StageKind] = &[
         outputs: &[
             Output { name: "report", path: "", doc: "the evaluation directory" },
             Output { name: "metrics", path: "metrics.json", doc: "accuracy, AUC, confusion matrix, per-class figures" },
+            Output { name: "mistakes", path: "mistakes.json", doc: "the most confident mistakes (sample, true and predicted class, confidence); mistakes.png shows them" },
         ],
-        props: Props::ROOT,
+        // 2: also mistakes.png and mistakes.json.
+        props: Props { version: 2, ..Props::ROOT },
         check: check::<EvalClassifierConfig>,
         run: run_eval_classifier,
     },

@@ -58,6 +58,21 @@ fn quickstart_runs_end_to_end_and_python_reads_the_outputs() {
     // 80 test images, two balanced classes: chance is 0.5.
     assert!(acc > 0.8, "accuracy {acc}");
     assert_eq!(m["samples"], 80);
+    // The surest mistakes, each wrong, surest first, as many as there are (up to 16).
+    let wrong = ((1.0 - acc) * 80.0).round() as usize;
+    let mistakes: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(wd.join("evaluate/mistakes.json")).unwrap()).unwrap();
+    assert_eq!(mistakes.len(), wrong.min(16));
+    assert!(mistakes
+        .iter()
+        .all(|x| x["true_class"] != x["predicted_class"]));
+    assert!(mistakes
+        .windows(2)
+        .all(|w| w[0]["confidence"].as_f64() >= w[1]["confidence"].as_f64()));
+    if wrong > 0 {
+        let png = std::fs::read(wd.join("evaluate/mistakes.png")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
     // The report draws the training curves: loss and accuracy, train and validation.
     let page = std::fs::read_to_string(wd.join("reports/run-1.html")).unwrap();
     let charts = &page[page
