@@ -268,6 +268,10 @@ impl<'a> Root<'a> {
         let records = Records::open(&wf.workdir)?;
         match records.run_info(run_id)? {
             Some(info) if info.status == "running" => {}
+            // A whole run in this workdir between two of the submission's
+            // jobs marks it interrupted (no job held the workdir then): the
+            // submission goes on.
+            Some(info) if info.status == "interrupted" => records.reopen_run(run_id)?,
             Some(info) => {
                 return Err(Error::Stage {
                     stage: stages.first().map_or(String::new(), |s| s.name.clone()),

@@ -398,6 +398,18 @@ impl Records {
         Ok(())
     }
 
+    /// Marks an interrupted run as running again (a per-stage submission
+    /// whose next job joins it).
+    pub fn reopen_run(&self, run_id: i64) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'running', finished = NULL WHERE id = ?1",
+                params![run_id],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Starts a run; returns its id.
     pub fn begin_run(
         &self,

@@ -1094,3 +1094,67 @@ fn with_on_error_skip_a_missing_image_is_a_reject_row_and_the_stage_goes_on() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("stage `dataset` failed"), "{err}");
 }
+
+#[test]
+fn a_submissions_jobs_join_its_run_even_after_a_whole_run_marked_it_interrupted() {
+    // What `submit --per-stage` leaves: a run in the records that its jobs
+    // join one stage at a time.
+    let dir = tempfile::tempdir().unwrap();
+    let wf = command_workflow(dir.path());
+    let wd = dir.path().join("wd");
+    let records = sciflow_pipeline::records::Records::open(&wd).unwrap();
+    let run = records
+        .begin_run("cmd", "cmd.yaml", 1, "pipeline submit --per-stage")
+        .unwrap();
+    drop(records);
+    let join = |stage: &str| {
+        pipeline(dir.path())
+            .arg("run")
+            .arg(&wf)
+            .args(["--only", stage, "--join", &run.to_string()])
+            .output()
+            .unwrap()
+    };
+    ok(join("gen"));
+    // A whole run between two jobs marks the submission interrupted...
+    ok(pipeline(dir.path())
+        .args(["run", "--until", "gen"])
+        .arg(&wf)
+        .output()
+        .unwrap());
+    // ...and the next job still joins it.
+    ok(join("count"));
+    ok(pipeline(dir.path())
+        .arg("end-run")
+        .arg(&wf)
+        .args([
+            "--run",
+            &run.to_string(),
+            "--stage",
+            "gen",
+            "--stage",
+            "count",
+        ])
+        .output()
+        .unwrap());
+    let (show, _) = ok(pipeline(dir.path())
+        .args(["show", &run.to_string(), "-w"])
+        .arg(&wd)
+        .output()
+        .unwrap());
+    assert!(
+        show.lines()
+            .any(|l| l.split_whitespace().take(2).eq(["count", "ran"])),
+        "{show}"
+    );
+    let (history, _) = ok(pipeline(dir.path())
+        .arg("history")
+        .arg(&wd)
+        .output()
+        .unwrap());
+    let row = history
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&run.to_string()))
+        .unwrap();
+    assert!(row.contains(" ok "), "{history}");
+}
