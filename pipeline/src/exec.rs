@@ -10,8 +10,7 @@
 //! previous output (or none) under the stage's name, so the next run redoes
 //! exactly the unfinished stages.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
@@ -20,9 +19,12 @@ use sciflow_train::dist::Single;
 use sciflow_train::{Comm, DeviceSpec};
 
 use crate::fingerprint::hash_path;
+use crate::lock::{lock_shared, lock_stage};
+pub use crate::lock::{lock_workdir, WorkdirLock};
 use crate::plan::{decide, kind_id, Decision, Selection};
 use crate::progress::Progress;
 use crate::records::{Records, StageState};
+use crate::schedule::Schedule;
 use crate::stage::{MetricsSink, StageContext};
 use crate::workflow::{Stage, Workflow};
 use crate::Error;
@@ -45,68 +47,6 @@ pub struct RunSummary {
     pub run_id: i64,
     /// The selected stages, in order.
     pub stages: Vec<StageOutcome>,
-}
-
-/// Holds a lock (the workdir's, or a stage's) for the life of a run.
-pub struct WorkdirLock {
-    _file: File,
-}
-
-/// Takes the workdir's lock, or fails at once naming who holds it.
-pub fn lock_workdir(workdir: &Path) -> Result<WorkdirLock, Error> {
-    take_lock(workdir, "lock", false)
-}
-
-/// Shares the workdir with the other jobs of a per-stage submission: any
-/// number of them at once, but never beside a whole run.
-fn lock_shared(workdir: &Path) -> Result<WorkdirLock, Error> {
-    take_lock(workdir, "lock", true)
-}
-
-/// Takes one stage's lock (a job of a per-stage submission runs it).
-fn lock_stage(workdir: &Path, stage: &str) -> Result<WorkdirLock, Error> {
-    take_lock(workdir, &format!("lock.{stage}"), false)
-}
-
-/// Takes `<workdir>/.pipeline/<name>` (shared or exclusive) without waiting.
-fn take_lock(workdir: &Path, name: &str, shared: bool) -> Result<WorkdirLock, Error> {
-    let dir = workdir.join(".pipeline");
-    std::fs::create_dir_all(&dir).map_err(Error::io("failed to create", &dir))?;
-    let path = dir.join(name);
-    let owner_file = dir.join(format!("{name}.owner"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(Error::io("failed to open", &path))?;
-    let taken = if shared {
-        file.try_lock_shared()
-    } else {
-        file.try_lock()
-    };
-    match taken {
-        Ok(()) => {
-            let _ = std::fs::write(
-                &owner_file,
-                format!(
-                    "pid {} on {}\n",
-                    std::process::id(),
-                    crate::records::hostname()
-                ),
-            );
-            Ok(WorkdirLock { _file: file })
-        }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let owner = std::fs::read_to_string(&owner_file).unwrap_or_default();
-            Err(Error::Locked {
-                workdir: workdir.to_path_buf(),
-                owner: owner.trim().to_string(),
-            })
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("failed to lock", &path)(e)),
-    }
 }
 
 /// How a run goes beyond which stages it selects.
@@ -712,94 +652,6 @@ impl Runner<'_> {
 struct Finished {
     index: usize,
     result: Result<StageOutcome, Error>,
-}
-
-/// Where each selected stage stands in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Waiting,
-    Running,
-    Done,
-    Failed,
-    /// Not run: a stage it needs failed (or was not run).
-    Blocked,
-}
-
-/// The selected stages' dependencies and where each stands.
-struct Schedule<'a> {
-    stages: &'a [&'a Stage],
-    /// For each stage, the selected stages it needs (indices).
-    needs: Vec<Vec<usize>>,
-    status: Vec<Status>,
-    running: usize,
-}
-
-impl<'a> Schedule<'a> {
-    fn new(stages: &'a [&'a Stage]) -> Self {
-        let index: HashMap<&str, usize> = stages
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_str(), i))
-            .collect();
-        // Needs outside the selection (`--only`) are checked by deciding.
-        let needs = stages
-            .iter()
-            .map(|s| {
-                s.needs
-                    .iter()
-                    .filter_map(|n| index.get(n.as_str()).copied())
-                    .collect()
-            })
-            .collect();
-        Schedule {
-            stages,
-            needs,
-            status: vec![Status::Waiting; stages.len()],
-            running: 0,
-        }
-    }
-
-    /// The first waiting stage (in workflow order) whose needs are done and
-    /// that `fits`, marked running; stages whose needs failed become blocked.
-    fn next_ready(&mut self, fits: impl Fn(usize) -> bool) -> Option<usize> {
-        for i in 0..self.stages.len() {
-            if self.status[i] != Status::Waiting {
-                continue;
-            }
-            let needs = &self.needs[i];
-            if needs
-                .iter()
-                .any(|&n| matches!(self.status[n], Status::Failed | Status::Blocked))
-            {
-                self.status[i] = Status::Blocked;
-                continue;
-            }
-            if needs.iter().all(|&n| self.status[n] == Status::Done) && fits(i) {
-                self.status[i] = Status::Running;
-                self.running += 1;
-                return Some(i);
-            }
-        }
-        None
-    }
-
-    fn succeeded(&mut self, i: usize) {
-        self.status[i] = Status::Done;
-        self.running -= 1;
-    }
-
-    fn failed(&mut self, i: usize) {
-        self.status[i] = Status::Failed;
-        self.running -= 1;
-    }
-
-    /// Stages that did not run because a stage they need failed.
-    fn blocked(&self) -> Vec<String> {
-        (0..self.stages.len())
-            .filter(|&i| self.status[i] == Status::Blocked)
-            .map(|i| self.stages[i].name.clone())
-            .collect()
-    }
 }
 
 /// Readies a stage's checkpoint directory and says whether to resume from it:

@@ -265,49 +265,6 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// The type of the filesystem `dir` is on, when it is a network or
-/// cluster filesystem.
-fn network_filesystem(dir: &Path) -> Option<String> {
-    const NETWORK: [&str; 10] = [
-        "nfs",
-        "nfs4",
-        "lustre",
-        "gpfs",
-        "beegfs",
-        "cifs",
-        "smb3",
-        "ceph",
-        "glusterfs",
-        "panfs",
-    ];
-    let dir = dir.canonicalize().ok()?;
-    let fstype = mount_type(&dir, &std::fs::read_to_string("/proc/self/mountinfo").ok()?)?;
-    let base = fstype.strip_prefix("fuse.").unwrap_or(&fstype);
-    NETWORK.contains(&base).then_some(fstype)
-}
-
-/// The filesystem type of the longest mount point in `mountinfo` (the
-/// format of /proc/self/mountinfo) that contains the absolute path `dir`.
-fn mount_type(dir: &Path, mountinfo: &str) -> Option<String> {
-    let mut best: Option<(usize, String)> = None;
-    for line in mountinfo.lines() {
-        // id parent major:minor root mount-point options... - fstype source options
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(point), Some(sep)) = (fields.get(4), fields.iter().position(|f| *f == "-"))
-        else {
-            continue;
-        };
-        let Some(fstype) = fields.get(sep + 1) else {
-            continue;
-        };
-        let point = point.replace("\\040", " ");
-        if dir.starts_with(&point) && best.as_ref().is_none_or(|(len, _)| point.len() >= *len) {
-            best = Some((point.len(), fstype.to_string()));
-        }
-    }
-    best.map(|(_, t)| t)
-}
-
 impl Records {
     /// Opens (creating if needed) the database of `workdir`.
     pub fn open(workdir: &Path) -> Result<Self, Error> {
@@ -321,7 +278,7 @@ impl Records {
         // WAL needs memory shared between the processes, which a network
         // filesystem cannot give; there the rollback journal and its
         // file locks keep concurrent jobs' records consistent.
-        let journal = match network_filesystem(&dir) {
+        let journal = match crate::mounts::network_filesystem(&dir) {
             Some(fs) => {
                 tracing::debug!("{} is on {fs}: rollback journal", path.display());
                 "DELETE"
@@ -838,20 +795,8 @@ mod tests {
 
     #[test]
     fn the_records_journal_follows_the_filesystem_of_the_workdir() {
-        let mountinfo = "\
-22 1 0:21 / / rw,relatime - overlay overlay rw
-30 22 0:40 / /scratch rw,relatime - lustre 10.0.0.1@o2ib:/fs rw
-31 22 0:41 / /home/u\\040docs rw - nfs4 srv:/home rw
-32 30 0:42 / /scratch/local rw - xfs /dev/sdb rw
-";
-        let at = |p: &str| mount_type(Path::new(p), mountinfo);
-        assert_eq!(at("/scratch/run/wd").as_deref(), Some("lustre"));
-        assert_eq!(at("/scratch/local/wd").as_deref(), Some("xfs"));
-        assert_eq!(at("/home/u docs/wd").as_deref(), Some("nfs4"));
-        assert_eq!(at("/tmp/wd").as_deref(), Some("overlay"));
-        // The test's own temporary directory is local: WAL.
+        // A local temporary directory: WAL.
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(network_filesystem(dir.path()), None);
         let records = Records::open(dir.path()).unwrap();
         let mode: String = records
             .conn

@@ -102,10 +102,16 @@ impl Resources {
 
     /// Threads per rank, given the cores a rank has when the stage takes them all.
     pub fn threads(&self, kind: &StageKind, all: usize) -> usize {
+        self.threads_if_known(kind, Some(all.max(1))).unwrap_or(1)
+    }
+
+    /// Threads per rank where `all` (the cores of a rank) may be unknown:
+    /// `None` when the stage takes them all and their number is not known.
+    pub fn threads_if_known(&self, kind: &StageKind, all: Option<usize>) -> Option<usize> {
         match (self.threads_per_rank, kind.props.threads) {
-            (Some(t), _) => t.get(),
-            (None, Threads::All) => all.max(1),
-            (None, Threads::One) => 1,
+            (Some(t), _) => Some(t.get()),
+            (None, Threads::All) => all,
+            (None, Threads::One) => Some(1),
         }
     }
 

@@ -309,12 +309,9 @@ fn stage_job(
     } else {
         job.directive("ntasks", ranks);
     }
-    let cpus = match (r.threads_per_rank, stage.kind.props.threads) {
-        (Some(t), _) => Some(t.get()),
-        (None, crate::resources::Threads::One) => Some(1),
-        (None, crate::resources::Threads::All) => opts.cpus_per_rank.map(NonZeroUsize::get),
-    };
-    if let Some(c) = cpus {
+    // Without --cpus-per-rank, a stage taking every core leaves it to Slurm.
+    let all = opts.cpus_per_rank.map(NonZeroUsize::get);
+    if let Some(c) = r.threads_if_known(stage.kind, all) {
         job.directive("cpus-per-task", c);
     }
     if let Some(g) = r

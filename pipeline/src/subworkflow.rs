@@ -50,17 +50,22 @@ struct SubworkflowConfig {
     env: BTreeMap<String, String>,
 }
 
-/// `--set KEY=VALUE` words of the overrides (strings as they are, other
-/// values as JSON: `params.ranks=[1, 2]`).
-fn set_words(set: &BTreeMap<String, Value>) -> Vec<String> {
+/// The overrides as `KEY=VALUE` (strings as they are, other values as
+/// JSON: `params.ranks=[1, 2]`).
+fn overrides(set: &BTreeMap<String, Value>) -> Vec<String> {
     set.iter()
-        .flat_map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            ["--set".to_string(), format!("{k}={v}")]
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
         })
+        .collect()
+}
+
+/// `--set KEY=VALUE` words of the overrides.
+fn set_words(set: &BTreeMap<String, Value>) -> Vec<String> {
+    overrides(set)
+        .into_iter()
+        .flat_map(|o| ["--set".to_string(), o])
         .collect()
 }
 
@@ -89,10 +94,7 @@ pub(crate) fn subworkflow_inputs(config: &Value, workdir: &Path) -> Vec<PathBuf>
         return Vec::new();
     };
     let mut paths = vec![cfg.file.clone()];
-    let mut sets: Vec<String> = set_words(&cfg.set)
-        .chunks(2)
-        .map(|w| w[1].clone())
-        .collect();
+    let mut sets = overrides(&cfg.set);
     // Any workdir inside ours: what it writes there is no input.
     sets.push(format!("workdir={}", workdir.join(".inputs").display()));
     if let Ok(wf) = crate::workflow::load(&cfg.file, &sets) {

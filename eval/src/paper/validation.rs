@@ -43,9 +43,21 @@ pub struct Check {
     pub role: Role,
 }
 
+/// The form of a fitted model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Form {
+    /// Per-GPU throughput `b / (c b + A(p) + s (p - 1))` on HAL's links.
+    Sync,
+    /// Hours `T1 ((1 - f) / p + f)`.
+    Amdahl,
+}
+
 /// A model fitted to one experiment and how it does on every published point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Validation {
+    /// Which model it is.
+    pub form: Form,
     /// The model, as a formula.
     pub model: String,
     /// Its parameters: fitted ones and those held at stated values.
@@ -78,11 +90,12 @@ impl Validation {
                 .find(|(n, _)| n == name)
                 .map_or(f64::NAN, |(_, v)| *v)
         };
-        if self.model.starts_with("t(p)") {
-            let batch = get("batch");
-            batch / (batch * get("c") + hal_allreduce(p) + get("s") * (p as f64 - 1.0))
-        } else {
-            amdahl_hours(get("T1"), get("f"), p)
+        match self.form {
+            Form::Sync => {
+                let batch = get("batch");
+                batch / (batch * get("c") + hal_allreduce(p) + get("s") * (p as f64 - 1.0))
+            }
+            Form::Amdahl => amdahl_hours(get("T1"), get("f"), p),
         }
     }
 }
@@ -149,6 +162,7 @@ pub fn resnet50_hal() -> Option<Validation> {
     let seen: Vec<(usize, f64)> = published.iter().copied().filter(|p| p.0 <= 16).collect();
     let (c, s) = fit_sync_model(&seen, RESNET50_HAL_BATCH)?;
     let mut v = Validation {
+        form: Form::Sync,
         model: "t(p) = c b + A(p) + s (p - 1), throughput b / t(p)".into(),
         parameters: vec![
             ("c".into(), c),
@@ -234,6 +248,7 @@ fn time_model(fit: &[Published], judged: &[&[Published]]) -> Option<Validation> 
         );
     }
     Some(Validation {
+        form: Form::Amdahl,
         model: "T(p) = T1 ((1 - f) / p + f)".into(),
         parameters: vec![("T1".into(), t1), ("f".into(), f)],
         fitted_system: "HAL".into(),

@@ -123,33 +123,38 @@ pub(super) fn dag(resolved: &Value) -> String {
     let Some(stages) = resolved.get("stages").and_then(Value::as_object) else {
         return String::new();
     };
-    let names: Vec<&str> = stages.keys().map(String::as_str).collect();
+    let order: Vec<&str> = stages.keys().map(String::as_str).collect();
     let needs = |s: &str| -> Vec<&str> {
-        stages[s]
-            .get("after")
+        stages
+            .get(s)
+            .and_then(|v| v.get("after"))
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default()
     };
-    // Stages are stored in run order, so every need comes before its stage.
-    let mut order: Vec<&str> = resolved
-        .get("stages")
-        .and_then(Value::as_object)
-        .map(|m| m.keys().map(String::as_str).collect())
-        .unwrap_or_default();
-    order.retain(|n| names.contains(n));
-    let mut depth: HashMap<&str, usize> = HashMap::new();
-    for _ in 0..2 {
-        // Two passes settle the depths whatever the key order.
-        for n in &order {
-            let d = needs(n)
-                .iter()
-                .filter_map(|m| depth.get(m))
-                .map(|d| d + 1)
-                .max()
-                .unwrap_or(0);
-            depth.insert(n, d);
+    // The column of a stage: its longest path from a stage that needs
+    // nothing (the map's key order is not the run order, so by recursion).
+    fn depth_of<'a>(
+        n: &'a str,
+        needs: &dyn Fn(&'a str) -> Vec<&'a str>,
+        known: &mut HashMap<&'a str, usize>,
+    ) -> usize {
+        if let Some(&d) = known.get(n) {
+            return d;
         }
+        // Marked first: a (malformed) cycle ends instead of recursing forever.
+        known.insert(n, 0);
+        let d = needs(n)
+            .into_iter()
+            .map(|m| depth_of(m, needs, known) + 1)
+            .max()
+            .unwrap_or(0);
+        known.insert(n, d);
+        d
+    }
+    let mut depth: HashMap<&str, usize> = HashMap::new();
+    for n in &order {
+        depth_of(n, &needs, &mut depth);
     }
     let mut rows: HashMap<usize, usize> = HashMap::new();
     let mut place: HashMap<&str, (usize, usize)> = HashMap::new();
