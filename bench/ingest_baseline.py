@@ -3,11 +3,16 @@ bench/ingest.sh: PIL decodes each JPEG, crops the centre, resizes with an
 antialiasing filter; numpy standardises each band; a seeded stratified split;
 shards of safetensors (x [n, C, H, W] f32, y [n] i64) and a Parquet manifest.
 
-usage: ingest_baseline.py LABELS_CSV OUT_DIR SIZE CROP SHARD_SIZE SEED
+With PROCESSES > 1 the images are decoded by a multiprocessing pool of that
+many workers (chunks of one shard, in order), the usual way to use more cores
+from Python; the parent writes the shards.
+
+usage: ingest_baseline.py LABELS_CSV OUT_DIR SIZE CROP SHARD_SIZE SEED [PROCESSES]
 """
 
 import csv
 import hashlib
+import multiprocessing
 import sys
 from pathlib import Path
 
@@ -19,6 +24,7 @@ from safetensors.numpy import save_file
 
 labels_csv, out, size, crop, shard_size, seed = sys.argv[1:7]
 size, crop, shard_size, seed = int(size), float(crop), int(shard_size), int(seed)
+processes = int(sys.argv[7]) if len(sys.argv) > 7 else 1
 labels_csv, out = Path(labels_csv), Path(out)
 (out / "shards").mkdir(parents=True, exist_ok=True)
 
@@ -52,24 +58,43 @@ def load(path):
     return (a - mean) / np.maximum(std, 1e-12)
 
 
-manifest = {k: [] for k in ["sample_id", "shard", "index", "split", "label", "source"]}
-shard = 0
-for split in ["train", "val", "test"]:
-    members = sorted((r for r in rows if split_of[r["objid"]] == split), key=lambda r: key(r["objid"]))
-    for start in range(0, len(members), shard_size):
-        chunk = members[start : start + shard_size]
-        xs, ys = [], []
+def main():
+    manifest = {k: [] for k in ["sample_id", "shard", "index", "split", "label", "source"]}
+    chunks = []
+    for split in ["train", "val", "test"]:
+        members = sorted((r for r in rows if split_of[r["objid"]] == split), key=lambda r: key(r["objid"]))
+        for start in range(0, len(members), shard_size):
+            chunks.append((split, members[start : start + shard_size]))
+    paths = [[str(labels_csv.parent / r["image"]) for r in chunk] for _, chunk in chunks]
+    if processes > 1:
+        pool = multiprocessing.Pool(processes)
+        loaded = pool.imap(load_all, paths)
+    else:
+        loaded = map(load_all, paths)
+    for shard, ((split, chunk), xs) in enumerate(zip(chunks, loaded)):
+        ys = []
         for i, r in enumerate(chunk):
-            path = labels_csv.parent / r["image"]
-            xs.append(load(path))
             ys.append(classes.index(r["label"]))
+            path = labels_csv.parent / r["image"]
             for k, v in zip(manifest, [r["objid"], shard, i, split, ys[-1], str(path)]):
                 manifest[k].append(v)
         save_file(
-            {"x": np.stack(xs), "y": np.array(ys, dtype=np.int64)},
+            # safetensors writes the raw buffer: a stack of transposed views must be
+            # made C-contiguous first, or the file holds the pixels out of order.
+            {"x": np.ascontiguousarray(np.stack(xs)), "y": np.array(ys, dtype=np.int64)},
             str(out / "shards" / f"shard-{shard:05d}.safetensors"),
             metadata={"split": split},
         )
-        shard += 1
-pq.write_table(pa.table(manifest), out / "manifest.parquet")
-print(f"{len(manifest['sample_id'])} samples, {shard} shards")
+    if processes > 1:
+        pool.close()
+        pool.join()
+    pq.write_table(pa.table(manifest), out / "manifest.parquet")
+    print(f"{len(manifest['sample_id'])} samples, {len(chunks)} shards, {processes} process(es)")
+
+
+def load_all(paths):
+    return [load(p) for p in paths]
+
+
+if __name__ == "__main__":
+    main()

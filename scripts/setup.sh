@@ -34,6 +34,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 APT_PACKAGES=(
   build-essential pkg-config clang libclang-dev
   libhdf5-dev libcfitsio-dev
+  cmake nasm          # build the vendored libjpeg-turbo (turbojpeg-sys) with its SIMD code
   libopenmpi-dev openmpi-bin
   python3-venv
   chromium            # headless, renders the run report in its test

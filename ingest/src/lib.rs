@@ -7,9 +7,10 @@
 //!
 //! ```text
 //! contract.rs     the dataset contract (dataset.json, splits, shard records)
-//! readers/        what users bring: FITS + WCS, JPEG/PNG, catalogues, NR waveforms
+//! readers/        what users bring: FITS + WCS, JPEG (libjpeg-turbo)/PNG, catalogues, NR waveforms
 //! writers/        inputs into datasets: galaxy images, waveforms, random images
 //! shards.rs       the two-phase shard writer every writer shares
+//! pool.rs         the worker pool (rayon) writers and generators run on
 //! generators/     synthetic galaxies, a second survey's view of a split
 //! loader.rs       sharded, prefetching reads for training and evaluation
 //! files.rs        atomic file and Parquet writes
@@ -33,6 +34,7 @@ pub mod spline;
 pub mod writers;
 
 mod error;
+mod pool;
 mod shards;
 
 pub use contract::{DatasetInfo, OnError, Partition, Split, SplitFractions};

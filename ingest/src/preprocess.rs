@@ -194,36 +194,58 @@ pub fn normalise(img: &mut Image, norm: Normalisation) -> usize {
     let mut bad = 0;
     for c in 0..img.channels {
         let plane = &mut img.data[c * n..(c + 1) * n];
-        let finite: Vec<f32> = plane.iter().copied().filter(|v| v.is_finite()).collect();
-        bad += n - finite.len();
-        let (shift, scale): (f32, Box<dyn Fn(f32) -> f32>) = match norm {
-            Normalisation::None | Normalisation::StandardizeJoint => (0.0, Box::new(|v| v)),
+        match norm {
+            Normalisation::None | Normalisation::StandardizeJoint => {
+                bad += zero_missing(plane);
+            }
             Normalisation::Standardize => {
-                let m = finite.len().max(1) as f64;
-                let mean = finite.iter().map(|&v| v as f64).sum::<f64>() / m;
-                let var = finite
+                // Two passes in f64 without a copy: this runs once per band of
+                // every sample, so it is part of the ingest's hot loop.
+                let (mut sum, mut count) = (0.0f64, 0usize);
+                for &v in plane.iter().filter(|v| v.is_finite()) {
+                    sum += v as f64;
+                    count += 1;
+                }
+                let m = count.max(1) as f64;
+                let mean = sum / m;
+                let var = plane
                     .iter()
+                    .filter(|v| v.is_finite())
                     .map(|&v| (v as f64 - mean).powi(2))
                     .sum::<f64>()
                     / m;
-                let sd = var.sqrt().max(1e-12) as f32;
-                (mean as f32, Box::new(move |v| v / sd))
+                let (mean, sd) = (mean as f32, var.sqrt().max(1e-12) as f32);
+                bad += n - count;
+                for v in plane.iter_mut() {
+                    *v = if v.is_finite() { (*v - mean) / sd } else { 0.0 };
+                }
             }
             Normalisation::Asinh { softening } => {
+                let finite: Vec<f32> = plane.iter().copied().filter(|v| v.is_finite()).collect();
+                bad += n - finite.len();
                 let med = median(&finite);
                 let dev: Vec<f32> = finite.iter().map(|v| (v - med).abs()).collect();
                 let mad = (1.4826 * median(&dev)).max(1e-12);
                 let soft = softening.max(1e-6) * mad;
-                (med, Box::new(move |v| (v / soft).asinh()))
+                for v in plane.iter_mut() {
+                    *v = if v.is_finite() {
+                        ((*v - med) / soft).asinh()
+                    } else {
+                        0.0
+                    };
+                }
             }
-        };
-        for v in plane.iter_mut() {
-            *v = if v.is_finite() {
-                scale(*v - shift)
-            } else {
-                0.0
-            };
         }
+    }
+    bad
+}
+
+/// Sets missing (non-finite) values to zero; returns how many there were.
+fn zero_missing(plane: &mut [f32]) -> usize {
+    let mut bad = 0;
+    for v in plane.iter_mut().filter(|v| !v.is_finite()) {
+        *v = 0.0;
+        bad += 1;
     }
     bad
 }

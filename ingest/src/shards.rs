@@ -243,40 +243,23 @@ impl<'a> Job<'a> {
         }
         let Partition { rank, size } = self.part;
         let mine: Vec<&Planned<M>> = plan.iter().filter(|s| s.index % size == rank).collect();
-        let next = AtomicUsize::new(0);
         let done = AtomicUsize::new(0);
         let tick = |n: usize| (self.progress)(done.fetch_add(n, Ordering::Relaxed) + n);
-        let results: Vec<Result<Vec<Written<R>>>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..self.threads.max(1))
-                .map(|_| {
-                    scope.spawn(|| -> Result<Vec<Written<R>>> {
-                        let mut out = Vec::new();
-                        while let Some(shard) = mine.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            let mut buf = ShardBuffer {
-                                x: Vec::new(),
-                                y: Vec::new(),
-                                rows: Vec::new(),
-                                rejects: Vec::new(),
-                            };
-                            fill(shard, &mut buf, &tick)?;
-                            out.push(self.store(layout, shard.index, shard.split, buf)?);
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("ingest thread panicked"))
-                .collect()
-        });
+        let written = crate::pool::map(self.threads, &mine, |shard| {
+            let mut buf = ShardBuffer {
+                x: Vec::new(),
+                y: Vec::new(),
+                rows: Vec::new(),
+                rejects: Vec::new(),
+            };
+            fill(shard, &mut buf, &tick)?;
+            self.store(layout, shard.index, shard.split, buf)
+        })?;
         let mut merged = head;
-        for written in results {
-            for w in written? {
-                merged.shards.extend(w.record);
-                merged.rows.extend(w.rows);
-                merged.rejects.extend(w.rejects);
-            }
+        for w in written {
+            merged.shards.extend(w.record);
+            merged.rows.extend(w.rows);
+            merged.rejects.extend(w.rejects);
         }
         write_atomic(
             &part_path(self.dir, rank),

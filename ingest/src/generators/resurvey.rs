@@ -184,23 +184,11 @@ pub fn resurvey(
     let sources = read_sources(config)?;
     let images = out.join("images");
     std::fs::create_dir_all(&images).map_err(|e| Error::io("failed to create", &images, e))?;
-    let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    std::thread::scope(|scope| -> Result<()> {
-        let workers: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                scope.spawn(|| -> Result<()> {
-                    while let Some(s) = sources.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        reimage(config, seed, s, &images)?;
-                        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .try_for_each(|w| w.join().expect("resurvey thread panicked"))
+    crate::pool::map(threads, &sources, |s| {
+        reimage(config, seed, s, &images)?;
+        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+        Ok(())
     })?;
     let mut csv = String::from("objid,label,image\n");
     for s in &sources {

@@ -67,32 +67,15 @@ pub fn generate(
     let images = out.join("images");
     std::fs::create_dir_all(&images).map_err(|e| Error::io("failed to create", &images, e))?;
     let total = 2 * config.count_per_class.get();
-    let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= total {
-                            return Ok(());
-                        }
-                        let (img, cards) = galaxy(config, seed, i);
-                        let cards: Vec<_> =
-                            cards.iter().map(|(k, v)| (*k, v.clone(), "")).collect();
-                        write_image(&images.join(format!("{}.fits", sample_id(i))), &img, &cards)?;
-                        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("generator thread panicked"))
-            .collect()
-    });
-    results.into_iter().collect::<Result<Vec<()>>>()?;
+    let indices: Vec<usize> = (0..total).collect();
+    crate::pool::map(threads, &indices, |&i| {
+        let (img, cards) = galaxy(config, seed, i);
+        let cards: Vec<_> = cards.iter().map(|(k, v)| (*k, v.clone(), "")).collect();
+        write_image(&images.join(format!("{}.fits", sample_id(i))), &img, &cards)?;
+        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+        Ok(())
+    })?;
     let mut csv = String::from("objid,label,image\n");
     for i in 0..total {
         let id = sample_id(i);

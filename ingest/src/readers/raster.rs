@@ -1,9 +1,12 @@
-//! JPEG and PNG cutouts through the `image` crate (Galaxy Zoo serves SDSS gri
-//! colour JPEGs). Values are scaled to [0, 1]; colour images keep their bands.
+//! JPEG and PNG cutouts (Galaxy Zoo serves SDSS gri colour JPEGs): JPEGs
+//! through libjpeg-turbo ([`super::jpeg`]), cropped and, when the result is
+//! resized anyway, reduced in the DCT domain while decoding; PNGs through the
+//! `image` crate. Values are scaled to [0, 1]; colour images keep their bands.
 
 use std::path::Path;
 
 use crate::preprocess::{crop_box, Image};
+use crate::readers::jpeg;
 use crate::{Error, Result};
 
 /// Decodes a JPEG or PNG into a planar f32 image in [0, 1]: one band for
@@ -23,8 +26,36 @@ pub fn read_image_cropped(path: &Path, fraction: f32) -> Result<Image> {
 
 /// [`read_image_cropped`] of a file already in memory (`path` names it in errors).
 pub fn decode_cropped(path: &Path, bytes: &[u8], fraction: f32) -> Result<Image> {
+    decode_for(path, bytes, fraction, None)
+}
+
+/// Like [`decode_cropped`], for a crop that will be resized to `at_least`
+/// (width, height) or more: a JPEG is then decoded at 1/2, 1/4 or 1/8 scale
+/// where the crop stays at least that large (libjpeg-turbo's scaled inverse
+/// DCT, a low-pass reduction), so a 64 px stamp from the central half of a
+/// 423 px cutout decodes 212 px and crops 106 instead of 423 and 212.
+pub fn decode_for(
+    path: &Path,
+    bytes: &[u8],
+    fraction: f32,
+    at_least: Option<(usize, usize)>,
+) -> Result<Image> {
     if let Err(e) = jpeg_complete(bytes) {
         return Err(Error::format(path, None, e));
+    }
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        let d = jpeg::decode_box(bytes, at_least, |h, w| crop_box(h, w, fraction))
+            .map_err(|e| Error::format(path, None, e))?;
+        let plane = d.width * d.height;
+        let mut data = vec![0.0f32; d.channels * plane];
+        for (c, out) in data.chunks_exact_mut(plane).enumerate() {
+            let samples = d.pixels[c..].iter().step_by(d.channels);
+            for (o, &v) in out.iter_mut().zip(samples) {
+                *o = v as f32 * (1.0 / 255.0);
+            }
+        }
+        return Image::new(d.channels, d.height, d.width, data)
+            .ok_or_else(|| Error::format(path, None, "image has a zero dimension"));
     }
     let decoded = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
@@ -77,13 +108,13 @@ pub fn decode_cropped(path: &Path, bytes: &[u8], fraction: f32) -> Result<Image>
 }
 
 /// For a JPEG, checks that its last scan ends with the end-of-image
-/// marker: a truncated file otherwise decodes into a partly grey image
+/// marker (at once when the file ends with it, as nearly all do): a truncated file otherwise decodes into a partly grey image
 /// without a word (PIL refuses it: "image file is truncated"). A marker
 /// cannot occur inside a scan (a 0xFF there is followed by 0x00 or a
 /// restart marker), so the file is complete when an EOI follows the last
 /// start-of-scan. Other formats pass.
 fn jpeg_complete(bytes: &[u8]) -> std::result::Result<(), String> {
-    if !bytes.starts_with(&[0xFF, 0xD8]) {
+    if !bytes.starts_with(&[0xFF, 0xD8]) || bytes.ends_with(&[0xFF, 0xD9]) {
         return Ok(());
     }
     let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);

@@ -305,7 +305,9 @@ fn read_file(path: &Path, row: &LabelRow, config: &GalaxyImagesConfig) -> Result
             "`cutout` needs FITS frames with a WCS; JPEG/PNG images are used whole",
         ));
     } else {
-        raster::decode_cropped(path, &bytes, config.crop)?
+        // Decoded no larger than the resize needs (see `raster::decode_for`).
+        let size = config.size.get();
+        raster::decode_for(path, &bytes, config.crop, Some((size, size)))?
     };
     Ok((img, hash))
 }
@@ -479,7 +481,10 @@ fn fill_shard(
     for (row, label) in &shard.members {
         match load_sample(row, config, channels) {
             Ok((data, hash)) => {
-                out.x.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+                out.x.reserve(data.len() * 4);
+                for v in &data {
+                    out.x.extend_from_slice(&v.to_le_bytes());
+                }
                 out.y.extend(label.to_le_bytes());
                 out.rows.push(Row {
                     sample_id: row.id.clone(),
