@@ -7,7 +7,9 @@
 //! compressed image's nulls arrive as NaN. This module adds zero-weight
 //! pixels as NaN too, an unnamed HDU meaning "the first one with
 //! data" (as astropy's `getdata` does, so a `.fz` file's empty primary is
-//! passed over), and the frame's TAN WCS is read for stamps at RA/Dec.
+//! passed over), and stamps cut at RA/Dec through the frame's WCS
+//! ([`read_stamp`]), reading only the stamp's pixels (cfitsio's subset read,
+//! which for a tile-compressed image decompresses only the tiles it needs).
 
 use std::path::Path;
 
@@ -17,7 +19,7 @@ use fitsio::FitsFile;
 use serde::{Deserialize, Serialize};
 
 use crate::preprocess::Image;
-use crate::readers::wcs::{TanWcs, WcsError, WcsKeys};
+use crate::readers::wcs::{self, Card, Wcs, WcsCards, WcsError};
 use crate::{Error, Result};
 
 /// Which HDU holds the image: an index (0 is the primary) or an EXTNAME.
@@ -47,13 +49,13 @@ pub struct Frame {
     /// The zero-based index of the HDU read.
     pub hdu_index: usize,
     /// The WCS keywords found in that HDU.
-    pub wcs_keys: WcsKeys,
+    pub wcs_cards: WcsCards,
 }
 
 /// Why a stamp could not be cut.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CutoutError {
-    /// The frame has no usable TAN WCS.
+    /// The frame has no usable WCS.
     #[error("cannot cut at RA/Dec: {0}")]
     Wcs(#[from] WcsError),
     /// The position is not on the frame.
@@ -77,56 +79,150 @@ pub enum CutoutError {
 }
 
 impl Frame {
-    /// The frame's TAN projection.
-    pub fn wcs(&self) -> std::result::Result<TanWcs, WcsError> {
-        TanWcs::from_keys(&self.wcs_keys)
+    /// The frame's world coordinate system.
+    pub fn wcs(&self) -> std::result::Result<Wcs, WcsError> {
+        Wcs::from_cards(&self.wcs_cards, self.image.width, self.image.height)
+    }
+}
+
+/// Where a `size` x `size` stamp centred on the zero-based pixel position
+/// (x, y) lies on a `width` x `height` frame, by astropy's `Cutout2D` rule:
+/// its first column is `ceil(x - size / 2)` (rows alike), and the part that
+/// overlaps the frame is copied while the rest takes the fill value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StampBox {
+    /// The stamp's first column and row on the frame (may be negative).
+    pub origin: (i64, i64),
+    /// The stamp's side.
+    pub size: usize,
+    /// The overlapping columns `[x0, x1)` and rows `[y0, y1)` on the frame.
+    pub cols: (usize, usize),
+    /// See `cols`.
+    pub rows: (usize, usize),
+}
+
+impl StampBox {
+    /// The box for zero-based (x, y), or `None` when the position is off the frame.
+    pub fn new(x: f64, y: f64, size: usize, width: usize, height: usize) -> Option<StampBox> {
+        // Pixel i covers i - 0.5 .. i + 0.5.
+        if !(x >= -0.5 && x < width as f64 - 0.5 && y >= -0.5 && y < height as f64 - 0.5) {
+            return None;
+        }
+        let half = size as f64 / 2.0;
+        let origin = ((x - half).ceil() as i64, (y - half).ceil() as i64);
+        let span = |o: i64, n: usize| {
+            let lo = o.max(0) as usize;
+            let hi = (o + size as i64).clamp(0, n as i64) as usize;
+            (lo.min(hi), hi)
+        };
+        Some(StampBox {
+            origin,
+            size,
+            cols: span(origin.0, width),
+            rows: span(origin.1, height),
+        })
     }
 
-    /// A `size` x `size` stamp centred on (RA, Dec), every band. Pixels of a stamp
-    /// that overhangs the frame's edge are NaN; a centre off the frame is an error.
-    pub fn cutout(
-        &self,
-        ra: f64,
-        dec: f64,
-        size: usize,
-    ) -> std::result::Result<Image, CutoutError> {
-        let (w, h) = (self.image.width, self.image.height);
-        let off = |x: f64, y: f64| CutoutError::OffFrame {
+    /// Copies the overlapping `plane` (the frame's pixels in the box's
+    /// `cols` x `rows`, row-major) into a stamp filled with `fill` elsewhere.
+    fn place(&self, plane: &[f32], fill: f32, out: &mut Vec<f32>) {
+        let n = self.size;
+        let w = self.cols.1 - self.cols.0;
+        let start = out.len();
+        out.resize(start + n * n, fill);
+        let dx = (self.cols.0 as i64 - self.origin.0) as usize;
+        let dy = (self.rows.0 as i64 - self.origin.1) as usize;
+        for (r, row) in plane.chunks_exact(w.max(1)).enumerate() {
+            let at = start + (dy + r) * n + dx;
+            out[at..at + w].copy_from_slice(&row[..w]);
+        }
+    }
+}
+
+/// A `size` x `size` stamp of every band centred on (RA, Dec), as astropy's
+/// `Cutout2D(data, SkyCoord(ra, dec), size, wcs=WCS(header), mode='partial',
+/// fill_value=fill)` cuts it; only the stamp's pixels are read. Missing
+/// pixels inside the frame (BLANK, NaN, zero weight) are NaN; a position off
+/// the frame is a [`CutoutError::OffFrame`], inside the returned error.
+pub fn read_stamp(
+    path: &Path,
+    hdu: Option<&Hdu>,
+    weight: Option<&Hdu>,
+    (ra, dec): (f64, f64),
+    size: usize,
+    fill: f32,
+) -> Result<Image> {
+    let mut file = open(path, hdu)?;
+    let (index, h, label) = select(path, &mut file, hdu)?;
+    let (channels, height, width) = image_shape(path, &h, &label)?;
+    let at = || Some(format!("HDU {label}"));
+    let cards = read_wcs_cards(&mut file, &h);
+    let wcs = Wcs::from_cards(&cards, width, height)
+        .map_err(|e| Error::format(path, at(), CutoutError::Wcs(e).to_string()))?;
+    let off = |x: f64, y: f64| {
+        let e = CutoutError::OffFrame {
             ra,
             dec,
             x,
             y,
-            width: w,
-            height: h,
+            width,
+            height,
         };
-        let (x, y) = self
-            .wcs()?
-            .world_to_pixel(ra, dec)
-            .ok_or_else(|| off(f64::NAN, f64::NAN))?;
-        // FITS pixel n covers n - 0.5 .. n + 0.5.
-        if !(x >= 0.5 && x < w as f64 + 0.5 && y >= 0.5 && y < h as f64 + 0.5) {
-            return Err(off(x, y));
+        Error::format(path, Some(format!("HDU {index}")), e.to_string())
+    };
+    let (x, y) = wcs
+        .world_to_pixel(ra, dec)
+        .ok_or_else(|| off(f64::NAN, f64::NAN))?;
+    let b = StampBox::new(x - 1.0, y - 1.0, size, width, height).ok_or_else(|| off(x, y))?;
+    let fits_err = |label: String| {
+        let path = path.to_path_buf();
+        move |source| Error::Fits {
+            path,
+            hdu: label,
+            source,
         }
-        // Zero-based column of the stamp's first pixel, so the centre pixel is
-        // the one holding (x, y) (for an even size, the one right of centre).
-        let x0 = (x - 0.5).floor() as i64 - (size / 2) as i64;
-        let y0 = (y - 0.5).floor() as i64 - (size / 2) as i64;
-        let mut data = Vec::with_capacity(self.image.channels * size * size);
-        for c in 0..self.image.channels {
-            let plane = &self.image.data[c * w * h..(c + 1) * w * h];
-            for row in y0..y0 + size as i64 {
-                for col in x0..x0 + size as i64 {
-                    let inside = (0..w as i64).contains(&col) && (0..h as i64).contains(&row);
-                    data.push(if inside {
-                        plane[row as usize * w + col as usize]
-                    } else {
-                        f32::NAN
-                    });
+    };
+    let mut planes = Vec::with_capacity(channels);
+    for c in 0..channels {
+        h.read_key::<i64>(&mut file, "NAXIS")
+            .map_err(fits_err(label.clone()))?;
+        planes.push(
+            read_subset(&mut file, (channels, height, width), c, &b)
+                .map_err(fits_err(label.clone()))?,
+        );
+    }
+    if let Some(wsel) = weight {
+        let wlabel = format!("{wsel} (weight)");
+        let (_, wh, _) = select(path, &mut file, Some(wsel))?;
+        let wshape = image_shape(path, &wh, &wlabel)?;
+        if (wshape.1, wshape.2) != (height, width) || !(wshape.0 == 1 || wshape.0 == channels) {
+            return Err(Error::format(
+                path,
+                Some(format!("HDU {wlabel}")),
+                format!(
+                    "weight is {}x{}x{}, the image {channels}x{height}x{width}",
+                    wshape.0, wshape.1, wshape.2
+                ),
+            ));
+        }
+        for (c, plane) in planes.iter_mut().enumerate() {
+            wh.read_key::<i64>(&mut file, "NAXIS")
+                .map_err(fits_err(wlabel.clone()))?;
+            let band = if wshape.0 == 1 { 0 } else { c };
+            let w = read_subset(&mut file, wshape, band, &b).map_err(fits_err(wlabel.clone()))?;
+            for (v, wv) in plane.iter_mut().zip(w) {
+                if wv.is_nan() || wv <= 0.0 {
+                    *v = f32::NAN;
                 }
             }
         }
-        Ok(Image::new(self.image.channels, size, size, data).expect("stamp dimensions match"))
     }
+    let mut data = Vec::with_capacity(channels * size * size);
+    for plane in &planes {
+        b.place(plane, fill, &mut data);
+    }
+    Image::new(channels, size, size, data)
+        .ok_or_else(|| Error::format(path, at(), "stamp dimensions do not match"))
 }
 
 /// Reads a 2-D image or a 3-D cube (bands first) as f32 in physical units;
@@ -139,36 +235,12 @@ pub fn read_image(path: &Path, hdu: Option<&Hdu>) -> Result<Image> {
 /// (an image of the same size in that HDU, such as DES `WGT`) is zero,
 /// negative or NaN become NaN.
 pub fn read_frame(path: &Path, hdu: Option<&Hdu>, weight: Option<&Hdu>) -> Result<Frame> {
-    let label = hdu
-        .map(|h| h.to_string())
-        .unwrap_or_else(|| "(first with data)".into());
-    let fits_err = |hdu: String| {
-        let path = path.to_path_buf();
-        move |source| Error::Fits { path, hdu, source }
-    };
-    let mut file = FitsFile::open(path).map_err(fits_err(label.clone()))?;
-    let (index, h) = match hdu {
-        Some(sel) => {
-            let h = match sel {
-                Hdu::Index(i) => file.hdu(*i),
-                Hdu::Name(n) => file.hdu(n.as_str()),
-            }
-            .map_err(fits_err(label.clone()))?;
-            (h.number, h)
-        }
-        None => first_image_hdu(path, &mut file)?,
-    };
-    let label = hdu
-        .map(|h| h.to_string())
-        .unwrap_or_else(|| index.to_string());
+    let mut file = open(path, hdu)?;
+    let (index, h, label) = select(path, &mut file, hdu)?;
     let mut image = read_plane(path, &mut file, &h, &label)?;
     if let Some(wsel) = weight {
         let wlabel = format!("{wsel} (weight)");
-        let wh = match wsel {
-            Hdu::Index(i) => file.hdu(*i),
-            Hdu::Name(n) => file.hdu(n.as_str()),
-        }
-        .map_err(fits_err(wlabel.clone()))?;
+        let (_, wh, _) = select(path, &mut file, Some(wsel))?;
         let w = read_plane(path, &mut file, &wh, &wlabel)?;
         let plane = image.height * image.width;
         if (w.height, w.width) != (image.height, image.width)
@@ -194,12 +266,45 @@ pub fn read_frame(path: &Path, hdu: Option<&Hdu>, weight: Option<&Hdu>) -> Resul
             }
         }
     }
-    let wcs_keys = read_wcs_keys(&mut file, &h);
+    let wcs_cards = read_wcs_cards(&mut file, &h);
     Ok(Frame {
         image,
         hdu_index: index,
-        wcs_keys,
+        wcs_cards,
     })
+}
+
+fn open(path: &Path, hdu: Option<&Hdu>) -> Result<FitsFile> {
+    FitsFile::open(path).map_err(|source| Error::Fits {
+        path: path.to_path_buf(),
+        hdu: hdu
+            .map(|h| h.to_string())
+            .unwrap_or_else(|| "(first with data)".into()),
+        source,
+    })
+}
+
+/// The HDU asked for (or the first with image data): its index, handle and
+/// the label errors name it by.
+fn select(path: &Path, file: &mut FitsFile, hdu: Option<&Hdu>) -> Result<(usize, FitsHdu, String)> {
+    match hdu {
+        Some(sel) => {
+            let h = match sel {
+                Hdu::Index(i) => file.hdu(*i),
+                Hdu::Name(n) => file.hdu(n.as_str()),
+            }
+            .map_err(|source| Error::Fits {
+                path: path.to_path_buf(),
+                hdu: sel.to_string(),
+                source,
+            })?;
+            Ok((h.number, h, sel.to_string()))
+        }
+        None => {
+            let (i, h) = first_image_hdu(path, file)?;
+            Ok((i, h, i.to_string()))
+        }
+    }
 }
 
 /// The first HDU holding a non-empty image.
@@ -218,7 +323,9 @@ fn first_image_hdu(path: &Path, file: &mut FitsFile) -> Result<(usize, FitsHdu)>
     ))
 }
 
-fn read_plane(path: &Path, file: &mut FitsFile, h: &FitsHdu, label: &str) -> Result<Image> {
+/// (bands, height, width) of an image HDU, refused when a file of this
+/// length cannot hold that many pixels.
+fn image_shape(path: &Path, h: &FitsHdu, label: &str) -> Result<(usize, usize, usize)> {
     let at = || Some(format!("HDU {label}"));
     let shape = match &h.info {
         HduInfo::ImageInfo { shape, .. } => shape.clone(),
@@ -248,11 +355,6 @@ fn read_plane(path: &Path, file: &mut FitsFile, h: &FitsHdu, label: &str) -> Res
             ))
         }
     };
-    let fits_err = |source| Error::Fits {
-        path: path.to_path_buf(),
-        hdu: label.to_string(),
-        source,
-    };
     // A damaged header can claim more pixels than the file holds (even
     // tile-compressed ones, whose ratio stays far below 64): refuse before
     // allocating them.
@@ -261,18 +363,88 @@ fn read_plane(path: &Path, file: &mut FitsFile, h: &FitsHdu, label: &str) -> Res
         .checked_mul(height)
         .and_then(|n| n.checked_mul(width))
         .filter(|&n| (n as u64).saturating_mul(4) <= file_len.saturating_mul(64).max(1 << 20));
-    let Some(pixels) = pixels else {
+    if pixels.is_none() {
         return Err(Error::format(
             path,
             at(),
             format!("NAXISn {shape:?} claim more pixels than a file of {file_len} bytes can hold"),
         ));
+    }
+    Ok((channels, height, width))
+}
+
+fn read_plane(path: &Path, file: &mut FitsFile, h: &FitsHdu, label: &str) -> Result<Image> {
+    let (channels, height, width) = image_shape(path, h, label)?;
+    let fits_err = |source| Error::Fits {
+        path: path.to_path_buf(),
+        hdu: label.to_string(),
+        source,
     };
     // Reading a keyword makes this HDU cfitsio's current one for the raw read below.
     h.read_key::<i64>(file, "NAXIS").map_err(fits_err)?;
-    let data = read_current_with_nan(file, pixels).map_err(fits_err)?;
-    Image::new(channels, height, width, data)
-        .ok_or_else(|| Error::format(path, at(), "image data size does not match NAXISn"))
+    let data = read_current_with_nan(file, channels * height * width).map_err(fits_err)?;
+    Image::new(channels, height, width, data).ok_or_else(|| {
+        Error::format(
+            path,
+            Some(format!("HDU {label}")),
+            "image data size does not match NAXISn",
+        )
+    })
+}
+
+/// Reads band `band` of the current HDU (of `shape` (bands, height, width))
+/// within the stamp box's overlap, row-major, with nulls as NaN (cfitsio's
+/// `fits_read_subset`).
+#[allow(unsafe_code)]
+fn read_subset(
+    file: &mut FitsFile,
+    shape: (usize, usize, usize),
+    band: usize,
+    b: &StampBox,
+) -> fitsio::errors::Result<Vec<f32>> {
+    let (w, h) = (b.cols.1 - b.cols.0, b.rows.1 - b.rows.0);
+    let mut data = vec![0f32; w * h];
+    if data.is_empty() {
+        return Ok(data);
+    }
+    use std::os::raw::c_long;
+    let (naxis, mut naxes): (usize, Vec<c_long>) = if shape.0 > 1 || band > 0 {
+        (3, vec![shape.2 as _, shape.1 as _, shape.0 as _])
+    } else {
+        (2, vec![shape.2 as _, shape.1 as _])
+    };
+    // 1-based, inclusive corners, FITS axis order (x, y, band).
+    let mut blc: Vec<c_long> = vec![
+        b.cols.0 as c_long + 1,
+        b.rows.0 as c_long + 1,
+        band as c_long + 1,
+    ];
+    let mut trc: Vec<c_long> = vec![b.cols.1 as _, b.rows.1 as _, band as c_long + 1];
+    let mut inc: Vec<c_long> = vec![1; 3];
+    blc.truncate(naxis);
+    trc.truncate(naxis);
+    inc.truncate(naxis);
+    let mut anynul = 0;
+    let mut status = 0;
+    // SAFETY: `data` holds (trc - blc + 1) summed over the box = w * h
+    // elements, what cfitsio writes for this subset; the axis arrays have
+    // `naxis` elements; the caller has made the image HDU current.
+    unsafe {
+        fitsio::sys::ffgsve(
+            file.as_raw(),
+            0,
+            naxis as _,
+            naxes.as_mut_ptr(),
+            blc.as_mut_ptr(),
+            trc.as_mut_ptr(),
+            inc.as_mut_ptr(),
+            f32::NAN,
+            data.as_mut_ptr(),
+            &mut anynul,
+            &mut status,
+        );
+    }
+    fitsio::errors::check_status(status).map(|_| data)
 }
 
 /// Reads the current HDU's pixels as f32 with cfitsio's null substitution:
@@ -302,22 +474,40 @@ fn read_current_with_nan(file: &mut FitsFile, n: usize) -> fitsio::errors::Resul
     fitsio::errors::check_status(status).map(|_| data)
 }
 
-fn read_wcs_keys(file: &mut FitsFile, h: &FitsHdu) -> WcsKeys {
-    let mut f = |k: &str| h.read_key::<f64>(file, k).ok();
-    let keys = WcsKeys {
-        ctype: [None, None],
-        crpix: [f("CRPIX1"), f("CRPIX2")],
-        crval: [f("CRVAL1"), f("CRVAL2")],
-        cd: [f("CD1_1"), f("CD1_2"), f("CD2_1"), f("CD2_2")],
-        pc: [f("PC1_1"), f("PC1_2"), f("PC2_1"), f("PC2_2")],
-        cdelt: [f("CDELT1"), f("CDELT2")],
-        crota2: f("CROTA2"),
+/// The WCS keywords present in the HDU (absent ones are left out).
+fn read_wcs_cards(file: &mut FitsFile, h: &FitsHdu) -> WcsCards {
+    let mut cards = WcsCards::new();
+    let num = |file: &mut FitsFile, k: &str, cards: &mut WcsCards| {
+        if let Ok(v) = h.read_key::<f64>(file, k) {
+            cards.insert(k.to_string(), Card::Num(v));
+        }
     };
-    let mut s = |k: &str| h.read_key::<String>(file, k).ok();
-    WcsKeys {
-        ctype: [s("CTYPE1"), s("CTYPE2")],
-        ..keys
+    for k in wcs::NUMERIC_KEYWORDS {
+        num(file, k, &mut cards);
     }
+    for prefix in ["A", "B"] {
+        if let Some(Card::Num(order)) = cards.get(&format!("{prefix}_ORDER")).cloned() {
+            if (0.0..=16.0).contains(&order) {
+                for k in wcs::sip_keywords(prefix, order as usize) {
+                    num(file, &k, &mut cards);
+                }
+            }
+        }
+    }
+    let tpv = h
+        .read_key::<String>(file, "CTYPE1")
+        .is_ok_and(|c| c.contains("-TPV"));
+    if tpv {
+        for k in wcs::tpv_keywords() {
+            num(file, &k, &mut cards);
+        }
+    }
+    for k in wcs::TEXT_KEYWORDS {
+        if let Ok(v) = h.read_key::<String>(file, k) {
+            cards.insert(k.to_string(), Card::Text(v));
+        }
+    }
+    cards
 }
 
 /// Header cards written with an image, as (keyword, value, comment).

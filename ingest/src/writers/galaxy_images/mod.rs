@@ -56,9 +56,14 @@ pub struct GalaxyImagesConfig {
     #[serde(default)]
     pub bands: Option<Vec<String>>,
     /// Cut a stamp of this many pixels at the row's RA/Dec through the frame's
-    /// TAN WCS (for large survey frames) before cropping and resizing.
+    /// WCS (for large survey frames) before cropping and resizing, as astropy's
+    /// `Cutout2D(..., mode='partial')` cuts it; only the stamp is read.
     #[serde(default)]
     pub cutout: Option<NonZeroUsize>,
+    /// The value of a stamp's pixels beyond the frame's edge; unset: missing
+    /// (NaN, astropy's default), which `nan` then handles.
+    #[serde(default)]
+    pub cutout_fill: Option<f32>,
     /// How samples get their class.
     #[serde(default)]
     pub label_rule: LabelRule,
@@ -98,6 +103,7 @@ impl GalaxyImagesConfig {
             weight_hdu: None,
             bands: None,
             cutout: None,
+            cutout_fill: None,
             label_rule: LabelRule::Column,
             image_path: None,
             nan: NanPolicy::Fill,
@@ -284,18 +290,16 @@ fn read_file(path: &Path, row: &LabelRow, config: &GalaxyImagesConfig) -> Result
     let bytes = std::fs::read(path).map_err(|e| Error::io("failed to read", path, e))?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
     let img = if fits::is_fits(path) {
-        let frame = fits::read_frame(path, config.hdu.as_ref(), config.weight_hdu.as_ref())?;
         match (config.cutout, row.ra, row.dec) {
-            (Some(size), Some(ra), Some(dec)) => {
-                frame.cutout(ra, dec, size.get()).map_err(|e| {
-                    Error::format(
-                        path,
-                        Some(format!("HDU {}", frame.hdu_index)),
-                        e.to_string(),
-                    )
-                })?
-            }
-            _ => frame.image,
+            (Some(size), Some(ra), Some(dec)) => fits::read_stamp(
+                path,
+                config.hdu.as_ref(),
+                config.weight_hdu.as_ref(),
+                (ra, dec),
+                size.get(),
+                config.cutout_fill.unwrap_or(f32::NAN),
+            )?,
+            _ => fits::read_frame(path, config.hdu.as_ref(), config.weight_hdu.as_ref())?.image,
         }
         .centre_crop(config.crop)
     } else if config.cutout.is_some() {
