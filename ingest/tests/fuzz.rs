@@ -234,8 +234,20 @@ fn fits_reader_survives_mutated_files() {
         };
         let path = dir.path().join(format!("case{}.fits", case % 8));
         std::fs::write(&path, &mutated).unwrap();
+        // The whole frame, then its WCS and a stamp at the sky position of
+        // its centre: damaged CTYPE, CRPIX, CD or PV cards reach the wcs
+        // crate and the distortions.
         one_case(&mut tally, format!("{name}: {what}"), || {
-            fits::read_frame(&path, None, None)
+            let frame = fits::read_frame(&path, None, None)?;
+            let (w, h) = (frame.image.width as f64, frame.image.height as f64);
+            let centre = frame
+                .wcs()
+                .ok()
+                .and_then(|wcs| wcs.pixel_to_world(w / 2.0, h / 2.0));
+            match centre {
+                Some(at) => fits::read_stamp(&path, None, None, at, 16, f32::NAN).map(|_| ()),
+                None => Ok(()),
+            }
         });
     }
     report("fits", &tally);

@@ -393,6 +393,26 @@ impl Wcs {
                 "the projection is not one the wcs crate implements (see ingest/src/readers/wcs.rs)",
             ));
         }
+        // Parameters the crate asserts on rather than returning an error.
+        let pv = |m: usize| num(cards, &format!("PV2_{m}"));
+        let in_range = |m: usize, lo: f64, hi: f64, default: f64| -> Result<(), WcsError> {
+            let v = pv(m)?.unwrap_or(default);
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(WcsError::Value(format!("PV2_{m} of {p1}"), v.to_string()))
+            }
+        };
+        match p1.as_str() {
+            "CEA" => in_range(1, f64::MIN_POSITIVE, 1.0, 1.0)?,
+            "AIR" => in_range(1, -89.999_999, 90.0, 90.0)?,
+            "AZP" => in_range(2, -89.999_999, 89.999_999, 0.0)?,
+            "SZP" => {
+                in_range(1, -1e12, 1e12, 0.0)?;
+                in_range(3, -90.0, 90.0, 90.0)?;
+            }
+            _ => {}
+        }
         let crpix = [
             num(cards, "CRPIX1")?.ok_or(WcsError::Missing("CRPIX1"))?,
             num(cards, "CRPIX2")?.ok_or(WcsError::Missing("CRPIX2"))?,
@@ -770,6 +790,38 @@ mod tests {
             c.insert(k.into(), Card::Num(1.0));
         }
         assert_eq!(Wcs::from_cards(&c, 10, 10).unwrap_err(), WcsError::Singular);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// Any projection with any parameters: an error or coordinates, never a
+        /// panic (the crate asserts on some PV values; those are checked first).
+        #[test]
+        fn any_projection_and_parameters_give_an_answer_or_an_error(
+            code in 0..PROJECTIONS.len() + 2,
+            pv in proptest::collection::vec(-200.0f64..200.0, 4),
+            crval in (-400.0f64..400.0, -100.0f64..100.0),
+            scale in -1.0f64..1.0,
+            px in (-1e4f64..1e4, -1e4f64..1e4),
+        ) {
+            let code = PROJECTIONS.get(code).copied().unwrap_or(if code % 2 == 0 { "TPV" } else { "TAN" });
+            let mut c = sdss_like();
+            c.insert("CTYPE1".into(), Card::Text(format!("RA---{code}")));
+            c.insert("CTYPE2".into(), Card::Text(format!("DEC--{code}")));
+            c.insert("CRVAL1".into(), Card::Num(crval.0));
+            c.insert("CRVAL2".into(), Card::Num(crval.1));
+            c.insert("CD1_1".into(), Card::Num(scale));
+            for (m, v) in pv.iter().enumerate() {
+                c.insert(format!("PV2_{m}"), Card::Num(*v));
+                c.insert(format!("PV1_{}", m + 4), Card::Num(*v * 1e-3));
+            }
+            if let Ok(w) = Wcs::from_cards(&c, 100, 100) {
+                if let Some((ra, dec)) = w.pixel_to_world(px.0, px.1) {
+                    let _ = w.world_to_pixel(ra, dec);
+                }
+                let _ = w.world_to_pixel(crval.0, crval.1.clamp(-90.0, 90.0));
+            }
+        }
     }
 
     #[test]
