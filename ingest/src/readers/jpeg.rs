@@ -129,15 +129,17 @@ impl Handle {
     }
 
     /// Decodes the region (x, y, w, h) of the image scaled by 1/`denom`
-    /// (coordinates in the scaled image; x aligned to the scaled iMCU).
+    /// (coordinates in the scaled image; x aligned to the scaled iMCU; all
+    /// zero for the whole image), `size` (w, h) pixels.
     fn decode(
         &mut self,
         bytes: &[u8],
         denom: usize,
         region: (usize, usize, usize, usize),
+        (w, h): (usize, usize),
         channels: usize,
     ) -> Result<Vec<u8>, String> {
-        let (x, y, w, h) = region;
+        let (x, y, rw, rh) = region;
         let mut out = vec![0u8; w * h * channels];
         let format = if channels == 1 {
             tj::TJPF_TJPF_GRAY
@@ -146,8 +148,9 @@ impl Handle {
         };
         // SAFETY: the handle is valid; `out` holds exactly w * h * channels
         // bytes, the size tj3Decompress8 writes for the scaled, cropped region
-        // with a pitch of 0 (w * channels); the region lies within the scaled
-        // image (checked by the caller and again by the library).
+        // (or the whole scaled image, which the caller passes as `size`) with a
+        // pitch of 0 (w * channels); the region lies within the scaled image
+        // (checked by the caller and again by the library).
         unsafe {
             let factor = tj::tjscalingfactor {
                 num: 1,
@@ -159,8 +162,8 @@ impl Handle {
             let crop = tj::tjregion {
                 x: x as libc::c_int,
                 y: y as libc::c_int,
-                w: w as libc::c_int,
-                h: h as libc::c_int,
+                w: rw as libc::c_int,
+                h: rh as libc::c_int,
             };
             if tj::tj3SetCroppingRegion(self.0, crop) != 0 {
                 return Err(self.error());
@@ -266,7 +269,15 @@ fn decode_at(
                 "crop {cw}x{ch} at ({x0}, {y0}) lies outside the {sw}x{sh} image"
             ));
         }
-        let region = h.decode(bytes, denom, (rx, ry, rw, rh), channels)?;
+        // The whole image is asked for as no cropping region at all, which
+        // layouts that cannot be cropped (lossless) accept.
+        let whole = (rx, ry, rw, rh) == (0, 0, sw, sh);
+        let region_arg = if whole {
+            (0, 0, 0, 0)
+        } else {
+            (rx, ry, rw, rh)
+        };
+        let region = h.decode(bytes, denom, region_arg, (rw, rh), channels)?;
         let (dx, dy) = (x0 - rx, y0 - ry);
         let mut pixels = Vec::with_capacity(cw * ch * channels);
         for row in 0..ch {
