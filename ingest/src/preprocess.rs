@@ -28,7 +28,7 @@ impl Image {
             })
     }
 
-    fn plane(&self, c: usize) -> &[f32] {
+    pub(crate) fn plane(&self, c: usize) -> &[f32] {
         let n = self.height * self.width;
         &self.data[c * n..(c + 1) * n]
     }

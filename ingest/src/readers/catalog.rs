@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::readers::wcs::{parse_dec, parse_ra};
 use crate::{Error, Result};
 
 /// One labelled image.
@@ -236,6 +235,42 @@ pub fn read_catalog(path: &Path, opts: &CatalogOptions) -> Result<Catalog> {
     Ok(Catalog { rows, left_out })
 }
 
+/// Parses a right ascension: decimal degrees, or sexagesimal hours
+/// (`hh:mm:ss.s` or `hh mm ss.s`).
+pub fn parse_ra(text: &str) -> Option<f64> {
+    parse_sexagesimal(text, 15.0).filter(|v| (0.0..360.0).contains(v))
+}
+
+/// Parses a declination: decimal degrees or sexagesimal degrees (`+dd:mm:ss.s`).
+pub fn parse_dec(text: &str) -> Option<f64> {
+    parse_sexagesimal(text, 1.0).filter(|v| (-90.0..=90.0).contains(v))
+}
+
+/// A decimal number as is, or `a:b:c` (or space-separated) times `unit`, with
+/// the sign of the first field applying to the whole (so `-00:30:00` is -0.5).
+fn parse_sexagesimal(text: &str, unit: f64) -> Option<f64> {
+    let t = text.trim();
+    let fields: Vec<&str> = t
+        .split(|c: char| c == ':' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .collect();
+    match fields.as_slice() {
+        [one] => one.parse::<f64>().ok().filter(|v| v.is_finite()),
+        [h, m, s] => {
+            let negative = h.starts_with('-');
+            let h: f64 = h.trim_start_matches(['+', '-']).parse().ok()?;
+            let m: f64 = m.parse().ok()?;
+            let s: f64 = s.parse().ok()?;
+            if !(0.0..60.0).contains(&m) || !(0.0..60.0).contains(&s) {
+                return None;
+            }
+            let v = (h + m / 60.0 + s / 3600.0) * unit;
+            Some(if negative { -v } else { v })
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +365,17 @@ mod tests {
         std::fs::write(&p, GZ1.replace("0.885,0.077,0,1,0", "n/a,0.077,0,1,0")).unwrap();
         let e = read_catalog(&p, &opts(0.8)).unwrap_err().to_string();
         assert!(e.contains("line 5") && e.contains("P_EL_DEBIASED"), "{e}");
+    }
+
+    #[test]
+    fn sexagesimal_coordinates() {
+        assert!((parse_ra("00:00:00.41").unwrap() - 0.41 * 15.0 / 3600.0).abs() < 1e-12);
+        assert!((parse_ra("12 30 00").unwrap() - 187.5).abs() < 1e-12);
+        assert_eq!(parse_ra("187.5"), Some(187.5));
+        assert!((parse_dec("-00:30:00").unwrap() + 0.5).abs() < 1e-12);
+        assert!((parse_dec("+45:15:36.0").unwrap() - 45.26).abs() < 1e-12);
+        assert_eq!(parse_ra("25:00:00"), None);
+        assert_eq!(parse_dec("12:61:00"), None);
+        assert_eq!(parse_dec("north"), None);
     }
 }

@@ -174,52 +174,14 @@ pub fn read_stamp(
         .world_to_pixel(ra, dec)
         .ok_or_else(|| off(f64::NAN, f64::NAN))?;
     let b = StampBox::new(x - 1.0, y - 1.0, size, width, height).ok_or_else(|| off(x, y))?;
-    let fits_err = |label: String| {
-        let path = path.to_path_buf();
-        move |source| Error::Fits {
-            path,
-            hdu: label,
-            source,
-        }
-    };
-    let mut planes = Vec::with_capacity(channels);
-    for c in 0..channels {
-        h.read_key::<i64>(&mut file, "NAXIS")
-            .map_err(fits_err(label.clone()))?;
-        planes.push(
-            read_subset(&mut file, (channels, height, width), c, &b)
-                .map_err(fits_err(label.clone()))?,
-        );
-    }
+    let shape = (channels, height, width);
+    let mut region = read_region(path, &mut file, &h, &label, shape, b.cols, b.rows)?;
     if let Some(wsel) = weight {
-        let wlabel = format!("{wsel} (weight)");
-        let (_, wh, _) = select(path, &mut file, Some(wsel))?;
-        let wshape = image_shape(path, &wh, &wlabel)?;
-        if (wshape.1, wshape.2) != (height, width) || !(wshape.0 == 1 || wshape.0 == channels) {
-            return Err(Error::format(
-                path,
-                Some(format!("HDU {wlabel}")),
-                format!(
-                    "weight is {}x{}x{}, the image {channels}x{height}x{width}",
-                    wshape.0, wshape.1, wshape.2
-                ),
-            ));
-        }
-        for (c, plane) in planes.iter_mut().enumerate() {
-            wh.read_key::<i64>(&mut file, "NAXIS")
-                .map_err(fits_err(wlabel.clone()))?;
-            let band = if wshape.0 == 1 { 0 } else { c };
-            let w = read_subset(&mut file, wshape, band, &b).map_err(fits_err(wlabel.clone()))?;
-            for (v, wv) in plane.iter_mut().zip(w) {
-                if wv.is_nan() || wv <= 0.0 {
-                    *v = f32::NAN;
-                }
-            }
-        }
+        mask_by_weight(path, &mut file, &mut region, shape, wsel, b.cols, b.rows)?;
     }
     let mut data = Vec::with_capacity(channels * size * size);
-    for plane in &planes {
-        b.place(plane, fill, &mut data);
+    for c in 0..channels {
+        b.place(region.plane(c), fill, &mut data);
     }
     Image::new(channels, size, size, data)
         .ok_or_else(|| Error::format(path, at(), "stamp dimensions do not match"))
@@ -237,34 +199,11 @@ pub fn read_image(path: &Path, hdu: Option<&Hdu>) -> Result<Image> {
 pub fn read_frame(path: &Path, hdu: Option<&Hdu>, weight: Option<&Hdu>) -> Result<Frame> {
     let mut file = open(path, hdu)?;
     let (index, h, label) = select(path, &mut file, hdu)?;
-    let mut image = read_plane(path, &mut file, &h, &label)?;
+    let shape = image_shape(path, &h, &label)?;
+    let (cols, rows) = ((0, shape.2), (0, shape.1));
+    let mut image = read_region(path, &mut file, &h, &label, shape, cols, rows)?;
     if let Some(wsel) = weight {
-        let wlabel = format!("{wsel} (weight)");
-        let (_, wh, _) = select(path, &mut file, Some(wsel))?;
-        let w = read_plane(path, &mut file, &wh, &wlabel)?;
-        let plane = image.height * image.width;
-        if (w.height, w.width) != (image.height, image.width)
-            || !(w.channels == 1 || w.channels == image.channels)
-        {
-            return Err(Error::format(
-                path,
-                Some(format!("HDU {wlabel}")),
-                format!(
-                    "weight is {}x{}x{}, the image {}x{}x{}",
-                    w.channels, w.height, w.width, image.channels, image.height, image.width
-                ),
-            ));
-        }
-        for (i, v) in image.data.iter_mut().enumerate() {
-            let wv = if w.channels == 1 {
-                w.data[i % plane]
-            } else {
-                w.data[i]
-            };
-            if wv.is_nan() || wv <= 0.0 {
-                *v = f32::NAN;
-            }
-        }
+        mask_by_weight(path, &mut file, &mut image, shape, wsel, cols, rows)?;
     }
     let wcs_cards = read_wcs_cards(&mut file, &h);
     Ok(Frame {
@@ -373,8 +312,22 @@ fn image_shape(path: &Path, h: &FitsHdu, label: &str) -> Result<(usize, usize, u
     Ok((channels, height, width))
 }
 
-fn read_plane(path: &Path, file: &mut FitsFile, h: &FitsHdu, label: &str) -> Result<Image> {
-    let (channels, height, width) = image_shape(path, h, label)?;
+/// Every band of HDU `h` (of `shape` (bands, height, width)) within columns
+/// `cols` and rows `rows` (half-open, zero-based), with cfitsio's null
+/// substitution: integer `BLANK` pixels and the nulls of tile-compressed
+/// images (`ZBLANK`, NaNs of quantised floats) come back as NaN, which the safe
+/// `fitsio` reader, passing no null value, would leave as ordinary numbers.
+/// One `fits_read_subset`, which for a tile-compressed image decompresses only
+/// the tiles the region touches.
+fn read_region(
+    path: &Path,
+    file: &mut FitsFile,
+    h: &FitsHdu,
+    label: &str,
+    shape: (usize, usize, usize),
+    cols: (usize, usize),
+    rows: (usize, usize),
+) -> Result<Image> {
     let fits_err = |source| Error::Fits {
         path: path.to_path_buf(),
         hdu: label.to_string(),
@@ -382,8 +335,9 @@ fn read_plane(path: &Path, file: &mut FitsFile, h: &FitsHdu, label: &str) -> Res
     };
     // Reading a keyword makes this HDU cfitsio's current one for the raw read below.
     h.read_key::<i64>(file, "NAXIS").map_err(fits_err)?;
-    let data = read_current_with_nan(file, channels * height * width).map_err(fits_err)?;
-    Image::new(channels, height, width, data).ok_or_else(|| {
+    let (w, ht) = (cols.1 - cols.0, rows.1 - rows.0);
+    let data = read_subset(file, shape, cols, rows).map_err(fits_err)?;
+    Image::new(shape.0, ht, w, data).ok_or_else(|| {
         Error::format(
             path,
             Some(format!("HDU {label}")),
@@ -392,43 +346,71 @@ fn read_plane(path: &Path, file: &mut FitsFile, h: &FitsHdu, label: &str) -> Res
     })
 }
 
-/// Reads band `band` of the current HDU (of `shape` (bands, height, width))
-/// within the stamp box's overlap, row-major, with nulls as NaN (cfitsio's
-/// `fits_read_subset`).
+/// Sets to NaN the pixels of `image` (the region `cols` x `rows` of a frame of
+/// `shape`) whose weight in HDU `wsel` (one plane, or one per band) is zero,
+/// negative or NaN.
+fn mask_by_weight(
+    path: &Path,
+    file: &mut FitsFile,
+    image: &mut Image,
+    shape: (usize, usize, usize),
+    wsel: &Hdu,
+    cols: (usize, usize),
+    rows: (usize, usize),
+) -> Result<()> {
+    let wlabel = format!("{wsel} (weight)");
+    let (_, wh, _) = select(path, file, Some(wsel))?;
+    let wshape = image_shape(path, &wh, &wlabel)?;
+    if (wshape.1, wshape.2) != (shape.1, shape.2) || !(wshape.0 == 1 || wshape.0 == shape.0) {
+        return Err(Error::format(
+            path,
+            Some(format!("HDU {wlabel}")),
+            format!(
+                "weight is {}x{}x{}, the image {}x{}x{}",
+                wshape.0, wshape.1, wshape.2, shape.0, shape.1, shape.2
+            ),
+        ));
+    }
+    let w = read_region(path, file, &wh, &wlabel, wshape, cols, rows)?;
+    let plane = image.height * image.width;
+    for (i, v) in image.data.iter_mut().enumerate() {
+        let wv = w.data[if w.channels == 1 { i % plane } else { i }];
+        if wv.is_nan() || wv <= 0.0 {
+            *v = f32::NAN;
+        }
+    }
+    Ok(())
+}
+
+/// Reads every band of the current HDU (of `shape` (bands, height, width))
+/// within `cols` x `rows`, band-major, with nulls as NaN.
 #[allow(unsafe_code)]
 fn read_subset(
     file: &mut FitsFile,
     shape: (usize, usize, usize),
-    band: usize,
-    b: &StampBox,
+    cols: (usize, usize),
+    rows: (usize, usize),
 ) -> fitsio::errors::Result<Vec<f32>> {
-    let (w, h) = (b.cols.1 - b.cols.0, b.rows.1 - b.rows.0);
-    let mut data = vec![0f32; w * h];
+    use std::os::raw::c_long;
+    let mut data = vec![0f32; shape.0 * (cols.1 - cols.0) * (rows.1 - rows.0)];
     if data.is_empty() {
         return Ok(data);
     }
-    use std::os::raw::c_long;
-    let (naxis, mut naxes): (usize, Vec<c_long>) = if shape.0 > 1 || band > 0 {
-        (3, vec![shape.2 as _, shape.1 as _, shape.0 as _])
-    } else {
-        (2, vec![shape.2 as _, shape.1 as _])
-    };
-    // 1-based, inclusive corners, FITS axis order (x, y, band).
-    let mut blc: Vec<c_long> = vec![
-        b.cols.0 as c_long + 1,
-        b.rows.0 as c_long + 1,
-        band as c_long + 1,
-    ];
-    let mut trc: Vec<c_long> = vec![b.cols.1 as _, b.rows.1 as _, band as c_long + 1];
+    // FITS axis order (x, y, band); corners 1-based and inclusive.
+    let mut naxes: Vec<c_long> = vec![shape.2 as _, shape.1 as _, shape.0 as _];
+    let mut blc: Vec<c_long> = vec![cols.0 as c_long + 1, rows.0 as c_long + 1, 1];
+    let mut trc: Vec<c_long> = vec![cols.1 as _, rows.1 as _, shape.0 as _];
     let mut inc: Vec<c_long> = vec![1; 3];
-    blc.truncate(naxis);
-    trc.truncate(naxis);
-    inc.truncate(naxis);
+    let naxis = if shape.0 > 1 { 3 } else { 2 };
+    for v in [&mut naxes, &mut blc, &mut trc, &mut inc] {
+        v.truncate(naxis);
+    }
     let mut anynul = 0;
     let mut status = 0;
-    // SAFETY: `data` holds (trc - blc + 1) summed over the box = w * h
-    // elements, what cfitsio writes for this subset; the axis arrays have
-    // `naxis` elements; the caller has made the image HDU current.
+    // SAFETY: `data` holds the product over axes of (trc - blc + 1), what
+    // cfitsio writes for this subset; the axis arrays have `naxis` elements;
+    // the file pointer is valid for the borrow of `file`, and the caller has
+    // made the image HDU current.
     unsafe {
         fitsio::sys::ffgsve(
             file.as_raw(),
@@ -438,33 +420,6 @@ fn read_subset(
             blc.as_mut_ptr(),
             trc.as_mut_ptr(),
             inc.as_mut_ptr(),
-            f32::NAN,
-            data.as_mut_ptr(),
-            &mut anynul,
-            &mut status,
-        );
-    }
-    fitsio::errors::check_status(status).map(|_| data)
-}
-
-/// Reads the current HDU's pixels as f32 with cfitsio's null substitution:
-/// integer `BLANK` pixels and the nulls of tile-compressed images (`ZBLANK`,
-/// NaNs of quantised floats) come back as NaN. The safe `fitsio` reader
-/// passes no null value, which leaves them as ordinary numbers.
-#[allow(unsafe_code)]
-fn read_current_with_nan(file: &mut FitsFile, n: usize) -> fitsio::errors::Result<Vec<f32>> {
-    let mut data = vec![0f32; n];
-    let mut anynul = 0;
-    let mut status = 0;
-    // SAFETY: `data` holds exactly `n` elements, the number cfitsio writes; the
-    // file pointer is valid for the duration of the borrow of `file`, and the
-    // caller has made the image HDU current.
-    unsafe {
-        fitsio::sys::ffgpve(
-            file.as_raw(),
-            0,
-            1,
-            n as i64,
             f32::NAN,
             data.as_mut_ptr(),
             &mut anynul,

@@ -24,6 +24,10 @@
 
 use std::collections::BTreeMap;
 
+mod distortion;
+
+use distortion::{Distortion, TPV_TERMS};
+
 /// A header value as the WCS reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Card {
@@ -115,194 +119,6 @@ impl std::fmt::Debug for Wcs {
     }
 }
 
-/// What lies between the pixel grid and the projection.
-#[derive(Debug, Clone, PartialEq)]
-enum Distortion {
-    None,
-    /// SIP: `A[p][q]`, `B[p][q]` (zero where absent).
-    Sip {
-        a: Vec<Vec<f64>>,
-        b: Vec<Vec<f64>>,
-    },
-    /// ZPN, as ARC with a radial distortion: the linear matrix, its inverse
-    /// and the polynomial `PV2_m` of the native colatitude (radians).
-    Zpn {
-        cd: [f64; 4],
-        cd_inv: [f64; 4],
-        p: Vec<f64>,
-    },
-    /// TPV: the linear matrix, its inverse and the two coefficient sets.
-    Tpv {
-        cd: [f64; 4],
-        cd_inv: [f64; 4],
-        pv1: Vec<f64>,
-        pv2: Vec<f64>,
-    },
-}
-
-/// TPV terms by index: powers of x, y and r (for PV1; PV2 swaps x and y).
-const TPV_TERMS: [(i32, i32, i32); 40] = [
-    (0, 0, 0),
-    (1, 0, 0),
-    (0, 1, 0),
-    (0, 0, 1),
-    (2, 0, 0),
-    (1, 1, 0),
-    (0, 2, 0),
-    (3, 0, 0),
-    (2, 1, 0),
-    (1, 2, 0),
-    (0, 3, 0),
-    (0, 0, 3),
-    (4, 0, 0),
-    (3, 1, 0),
-    (2, 2, 0),
-    (1, 3, 0),
-    (0, 4, 0),
-    (5, 0, 0),
-    (4, 1, 0),
-    (3, 2, 0),
-    (2, 3, 0),
-    (1, 4, 0),
-    (0, 5, 0),
-    (0, 0, 5),
-    (6, 0, 0),
-    (5, 1, 0),
-    (4, 2, 0),
-    (3, 3, 0),
-    (2, 4, 0),
-    (1, 5, 0),
-    (0, 6, 0),
-    (7, 0, 0),
-    (6, 1, 0),
-    (5, 2, 0),
-    (4, 3, 0),
-    (3, 4, 0),
-    (2, 5, 0),
-    (1, 6, 0),
-    (0, 7, 0),
-    (0, 0, 7),
-];
-
-fn tpv_poly(c: &[f64], x: f64, y: f64) -> f64 {
-    let r = x.hypot(y);
-    c.iter()
-        .zip(TPV_TERMS)
-        .filter(|(k, _)| **k != 0.0)
-        .map(|(k, (i, j, l))| k * x.powi(i) * y.powi(j) * r.powi(l))
-        .sum()
-}
-
-fn sip_poly(c: &[Vec<f64>], u: f64, v: f64) -> f64 {
-    let mut sum = 0.0;
-    for (p, row) in c.iter().enumerate() {
-        for (q, k) in row.iter().enumerate() {
-            if *k != 0.0 {
-                sum += k * u.powi(p as i32) * v.powi(q as i32);
-            }
-        }
-    }
-    sum
-}
-
-/// The native colatitude (radians) where the ZPN radius `sum p_m z^m` is
-/// `r` (radians), by Newton's method from the linear term's guess.
-fn zpn_colatitude(p: &[f64], r: f64) -> f64 {
-    let f = |z: f64| p.iter().rev().fold(0.0, |acc, k| acc * z + k);
-    let df = |z: f64| {
-        p.iter()
-            .enumerate()
-            .skip(1)
-            .rev()
-            .fold(0.0, |acc, (m, k)| acc * z + m as f64 * k)
-    };
-    let mut z = if p.get(1).is_some_and(|p1| *p1 > 0.0) {
-        r / p[1]
-    } else {
-        r
-    };
-    for _ in 0..50 {
-        let d = df(z);
-        if d == 0.0 || !d.is_finite() {
-            break;
-        }
-        let step = (f(z) - r) / d;
-        z -= step;
-        if step.abs() < 1e-15 {
-            break;
-        }
-    }
-    z
-}
-
-impl Distortion {
-    /// Pixel -> the undistorted pixel the projection's linear part reads.
-    fn apply(&self, crpix: [f64; 2], x: f64, y: f64) -> (f64, f64) {
-        let (u, v) = (x - crpix[0], y - crpix[1]);
-        match self {
-            Distortion::None => (x, y),
-            Distortion::Zpn { cd, cd_inv, p } => {
-                let (ix, iy) = (cd[0] * u + cd[1] * v, cd[2] * u + cd[3] * v);
-                let r = ix.hypot(iy);
-                if r == 0.0 {
-                    return (x, y);
-                }
-                // ARC's radius is the colatitude itself (degrees).
-                let arc = zpn_colatitude(p, r.to_radians()).to_degrees();
-                let (ax, ay) = (ix * arc / r, iy * arc / r);
-                (
-                    crpix[0] + cd_inv[0] * ax + cd_inv[1] * ay,
-                    crpix[1] + cd_inv[2] * ax + cd_inv[3] * ay,
-                )
-            }
-            Distortion::Sip { a, b } => (x + sip_poly(a, u, v), y + sip_poly(b, u, v)),
-            Distortion::Tpv {
-                cd,
-                cd_inv,
-                pv1,
-                pv2,
-            } => {
-                let (ix, iy) = (cd[0] * u + cd[1] * v, cd[2] * u + cd[3] * v);
-                let (xi, eta) = (tpv_poly(pv1, ix, iy), tpv_poly(pv2, iy, ix));
-                (
-                    crpix[0] + cd_inv[0] * xi + cd_inv[1] * eta,
-                    crpix[1] + cd_inv[2] * xi + cd_inv[3] * eta,
-                )
-            }
-        }
-    }
-
-    /// The pixel whose undistorted position is (qx, qy), by Newton's method
-    /// with a numerical Jacobian, from (qx, qy).
-    fn invert(&self, crpix: [f64; 2], qx: f64, qy: f64) -> Option<(f64, f64)> {
-        if *self == Distortion::None {
-            return Some((qx, qy));
-        }
-        let (mut x, mut y) = (qx, qy);
-        let h = 1e-4;
-        for _ in 0..60 {
-            let (fx, fy) = self.apply(crpix, x, y);
-            let (rx, ry) = (fx - qx, fy - qy);
-            if rx.abs() < 1e-10 && ry.abs() < 1e-10 {
-                return Some((x, y));
-            }
-            let (ax, ay) = self.apply(crpix, x + h, y);
-            let (bx, by) = self.apply(crpix, x, y + h);
-            let (j11, j21, j12, j22) = ((ax - fx) / h, (ay - fy) / h, (bx - fx) / h, (by - fy) / h);
-            let det = j11 * j22 - j12 * j21;
-            if !det.is_finite() || det.abs() < 1e-12 {
-                return None;
-            }
-            x -= (j22 * rx - j12 * ry) / det;
-            y -= (-j21 * rx + j11 * ry) / det;
-            if !(x.is_finite() && y.is_finite()) {
-                return None;
-            }
-        }
-        None
-    }
-}
-
 fn num(cards: &WcsCards, key: &str) -> Result<Option<f64>, WcsError> {
     match cards.get(key) {
         None => Ok(None),
@@ -390,7 +206,7 @@ impl Wcs {
         }
         if !tpv && !PROJECTIONS.contains(&p1.as_str()) {
             return Err(refuse(
-                "the projection is not one the wcs crate implements (see ingest/src/readers/wcs.rs)",
+                "the projection is not one the wcs crate implements (see ingest/src/readers/wcs/mod.rs)",
             ));
         }
         // Parameters the crate asserts on rather than returning an error.
@@ -531,10 +347,11 @@ impl Wcs {
     /// The FITS pixel (1-based x, y) of an ICRS position, or `None` when the
     /// projection does not reach it (the far side of a zenithal projection).
     ///
-    /// The crate's sky -> pixel direction gives the starting point (for ARC
-    /// and ZPN it is off by pixels), then Newton's method on this type's
-    /// pixel -> sky direction (the one checked against astropy) refines it to
-    /// 1e-10 px, so the two directions are exact inverses.
+    /// The crate's sky -> pixel direction, without the distortion, gives the
+    /// starting point (for ARC and ZPN it is off by pixels), then Newton's
+    /// method on this type's pixel -> sky direction (the one checked against
+    /// astropy) refines it to 1e-10 px, so the two directions are exact
+    /// inverses and one solver serves every distortion.
     pub fn world_to_pixel(&self, ra_deg: f64, dec_deg: f64) -> Option<(f64, f64)> {
         if !(ra_deg.is_finite() && dec_deg.is_finite()) {
             return None;
@@ -546,10 +363,7 @@ impl Wcs {
         if !(qx.is_finite() && qy.is_finite()) {
             return None;
         }
-        let (mut x, mut y) = self
-            .distortion
-            .invert(self.crpix, qx, qy)
-            .unwrap_or((qx, qy));
+        let (mut x, mut y) = (qx, qy);
         let cos_dec = dec_deg.to_radians().cos();
         // Offsets on the sky in degrees (RA scaled to great-circle length).
         let residual = |x: f64, y: f64| -> Option<(f64, f64)> {
@@ -591,42 +405,6 @@ impl Wcs {
         let ll = self.base.unproj(&wcs::ImgXY::new(qx, qy))?;
         let (ra, dec) = (ll.lon().to_degrees(), ll.lat().to_degrees());
         (ra.is_finite() && dec.is_finite()).then(|| (ra.rem_euclid(360.0), dec))
-    }
-}
-
-/// Parses a right ascension: decimal degrees, or sexagesimal hours
-/// (`hh:mm:ss.s` or `hh mm ss.s`).
-pub fn parse_ra(text: &str) -> Option<f64> {
-    parse_sexagesimal(text, 15.0).filter(|v| (0.0..360.0).contains(v))
-}
-
-/// Parses a declination: decimal degrees or sexagesimal degrees (`+dd:mm:ss.s`).
-pub fn parse_dec(text: &str) -> Option<f64> {
-    parse_sexagesimal(text, 1.0).filter(|v| (-90.0..=90.0).contains(v))
-}
-
-/// A decimal number as is, or `a:b:c` (or space-separated) times `unit`, with
-/// the sign of the first field applying to the whole (so `-00:30:00` is -0.5).
-fn parse_sexagesimal(text: &str, unit: f64) -> Option<f64> {
-    let t = text.trim();
-    let fields: Vec<&str> = t
-        .split(|c: char| c == ':' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .collect();
-    match fields.as_slice() {
-        [one] => one.parse::<f64>().ok().filter(|v| v.is_finite()),
-        [h, m, s] => {
-            let negative = h.starts_with('-');
-            let h: f64 = h.trim_start_matches(['+', '-']).parse().ok()?;
-            let m: f64 = m.parse().ok()?;
-            let s: f64 = s.parse().ok()?;
-            if !(0.0..60.0).contains(&m) || !(0.0..60.0).contains(&s) {
-                return None;
-            }
-            let v = (h + m / 60.0 + s / 3600.0) * unit;
-            Some(if negative { -v } else { v })
-        }
-        _ => None,
     }
 }
 
@@ -822,17 +600,5 @@ mod tests {
                 let _ = w.world_to_pixel(crval.0, crval.1.clamp(-90.0, 90.0));
             }
         }
-    }
-
-    #[test]
-    fn sexagesimal_coordinates() {
-        assert!((parse_ra("00:00:00.41").unwrap() - 0.41 * 15.0 / 3600.0).abs() < 1e-12);
-        assert!((parse_ra("12 30 00").unwrap() - 187.5).abs() < 1e-12);
-        assert_eq!(parse_ra("187.5"), Some(187.5));
-        assert!((parse_dec("-00:30:00").unwrap() + 0.5).abs() < 1e-12);
-        assert!((parse_dec("+45:15:36.0").unwrap() - 45.26).abs() < 1e-12);
-        assert_eq!(parse_ra("25:00:00"), None);
-        assert_eq!(parse_dec("12:61:00"), None);
-        assert_eq!(parse_dec("north"), None);
     }
 }
