@@ -318,10 +318,7 @@ fn prepare_images(reference: &Path, images: &Path, out: &Path, threads: usize) -
     } else {
         images.to_path_buf()
     };
-    cfg.split = SplitFractions {
-        val: 0.0,
-        test: 1.0,
-    };
+    cfg.split = SplitFractions::new(0.0, 1.0);
     let dir = out.join("data");
     tracing::info!(
         "preparing {} as {} was prepared ({}x{} px, {:?})",

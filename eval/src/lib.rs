@@ -5,6 +5,7 @@
 //! Like the other stage crates it knows nothing of workflows.
 
 pub mod classifier;
+pub mod cv;
 pub mod figures;
 pub mod metrics;
 pub mod mistakes;

@@ -173,10 +173,7 @@ pub fn evaluate_regressor(
                 cfg.window = Some([start, start + dt * (n - 1.0)]);
                 cfg.dt = dt;
             }
-            cfg.split = SplitFractions {
-                val: 0.0,
-                test: 1.0,
-            };
+            cfg.split = SplitFractions::new(0.0, 1.0);
             let dir = out.join("data");
             waveform_writer::write_dataset(&cfg, info.provenance.seed, &dir, threads, &|_| {})?;
             (dir, Split::Test)

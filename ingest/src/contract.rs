@@ -24,44 +24,133 @@ use crate::{Error, Result};
 /// Version of the on-disk dataset contract written into `dataset.json`.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Validation and test fractions, stratified by class.
+/// How samples are split into train, validation and test, stratified by
+/// class: held-out fractions, or k-fold cross-validation (`folds`, `fold`),
+/// where each class's samples fall into `folds` equal parts in the seeded
+/// order and part `fold` is the test split. The `folds` runs of a workflow
+/// with `fold` = 0, 1, ... together test every sample exactly once.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitFractions {
-    /// Fraction of each class held out for validation.
+    /// Fraction of each class held out for validation (with `folds`: taken
+    /// from outside the test fold, so model and threshold choices never see it).
     pub val: f64,
-    /// Fraction of each class held out for testing.
+    /// Fraction of each class held out for testing (default 0; leave it out
+    /// with `folds`, where the test split is one fold).
+    #[serde(default)]
     pub test: f64,
+    /// k-fold cross-validation: the number of folds (at least 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<usize>,
+    /// With `folds`: which fold (0-based) is the test split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
 }
 
 impl Default for SplitFractions {
     fn default() -> Self {
-        SplitFractions {
-            val: 0.1,
-            test: 0.2,
-        }
+        SplitFractions::new(0.1, 0.2)
     }
 }
 
 impl SplitFractions {
+    /// Held-out validation and test fractions (no cross-validation).
+    pub fn new(val: f64, test: f64) -> Self {
+        SplitFractions {
+            val,
+            test,
+            folds: None,
+            fold: None,
+        }
+    }
+
+    /// Fold `fold` of `folds` as the test split, `val` of each class for validation.
+    pub fn fold(val: f64, folds: usize, fold: usize) -> Self {
+        SplitFractions {
+            val,
+            test: 0.0,
+            folds: Some(folds),
+            fold: Some(fold),
+        }
+    }
+
     /// Checks that both fractions are in [0, 1] and sum to at most 1 (all
-    /// test, a set prepared only for evaluation, is allowed).
+    /// test, a set prepared only for evaluation, is allowed), and that a
+    /// cross-validation fold is one of at least two.
     pub fn check(&self) -> Result<()> {
-        let SplitFractions { val, test } = *self;
-        if !(0.0..=1.0).contains(&val) || !(0.0..=1.0).contains(&test) || val + test > 1.0 {
-            return Err(Error::Config(format!(
-                "split fractions must be in [0, 1] and sum to at most 1: val {val}, test {test}"
-            )));
+        let SplitFractions {
+            val,
+            test,
+            folds,
+            fold,
+        } = *self;
+        let range = |f: f64| (0.0..=1.0).contains(&f);
+        match (folds, fold) {
+            (None, None) => {
+                if !range(val) || !range(test) || val + test > 1.0 {
+                    return Err(Error::Config(format!(
+                        "split fractions must be in [0, 1] and sum to at most 1: val {val}, test {test}"
+                    )));
+                }
+            }
+            (Some(k), Some(f)) => {
+                if k < 2 || f >= k {
+                    return Err(Error::Config(format!(
+                        "split: `fold` must be one of 0..{k} and `folds` at least 2: folds {k}, fold {f}"
+                    )));
+                }
+                if test != 0.0 {
+                    return Err(Error::Config(format!(
+                        "split: with `folds` the test split is fold {f}; leave `test` ({test}) out"
+                    )));
+                }
+                if !range(val) || val + 1.0 / k as f64 > 1.0 {
+                    return Err(Error::Config(format!(
+                        "split: val {val} and one fold of {k} must leave training samples"
+                    )));
+                }
+            }
+            (Some(k), None) => {
+                return Err(Error::Config(format!(
+                    "split: `folds: {k}` needs `fold` (0..{k}), the fold tested on"
+                )))
+            }
+            (None, Some(f)) => {
+                return Err(Error::Config(format!(
+                    "split: `fold: {f}` needs `folds`, the number of folds"
+                )))
+            }
         }
         Ok(())
     }
 
-    /// (validation, test) sample counts out of `n`: each fraction rounded,
-    /// the test share taken first.
+    /// (validation, test) sample counts out of `n` (as [`Self::assign`] splits them).
     pub fn sizes(&self, n: usize) -> (usize, usize) {
-        let n_test = ((n as f64 * self.test).round() as usize).min(n);
+        let a = self.assign(n);
+        let count = |s| a.iter().filter(|&&x| x == s).count();
+        (count(Split::Val), count(Split::Test))
+    }
+
+    /// The split of each of `n` samples (of one class, where stratified)
+    /// taken in their seeded order. Held-out fractions: the first
+    /// `round(n test)` are test, the next `round(n val)` validation. Folds:
+    /// fold `f` is positions `f n / k .. (f + 1) n / k`, and the validation
+    /// samples are the `round(n val)` after it (wrapping around), so every
+    /// fold's model is chosen on samples of the other folds.
+    pub fn assign(&self, n: usize) -> Vec<Split> {
+        let mut out = vec![Split::Train; n];
+        let (start, n_test) = match (self.folds, self.fold) {
+            (Some(k), Some(f)) if k > 0 => (f * n / k, (f + 1) * n / k - f * n / k),
+            _ => (0, ((n as f64 * self.test).round() as usize).min(n)),
+        };
         let n_val = ((n as f64 * self.val).round() as usize).min(n - n_test);
-        (n_val, n_test)
+        for i in 0..n_test {
+            out[start + i] = Split::Test;
+        }
+        for i in 0..n_val {
+            out[(start + n_test + i) % n] = Split::Val;
+        }
+        out
     }
 }
 
@@ -370,4 +459,78 @@ pub struct Reject {
 /// The path of shard `index`, relative to the dataset directory.
 pub fn shard_name(index: usize) -> String {
     format!("shards/shard-{index:05}.safetensors")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_out_fractions_keep_their_layout() {
+        let a = SplitFractions::new(0.1, 0.2).assign(10);
+        use Split::*;
+        assert_eq!(
+            a,
+            [Test, Test, Val, Train, Train, Train, Train, Train, Train, Train]
+        );
+        assert_eq!(SplitFractions::new(0.1, 0.2).sizes(10), (1, 2));
+    }
+
+    #[test]
+    fn the_folds_test_every_sample_once_and_validate_outside_the_test_fold() {
+        for n in [1, 7, 10, 523] {
+            let k = 5;
+            let mut tested = vec![0; n];
+            for f in 0..k {
+                let s = SplitFractions::fold(0.1, k, f);
+                s.check().unwrap();
+                let a = s.assign(n);
+                let test = a.iter().filter(|&&x| x == Split::Test).count();
+                let val = a.iter().filter(|&&x| x == Split::Val).count();
+                // Folds differ in size by at most one sample.
+                assert!(test == n / k || test == n / k + 1, "n {n} fold {f}: {test}");
+                assert_eq!(val, ((n as f64 * 0.1).round() as usize).min(n - test));
+                for (i, x) in a.iter().enumerate() {
+                    if *x == Split::Test {
+                        tested[i] += 1;
+                    }
+                }
+            }
+            assert!(tested.iter().all(|&t| t == 1), "n {n}: {tested:?}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_fold_settings_are_refused_by_name() {
+        let cases = [
+            (SplitFractions::fold(0.1, 5, 5), "one of 0..5"),
+            (SplitFractions::fold(0.1, 1, 0), "at least 2"),
+            (SplitFractions::fold(0.9, 5, 0), "leave training samples"),
+            (
+                SplitFractions {
+                    test: 0.2,
+                    ..SplitFractions::fold(0.1, 5, 0)
+                },
+                "leave `test` (0.2) out",
+            ),
+            (
+                SplitFractions {
+                    fold: None,
+                    ..SplitFractions::fold(0.1, 5, 0)
+                },
+                "needs `fold`",
+            ),
+            (
+                SplitFractions {
+                    folds: None,
+                    ..SplitFractions::fold(0.1, 5, 0)
+                },
+                "needs `folds`",
+            ),
+        ];
+        for (s, want) in cases {
+            let e = s.check().unwrap_err().to_string();
+            assert!(e.contains(want), "{s:?}: {e}");
+        }
+    }
 }

@@ -445,10 +445,7 @@ mod tests {
         generate(&synth, 3, &dir.path().join("src"), 2, &|_| {}).unwrap();
         let cfg = GalaxyImagesConfig {
             size: NonZeroUsize::new(8).unwrap(),
-            split: SplitFractions {
-                val: 0.0,
-                test: 0.2,
-            },
+            split: SplitFractions::new(0.0, 0.2),
             shard_size: NonZeroUsize::new(3).unwrap(),
             on_error: OnError::Fail,
             ..GalaxyImagesConfig::new(dir.path().join("src/labels.csv"))

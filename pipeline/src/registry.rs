@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use sciflow_eval::cv::CvSummaryConfig;
 use sciflow_eval::paper::{PaperFigureData, ScalingFigureConfig};
 use sciflow_eval::regressor::{EvalRegressorConfig, OverlapConfig};
 use sciflow_eval::whatif::WhatIfConfig;
@@ -165,6 +166,18 @@ pub static REGISTRY: &[StageKind] = &[
         props: Props { version: 2, ..Props::ROOT },
         check: check::<EvalClassifierConfig>,
         run: run_eval_classifier,
+    },
+    StageKind {
+        name: "eval.cv_summary",
+        summary: "Mean, standard deviation and range of every figure over k runs (cross-validation folds, seeds): cv.json",
+        example: "runs: [\"${fold.metrics}\"]\n",
+        outputs: &[
+            Output { name: "report", path: "", doc: "the summary directory" },
+            Output { name: "summary", path: "cv.json", doc: "per figure: mean, std (n - 1), min, max and each run's value" },
+        ],
+        props: Props { threads: Threads::One, ..Props::ROOT },
+        check: check::<CvSummaryConfig>,
+        run: run_cv_summary,
     },
     StageKind {
         name: "command",
@@ -492,6 +505,34 @@ fn run_eval_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
         report.auc.map_or("n/a".into(), |a| format!("{a:.4}")),
         report.metrics.samples
     );
+    Ok(())
+}
+
+fn run_cv_summary(ctx: &StageContext<'_>) -> Result<(), Error> {
+    let cfg: CvSummaryConfig = config(ctx)?;
+    let s = sciflow_eval::cv::cv_summary(&cfg, ctx.out)?;
+    // The headline figures of classifiers and waveform models, when present.
+    for name in [
+        "accuracy",
+        "auc",
+        "macro_f1",
+        "median_overlap",
+        "p05_overlap",
+    ] {
+        if let Some(m) = s.metrics.get(name) {
+            ctx.metrics.record(0, &format!("{name}_mean"), m.mean);
+            ctx.metrics.record(0, &format!("{name}_std"), m.std);
+            tracing::info!(
+                "{}: {name} {:.4} +/- {:.4} over {} runs (min {:.4}, max {:.4})",
+                ctx.name,
+                m.mean,
+                m.std,
+                s.runs,
+                m.min,
+                m.max
+            );
+        }
+    }
     Ok(())
 }
 

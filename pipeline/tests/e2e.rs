@@ -224,6 +224,94 @@ fn a_bad_workflow_names_file_line_and_key_and_exits_78() {
     assert!(!dir.path().join("runs").exists(), "nothing ran");
 }
 
+/// k-fold cross-validation within one workflow: a `foreach` over folds for
+/// the dataset, training and evaluation, chained fold by fold, and
+/// `eval.cv_summary` over the evaluations.
+#[test]
+fn three_fold_cross_validation_tests_every_sample_once_and_summarises_the_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path().join("wd");
+    let wf = dir.path().join("cv.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            r#"version: 1
+name: cv-small
+workdir: {}
+seed: 7
+params:
+  folds: [0, 1, 2]
+stages:
+  galaxies:
+    uses: ingest.synthetic_galaxies
+    with: {{ count_per_class: 30, size: 32, noise: 0.15, psf_fwhm: 2.0 }}
+  dataset:
+    uses: ingest.galaxy_images
+    foreach: {{ fold: "${{params.folds}}" }}
+    with:
+      labels: ${{galaxies.labels}}
+      size: 16
+      split: {{ val: 0.2, folds: 3, fold: "${{each.fold}}" }}
+      shard_size: 8
+  train:
+    uses: train.classifier
+    foreach: {{ fold: "${{params.folds}}" }}
+    with:
+      data: ${{dataset-${{each.fold}}.dataset}}
+      model: {{ arch: small_cnn, width: 4 }}
+      epochs: 1
+  evaluate:
+    uses: eval.classifier
+    foreach: {{ fold: "${{params.folds}}" }}
+    with:
+      model: ${{train-${{each.fold}}.model}}
+      data: ${{dataset-${{each.fold}}.dataset}}
+  summary:
+    uses: eval.cv_summary
+    with: {{ runs: ["${{evaluate.metrics}}"] }}
+"#,
+            wd.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = pipeline(&root());
+    cmd.arg("-q").arg("run").arg(&wf).current_dir(dir.path());
+    assert_success(&run_with_deadline(cmd, Duration::from_secs(300)));
+
+    let mut tested = Vec::new();
+    let mut accuracies = Vec::new();
+    for k in 0..3 {
+        let ds = wd.join(format!("dataset-{k}"));
+        let test = sciflow_ingest::contract::SplitManifest::read(&ds, sciflow_ingest::Split::Test)
+            .unwrap();
+        let ids = test.strings("sample_id").unwrap();
+        assert_eq!(ids.len(), 20, "fold {k}: a third of 60");
+        tested.extend(ids);
+        let m: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(wd.join(format!("evaluate-{k}/metrics.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m["samples"], 20);
+        accuracies.push(m["accuracy"].as_f64().unwrap());
+    }
+    tested.sort();
+    tested.dedup();
+    assert_eq!(tested.len(), 60, "the folds' test splits are disjoint");
+
+    let cv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(wd.join("summary/cv.json")).unwrap())
+            .unwrap();
+    assert_eq!(cv["runs"], 3);
+    let acc = &cv["metrics"]["accuracy"];
+    let mean = accuracies.iter().sum::<f64>() / 3.0;
+    assert!(
+        (acc["mean"].as_f64().unwrap() - mean).abs() < 1e-12,
+        "{acc}"
+    );
+    let values: Vec<f64> = serde_json::from_value(acc["values"].clone()).unwrap();
+    assert_eq!(values, accuracies);
+}
+
 #[test]
 fn every_shipped_workflow_validates() {
     let mut n = 0;

@@ -431,10 +431,7 @@ mod tests {
                 dt: 4.0,
                 window: Some([-2000.0, 60.0]),
                 sxs_order: 2,
-                split: SplitFractions {
-                    val: 0.2,
-                    test: 0.0,
-                },
+                split: SplitFractions::new(0.2, 0.0),
                 shard_size: NonZeroUsize::new(2).unwrap(),
                 on_error: OnError::Fail,
                 representation: Default::default(),

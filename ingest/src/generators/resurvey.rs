@@ -269,10 +269,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = GalaxyImagesConfig {
             size: NonZeroUsize::new(16).unwrap(),
-            split: SplitFractions {
-                val: 0.0,
-                test: 0.5,
-            },
+            split: SplitFractions::new(0.0, 0.5),
             ..GalaxyImagesConfig::new(
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/gz1/labels.csv"),
             )
@@ -322,10 +319,7 @@ mod tests {
         let back = GalaxyImagesConfig {
             size: NonZeroUsize::new(16).unwrap(),
             bands: Some(default_bands()),
-            split: SplitFractions {
-                val: 0.0,
-                test: 1.0,
-            },
+            split: SplitFractions::new(0.0, 1.0),
             ..GalaxyImagesConfig::new(a.join("labels.csv"))
         };
         let info2 = write_dataset(&back, 1, &dir.path().join("ds2"), 2, &|_| {}).unwrap();

@@ -61,10 +61,7 @@ fn default_shard() -> NonZeroUsize {
     NonZeroUsize::new(64).unwrap()
 }
 fn no_holdout() -> SplitFractions {
-    SplitFractions {
-        val: 0.0,
-        test: 0.0,
-    }
+    SplitFractions::new(0.0, 0.0)
 }
 
 /// A planned shard's samples: the first one's number and how many.
@@ -219,10 +216,7 @@ mod tests {
             channels: NonZeroUsize::new(3).unwrap(),
             size: NonZeroUsize::new(8).unwrap(),
             classes: NonZeroUsize::new(10).unwrap(),
-            split: SplitFractions {
-                val: 0.2,
-                test: 0.0,
-            },
+            split: SplitFractions::new(0.2, 0.0),
             shard_size: NonZeroUsize::new(16).unwrap(),
         };
         let dir = tempfile::tempdir().unwrap();

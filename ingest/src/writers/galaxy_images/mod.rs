@@ -233,16 +233,9 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
             .map(|r| (key(&r.id), r.clone(), ci as i64))
             .collect();
         members.sort_by_key(|a| a.0);
-        let (n_val, n_test) = config.split.sizes(members.len());
-        for (i, m) in members.into_iter().enumerate() {
-            let s = if i < n_test {
-                2
-            } else if i < n_test + n_val {
-                1
-            } else {
-                0
-            };
-            by_split[s].push(m);
+        let splits = config.split.assign(members.len());
+        for (m, s) in members.into_iter().zip(splits) {
+            by_split[s as usize].push(m);
         }
     }
     let mut shards: Vec<Planned<Vec<(LabelRow, i64)>>> = Vec::new();

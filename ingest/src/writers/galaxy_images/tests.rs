@@ -18,10 +18,7 @@ fn gz1_config() -> GalaxyImagesConfig {
         image_path: None,
         nan: NanPolicy::Fill,
         normalisation: Normalisation::Standardize,
-        split: SplitFractions {
-            val: 0.25,
-            test: 0.25,
-        },
+        split: SplitFractions::new(0.25, 0.25),
         shard_size: NonZeroUsize::new(3).unwrap(),
         on_error: OnError::Skip,
     }
@@ -91,6 +88,43 @@ fn same_seed_same_shards_whatever_the_ranks_and_threads() {
     let other = tempfile::tempdir().unwrap();
     write_dataset(&cfg, 6, other.path(), 1, &|_| {}).unwrap();
     assert_ne!(shard_bytes(one.path()), shard_bytes(other.path()));
+}
+
+#[test]
+fn cross_validation_folds_test_each_galaxy_once_with_balanced_classes() {
+    let k = 4;
+    let mut tested: Vec<String> = Vec::new();
+    for fold in 0..k {
+        let cfg = GalaxyImagesConfig {
+            split: SplitFractions::fold(0.125, k, fold),
+            ..gz1_config()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let info = write_dataset(&cfg, 1, dir.path(), 1, &|_| {}).unwrap();
+        // 8 per class: 2 of each class test, 1 val, 5 train.
+        assert_eq!(
+            (info.counts.train, info.counts.val, info.counts.test),
+            (10, 2, 4),
+            "fold {fold}"
+        );
+        let test = crate::contract::SplitManifest::read(dir.path(), Split::Test).unwrap();
+        let labels = test.table.column("label").unwrap().i64().unwrap().clone();
+        let ellipticals = test
+            .rows
+            .iter()
+            .filter(|&&i| labels.get(i) == Some(0))
+            .count();
+        assert_eq!(ellipticals, 2, "fold {fold}");
+        tested.extend(test.strings("sample_id").unwrap());
+    }
+    tested.sort();
+    let n = tested.len();
+    tested.dedup();
+    assert_eq!(
+        (n, tested.len()),
+        (16, 16),
+        "every galaxy tested exactly once"
+    );
 }
 
 #[test]
@@ -231,10 +265,7 @@ fn gz1_table_with_stamps_cut_from_per_band_frames() {
         size: NonZeroUsize::new(16).unwrap(),
         label_rule: LabelRule::Gz1Debiased { threshold: 0.8 },
         normalisation: Normalisation::None,
-        split: SplitFractions {
-            val: 0.0,
-            test: 0.0,
-        },
+        split: SplitFractions::new(0.0, 0.0),
         ..GalaxyImagesConfig::new(dir.path().join("gz1.csv"))
     };
     let out = dir.path().join("ds");
@@ -329,10 +360,7 @@ fn missing_pixels_are_filled_or_reject_the_sample_as_configured() {
     std::fs::write(dir.path().join("labels.csv"), csv).unwrap();
     let mut cfg = GalaxyImagesConfig {
         size: NonZeroUsize::new(8).unwrap(),
-        split: SplitFractions {
-            val: 0.0,
-            test: 0.0,
-        },
+        split: SplitFractions::new(0.0, 0.0),
         ..GalaxyImagesConfig::new(dir.path().join("labels.csv"))
     };
     let filled = write_dataset(&cfg, 1, &dir.path().join("fill"), 1, &|_| {}).unwrap();

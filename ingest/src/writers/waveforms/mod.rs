@@ -436,14 +436,15 @@ fn plan(config: &WaveformsConfig, seed: u64) -> Result<Plan> {
         .map(|(i, it)| (shards::order_key(seed, &it.id()), i))
         .collect();
     order.sort();
-    let (n_val, n_test) = config.split.sizes(order.len());
+    let splits = config.split.assign(order.len());
     let mut shards = Vec::new();
-    let parts = [
-        (Split::Train, &order[n_test + n_val..]),
-        (Split::Val, &order[n_test..n_test + n_val]),
-        (Split::Test, &order[..n_test]),
-    ];
-    for (split, members) in parts {
+    for split in [Split::Train, Split::Val, Split::Test] {
+        let members: Vec<_> = order
+            .iter()
+            .zip(&splits)
+            .filter(|(_, &s)| s == split)
+            .map(|(m, _)| *m)
+            .collect();
         for chunk in members.chunks(config.shard_size.get()) {
             shards.push(Planned {
                 index: shards.len(),
