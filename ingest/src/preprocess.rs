@@ -74,7 +74,13 @@ impl Image {
             return self.clone();
         }
         let wy = axis_weights(self.height, height);
-        let wx = axis_weights(self.width, width);
+        // Along x each output gathers a run of neighbouring inputs: as
+        // (first input, weights) a slice product the compiler keeps tight,
+        // instead of a bounds-checked gather per tap (a tenth of ingest).
+        let wx: Vec<(usize, Vec<f32>)> = axis_weights(self.width, width)
+            .into_iter()
+            .map(|taps| (taps[0].0, taps.iter().map(|t| t.1).collect()))
+            .collect();
         let mut data = Vec::with_capacity(self.channels * height * width);
         let mut rows = vec![0.0f32; height * self.width];
         for c in 0..self.channels {
@@ -94,10 +100,12 @@ impl Image {
             }
             for oy in 0..height {
                 let row = &rows[oy * self.width..(oy + 1) * self.width];
-                data.extend(
-                    wx.iter()
-                        .map(|taps| taps.iter().map(|&(ix, w)| w * row[ix]).sum::<f32>()),
-                );
+                data.extend(wx.iter().map(|(first, ws)| {
+                    ws.iter()
+                        .zip(&row[*first..*first + ws.len()])
+                        .map(|(w, s)| w * s)
+                        .sum::<f32>()
+                }));
             }
         }
         Image {
@@ -117,7 +125,8 @@ pub fn crop_box(height: usize, width: usize, fraction: f32) -> (usize, usize, us
     ((height - h) / 2, (width - w) / 2, h, w)
 }
 
-/// For each output index, the (input index, weight) taps of a triangle filter.
+/// For each output index, the (input index, weight) taps of a triangle
+/// filter: consecutive input indices, ascending.
 fn axis_weights(n_in: usize, n_out: usize) -> Vec<Vec<(usize, f32)>> {
     let scale = n_in as f64 / n_out as f64;
     let support = scale.max(1.0);
@@ -281,6 +290,23 @@ mod tests {
             "{:?}",
             &r.data[..4]
         );
+    }
+
+    #[test]
+    fn filter_taps_are_runs_of_consecutive_inputs() {
+        // `resize` reads each output's taps as one slice of the row.
+        for n_in in 1..120 {
+            for n_out in 1..80 {
+                for taps in axis_weights(n_in, n_out) {
+                    assert!(!taps.is_empty());
+                    assert!(
+                        taps.windows(2).all(|t| t[1].0 == t[0].0 + 1),
+                        "{n_in} -> {n_out}: {taps:?}"
+                    );
+                    assert!(taps.last().unwrap().0 < n_in);
+                }
+            }
+        }
     }
 
     #[test]

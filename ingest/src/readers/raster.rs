@@ -48,10 +48,23 @@ pub fn decode_for(
             .map_err(|e| Error::format(path, None, e))?;
         let plane = d.width * d.height;
         let mut data = vec![0.0f32; d.channels * plane];
-        for (c, out) in data.chunks_exact_mut(plane).enumerate() {
-            let samples = d.pixels[c..].iter().step_by(d.channels);
-            for (o, &v) in out.iter_mut().zip(samples) {
-                *o = v as f32 * (1.0 / 255.0);
+        // One pass over the interleaved pixels (a strided iterator per band
+        // was a tenth of the ingest's time).
+        const SCALE: f32 = 1.0 / 255.0;
+        if d.channels == 3 {
+            let (r, rest) = data.split_at_mut(plane);
+            let (g, b) = rest.split_at_mut(plane);
+            for (i, px) in d.pixels.chunks_exact(3).enumerate() {
+                r[i] = px[0] as f32 * SCALE;
+                g[i] = px[1] as f32 * SCALE;
+                b[i] = px[2] as f32 * SCALE;
+            }
+        } else {
+            for (c, out) in data.chunks_exact_mut(plane).enumerate() {
+                let samples = d.pixels[c..].iter().step_by(d.channels);
+                for (o, &v) in out.iter_mut().zip(samples) {
+                    *o = v as f32 * SCALE;
+                }
             }
         }
         return Image::new(d.channels, d.height, d.width, data)
