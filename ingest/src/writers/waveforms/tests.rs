@@ -261,3 +261,34 @@ fn nan_and_unphysical_bank_rows_are_rejects_naming_file_and_row() {
         "row 3 not stored as q = 2 with swapped spins: {y:?}"
     );
 }
+
+#[test]
+fn cross_validation_folds_test_each_waveform_once() {
+    let k = 3;
+    let mut tested = Vec::new();
+    let mut total = 0;
+    for fold in 0..k {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WaveformsConfig {
+            inputs: vec![data("bank_tiny.h5")],
+            dt: 2.0,
+            window: Some([-3000.0, 80.0]),
+            sxs_order: 2,
+            split: SplitFractions::fold(0.2, k, fold),
+            shard_size: NonZeroUsize::new(4).unwrap(),
+            on_error: OnError::Fail,
+            representation: Representation::Strain,
+            align_phase: true,
+        };
+        let info = write_dataset(&cfg, 4, dir.path(), 1, &|_| {}).unwrap();
+        total = info.counts.total;
+        assert!(info.counts.val > 0 && info.counts.train > 0, "{:?}", info.counts);
+        let test = crate::contract::SplitManifest::read(dir.path(), Split::Test).unwrap();
+        assert_eq!(test.rows.len(), info.counts.test);
+        tested.extend(test.strings("sample_id").unwrap());
+    }
+    tested.sort();
+    let n = tested.len();
+    tested.dedup();
+    assert_eq!((n, tested.len()), (total, total), "every waveform tested once");
+}
