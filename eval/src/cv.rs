@@ -87,14 +87,14 @@ pub fn cv_summary(config: &CvSummaryConfig, out: &Path) -> Result<CvSummary> {
             what: "a metrics JSON object",
             source,
         })?;
-        let mut numbers = BTreeMap::new();
-        flatten("", &value, &mut numbers);
         if !value.is_object() {
             return Err(Error::Mismatch(format!(
                 "{}: expected a JSON object of metrics",
                 path.display()
             )));
         }
+        let mut numbers = BTreeMap::new();
+        flatten("", &value, &mut numbers);
         sources.push(path.display().to_string());
         per_run.push(numbers);
     }

@@ -140,7 +140,12 @@ impl SplitFractions {
     pub fn assign(&self, n: usize) -> Vec<Split> {
         let mut out = vec![Split::Train; n];
         let (start, n_test) = match (self.folds, self.fold) {
-            (Some(k), Some(f)) if k > 0 => (f * n / k, (f + 1) * n / k - f * n / k),
+            // (Clamped so that an unchecked fold >= folds gives no test
+            // samples rather than a panic; `check` refuses it.)
+            (Some(k), Some(f)) if k > 0 => {
+                let (a, b) = ((f * n / k).min(n), ((f + 1) * n / k).min(n));
+                (a, b - a)
+            }
             _ => (0, ((n as f64 * self.test).round() as usize).min(n)),
         };
         let n_val = ((n as f64 * self.val).round() as usize).min(n - n_test);
@@ -531,6 +536,8 @@ mod tests {
         for (s, want) in cases {
             let e = s.check().unwrap_err().to_string();
             assert!(e.contains(want), "{s:?}: {e}");
+            // Unchecked, it still splits without panicking.
+            assert_eq!(s.assign(9).len(), 9);
         }
     }
 }

@@ -282,7 +282,11 @@ fn cross_validation_folds_test_each_waveform_once() {
         };
         let info = write_dataset(&cfg, 4, dir.path(), 1, &|_| {}).unwrap();
         total = info.counts.total;
-        assert!(info.counts.val > 0 && info.counts.train > 0, "{:?}", info.counts);
+        assert!(
+            info.counts.val > 0 && info.counts.train > 0,
+            "{:?}",
+            info.counts
+        );
         let test = crate::contract::SplitManifest::read(dir.path(), Split::Test).unwrap();
         assert_eq!(test.rows.len(), info.counts.test);
         tested.extend(test.strings("sample_id").unwrap());
@@ -290,5 +294,9 @@ fn cross_validation_folds_test_each_waveform_once() {
     tested.sort();
     let n = tested.len();
     tested.dedup();
-    assert_eq!((n, tested.len()), (total, total), "every waveform tested once");
+    assert_eq!(
+        (n, tested.len()),
+        (total, total),
+        "every waveform tested once"
+    );
 }
