@@ -81,12 +81,7 @@ pub fn cv_summary(config: &CvSummaryConfig, out: &Path) -> Result<CvSummary> {
         } else {
             run.clone()
         };
-        let text = std::fs::read_to_string(&path).map_err(Error::io("failed to read", &path))?;
-        let value: Value = serde_json::from_str(&text).map_err(|source| Error::Parse {
-            path: path.clone(),
-            what: "a metrics JSON object",
-            source,
-        })?;
+        let value: Value = crate::read_json(&path, "a metrics JSON object")?;
         if !value.is_object() {
             return Err(Error::Mismatch(format!(
                 "{}: expected a JSON object of metrics",

@@ -30,3 +30,16 @@ fn default_split() -> sciflow_ingest::Split {
 fn default_batch() -> std::num::NonZeroUsize {
     std::num::NonZeroUsize::new(128).expect("positive")
 }
+
+/// Reads and parses a JSON file; `what` names what it should hold in errors.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &'static str,
+) -> Result<T> {
+    let text = std::fs::read(path).map_err(Error::io("failed to read", path))?;
+    serde_json::from_slice(&text).map_err(|source| Error::Parse {
+        path: path.to_path_buf(),
+        what,
+        source,
+    })
+}

@@ -306,12 +306,7 @@ pub struct OverlapReport {
 pub fn overlap_stage(config: &OverlapConfig, out: &Path) -> Result<OverlapReport> {
     std::fs::create_dir_all(out).map_err(Error::io("failed to create", out))?;
     let report_json = config.predictions.join("metrics.json");
-    let text = std::fs::read(&report_json).map_err(Error::io("failed to read", &report_json))?;
-    let reg: RegressorReport = serde_json::from_slice(&text).map_err(|source| Error::Parse {
-        path: report_json.clone(),
-        what: "an eval.regressor report",
-        source,
-    })?;
+    let reg: RegressorReport = crate::read_json(&report_json, "an eval.regressor report")?;
     // A relative path is inside the report's directory (see RegressorReport::data).
     let data = config.predictions.join(&reg.data);
     let info = DatasetInfo::load(&data)?;

@@ -15,7 +15,7 @@ use sciflow_train::TrainHistory;
 
 use crate::figures::render_with;
 use crate::perfmodel::{fit, Measured, StepModel};
-use crate::{Error, Result};
+use crate::{read_json, Error, Result};
 
 pub use published::*;
 pub use validation::{Check, Role, Validation};
@@ -281,15 +281,6 @@ pub struct RunPoint {
     pub per_rank_samples_per_second: f64,
     /// Seconds of all its epochs.
     pub seconds: f64,
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<T> {
-    let text = std::fs::read(path).map_err(Error::io("failed to read", path))?;
-    serde_json::from_slice(&text).map_err(|source| Error::Parse {
-        path: path.to_path_buf(),
-        what,
-        source,
-    })
 }
 
 /// Reads a training run's `history.json` (classifier or regressor).
