@@ -4,16 +4,17 @@ usage: waveform_errors.py WORKDIR [--attribute] [--python-overlap N]
 
 Reads a `workflows/waveforms.yaml` workdir scored on its own test split
 (predict/predictions.parquet, overlap/overlaps.parquet, generate/bank.h5,
-dataset/dataset.json for the time grid) and prints the errors in the
+dataset/dataset.json for the time grid and phase alignment) and prints the errors in the
 parameters the waveform depends on: the symmetric mass ratio eta, the
 effective spin chi_eff = (q chi1z + chi2z) / (1 + q) and the antisymmetric
 spin chi_a = (chi1z - chi2z) / 2, their correlation, and a least-squares fit
 of the mismatch 1 - overlap to a quadratic form in (d eta, d chi_eff, d chi_a)
 in units of each one's spread over the test set.
 
---attribute regenerates the test set (lalsuite, data/make_bank.py) three more
+--attribute regenerates the test set (lalsuite, data/make_bank.py) four more
 times, each with one part of the error removed: q true (spins predicted); both
-spins shifted alike so chi_eff is the true one; and chi2z true; and prints the
+spins shifted alike so chi_eff is the true one; the spins shifted apart so
+chi_a is the true one and chi_eff the predicted one; and chi2z true; and prints the
 median / 5th-percentile overlap of each.
 
 --python-overlap N recomputes N of eval.overlap's overlaps independently with
@@ -131,7 +132,11 @@ def main():
         return
     time, amp, phase = bank_rows(os.path.join(w, "generate", "bank.h5"), ids)
     with open(os.path.join(w, "dataset", "dataset.json")) as f:
-        m = Matcher(time, json.load(f)["time_grid"])
+        info = json.load(f)
+    m = Matcher(time, info["time_grid"])
+    if info["provenance"]["config"].get("align_phase"):
+        # As the dataset stores it: the phase rotated to 0 at the peak (t = 0).
+        phase = phase - np.array([np.interp(0.0, time, p) for p in phase])[:, None]
     truth = m.spectra(amp, phase)
     if a.python_overlap:
         n = min(a.python_overlap, len(ids))
@@ -141,9 +146,12 @@ def main():
     if a.attribute:
         clip = lambda v: np.clip(v, [1, -0.99, -0.99], [20, 0.99, 0.99])  # noqa: E731
         shift = (chi_eff(true) - chi_eff(pred)) / chi_eff(np.c_[pred[:, 0], np.ones((len(pred), 2))])
+        # chi1z + u, chi2z - q u keeps chi_eff and moves chi_a by u (1 + q) / 2.
+        ua = 2 * (chi_a(true) - chi_a(pred)) / (1 + pred[:, 0])
         variants = {
             "q true": np.c_[true[:, 0], pred[:, 1:]],
             "chi_eff true (both spins shifted alike)": np.c_[pred[:, 0], pred[:, 1:] + shift[:, None]],
+            "chi_a true (chi_eff kept)": np.c_[pred[:, 0], pred[:, 1] + ua, pred[:, 2] - pred[:, 0] * ua],
             "chi2z true": np.c_[pred[:, :2], true[:, 2]],
         }
         with tempfile.TemporaryDirectory() as tmp:

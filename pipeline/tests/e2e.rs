@@ -378,6 +378,24 @@ fn the_waveform_workflow_runs_end_to_end_small() {
         .params
         .iter()
         .all(|p| p[0] >= 1.0 && p[1].abs() < 1.0 && p[2].abs() < 1.0));
+    // An independent numpy computation of the same overlaps, from the
+    // generated bank rather than the dataset's shards, agrees with the stage's.
+    let out = Command::new(&python)
+        .arg(root().join("bench/waveform_errors.py"))
+        .arg(&wd)
+        .args(["--python-overlap", "6"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let diff: f64 = text
+        .lines()
+        .find_map(|l| l.split("largest difference from eval.overlap ").nth(1))
+        .unwrap_or_else(|| panic!("no comparison in {text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(diff < 1e-3, "{text}");
 
     // Scored on other files (the LVC NR waveform in data/): the stage
     // ingests them into its own directory and `overlap` finds them there.
