@@ -466,6 +466,16 @@ pub fn shard_name(index: usize) -> String {
     format!("shards/shard-{index:05}.safetensors")
 }
 
+/// Test support: the test splits of all `folds` runs, together, name each of
+/// the `total` samples exactly once.
+#[cfg(test)]
+pub(crate) fn assert_each_tested_once(mut tested: Vec<String>, total: usize, what: &str) {
+    tested.sort();
+    let n = tested.len();
+    tested.dedup();
+    assert_eq!((n, tested.len()), (total, total), "{what}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,14 +117,7 @@ fn cross_validation_folds_test_each_galaxy_once_with_balanced_classes() {
         assert_eq!(ellipticals, 2, "fold {fold}");
         tested.extend(test.strings("sample_id").unwrap());
     }
-    tested.sort();
-    let n = tested.len();
-    tested.dedup();
-    assert_eq!(
-        (n, tested.len()),
-        (16, 16),
-        "every galaxy tested exactly once"
-    );
+    crate::contract::assert_each_tested_once(tested, 16, "every galaxy tested exactly once");
 }
 
 #[test]

@@ -291,12 +291,5 @@ fn cross_validation_folds_test_each_waveform_once() {
         assert_eq!(test.rows.len(), info.counts.test);
         tested.extend(test.strings("sample_id").unwrap());
     }
-    tested.sort();
-    let n = tested.len();
-    tested.dedup();
-    assert_eq!(
-        (n, tested.len()),
-        (total, total),
-        "every waveform tested once"
-    );
+    crate::contract::assert_each_tested_once(tested, total, "every waveform tested once");
 }
