@@ -270,6 +270,16 @@ pub struct OverlapConfig {
     /// The noise curve.
     #[serde(default)]
     pub psd: Psd,
+    /// Lags searched per sample step for the best time shift: 1 keeps to the
+    /// sample grid (pycbc's `match` as it comes), which at a dataset's coarse
+    /// steps misses shifts between samples and under-reports the overlap.
+    /// 8 is converged to 1e-5 at 2 M steps and 60 Msun.
+    #[serde(default = "default_oversampling")]
+    pub time_oversampling: NonZeroUsize,
+}
+
+fn default_oversampling() -> NonZeroUsize {
+    NonZeroUsize::new(8).expect("8 is not zero")
 }
 
 fn default_mass() -> f64 {
@@ -296,6 +306,8 @@ pub struct OverlapReport {
     pub total_mass: f64,
     /// Lowest frequency (Hz).
     pub f_low: f64,
+    /// Lags searched per sample step for the best time shift.
+    pub time_oversampling: usize,
     /// Waveforms compared.
     pub samples: usize,
 }
@@ -344,6 +356,7 @@ pub fn overlap_stage(config: &OverlapConfig, out: &Path) -> Result<OverlapReport
         f_low: config.f_low,
         f_high: None,
         psd: config.psd.curve()?,
+        time_oversampling: config.time_oversampling.get(),
     };
     let loader = Loader::new(
         &data,
@@ -407,6 +420,7 @@ pub fn overlap_stage(config: &OverlapConfig, out: &Path) -> Result<OverlapReport
         errors: param_errors(&truth, &pred),
         total_mass: config.total_mass,
         f_low: config.f_low,
+        time_oversampling: config.time_oversampling.get(),
         samples: sorted.len(),
     };
     let mut df = df!(
