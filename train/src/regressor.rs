@@ -7,6 +7,12 @@
 //! physical constraints of general relativity on the predictions in physical
 //! units: a mass ratio q >= 1 and dimensionless spins |chi| <= 1, each
 //! violation penalised quadratically with weight `constraint_weight`.
+//!
+//! The network may predict the targets themselves or, with
+//! `outputs: q_chi_eff_chi_a`, the mass ratio, the effective spin and the
+//! antisymmetric spin, which [`Outputs`] maps back to (q, chi1z, chi2z): the
+//! waveform depends on chi_eff far more than on either spin, and a linear
+//! head gives chi_eff directly instead of through the product q chi1z.
 
 use std::path::Path;
 
@@ -45,6 +51,51 @@ training_config! {
         /// gradient of the others.
         #[serde(default)]
         pub target_weights: Option<Vec<f64>>,
+        /// What the network's head predicts (default: the dataset's targets).
+        /// `target_weights` weigh these outputs.
+        #[serde(default)]
+        pub outputs: Outputs,
+    }
+}
+
+/// The quantities a regressor's head predicts, in its own order; predictions
+/// are always mapped back to the dataset's targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outputs {
+    /// The dataset's targets as they are.
+    #[default]
+    Dataset,
+    /// For targets (q, chi1z, chi2z): q, chi_eff = (q chi1z + chi2z) / (1 + q)
+    /// and chi_a = (chi1z - chi2z) / 2.
+    QChiEffChiA,
+}
+
+impl Outputs {
+    /// Dataset targets `[n, k]` in physical units -> the head's quantities.
+    fn encode(self, y: &Tensor) -> Tensor {
+        match self {
+            Outputs::Dataset => y.shallow_clone(),
+            Outputs::QChiEffChiA => {
+                let chi_a = (y.select(1, 1) - y.select(1, 2)) / 2.0;
+                Tensor::stack(&[y.select(1, 0), chi_eff(y), chi_a], 1)
+            }
+        }
+    }
+
+    /// The head's quantities in physical units -> the dataset's targets:
+    /// chi1z = chi_eff + 2 chi_a / (1 + q), chi2z = chi_eff - 2 q chi_a / (1 + q).
+    fn decode(self, z: &Tensor) -> Tensor {
+        match self {
+            Outputs::Dataset => z.shallow_clone(),
+            Outputs::QChiEffChiA => {
+                let (q, ce, ca) = (z.select(1, 0), z.select(1, 1), z.select(1, 2));
+                let s = &ca * 2.0 / (&q + 1.0);
+                let chi1 = &ce + &s;
+                let chi2 = &ce - &s * &q;
+                Tensor::stack(&[q, chi1, chi2], 1)
+            }
+        }
     }
 }
 
@@ -80,6 +131,9 @@ pub struct RegressorInfo {
     pub world_size: usize,
     /// Epochs trained.
     pub epochs: usize,
+    /// What the head predicts; `target_mean` and `target_std` are of these.
+    #[serde(default)]
+    pub outputs: Outputs,
     /// The writer and its version.
     pub created_by: String,
 }
@@ -101,7 +155,11 @@ pub struct Regressor {
 impl Regressor {
     /// Predictions in physical units, [n, targets], on the network's device.
     pub fn predict(&self, x: &Tensor) -> Tensor {
-        tch::no_grad(|| self.net.forward_t(x, false) * &self.std + &self.mean)
+        tch::no_grad(|| {
+            self.info
+                .outputs
+                .decode(&(self.net.forward_t(x, false) * &self.std + &self.mean))
+        })
     }
 }
 
@@ -162,6 +220,8 @@ struct LossTerms {
     chi_eff: f64,
     /// chi_eff's training-set standard deviation.
     chi_eff_std: f64,
+    /// What the network's head predicts.
+    outputs: Outputs,
 }
 
 /// chi_eff = (q chi1z + chi2z) / (1 + q) of `[n, 3]` physical (q, chi1z, chi2z).
@@ -170,8 +230,9 @@ fn chi_eff(p: &Tensor) -> Tensor {
     (&q * p.select(1, 1) + p.select(1, 2)) / (q + 1.0)
 }
 
-/// Weighted standardised MSE plus the constraint penalty (and the chi_eff
-/// term); also returns the physical predictions. `tw`: per-target weights
+/// Weighted standardised MSE of the head's outputs plus the constraint
+/// penalty (and the chi_eff term); also returns the predictions as physical
+/// targets. `mean`, `std`: the outputs' statistics; `tw`: per-output weights
 /// `[1, k]`, mean 1.
 fn loss_of(
     out: &Tensor,
@@ -179,9 +240,9 @@ fn loss_of(
     (mean, std, tw): (&Tensor, &Tensor, &Tensor),
     terms: LossTerms,
 ) -> (Tensor, Tensor) {
-    let target = (y - mean) / std;
+    let target = (terms.outputs.encode(y) - mean) / std;
     let mse = ((out - &target).square() * tw).mean(Kind::Float);
-    let phys = out * std + mean;
+    let phys = terms.outputs.decode(&(out * std + mean));
     let q = phys.select(1, 0);
     let chi = phys.narrow(1, 1, 2);
     let penalty = (q.neg() + 1.0).relu().square().mean(Kind::Float)
@@ -336,49 +397,48 @@ pub fn train_regressor(config: &RegressorConfig, run: Run<'_>) -> Result<TrainHi
             config.data.display()
         )));
     }
-    let loop_config = config.loop_config();
-    // Target statistics over the whole training split (every rank reads it all,
-    // in order, so all agree without communication).
-    let all = loop_config.loader(Split::Train, false, seed, &Single)?;
-    let (mut sum, mut sq, mut n) = (vec![0.0f64; k], vec![0.0f64; k], 0usize);
-    let (mut ce_sum, mut ce_sq) = (0.0f64, 0.0f64);
-    for b in all.epoch(0) {
-        let b = b?;
-        for row in b.targets.chunks_exact(k) {
-            for (j, v) in row.iter().enumerate() {
-                sum[j] += *v as f64;
-                sq[j] += (*v as f64).powi(2);
-            }
-            if k == 3 {
-                let (q, a, b) = (row[0] as f64, row[1] as f64, row[2] as f64);
-                let ce = (q * a + b) / (1.0 + q);
-                ce_sum += ce;
-                ce_sq += ce * ce;
-            }
-            n += 1;
-        }
+    if config.outputs == Outputs::QChiEffChiA && k != 3 {
+        return Err(Error::Config(format!(
+            "outputs q_chi_eff_chi_a needs targets (q, chi1z, chi2z); {} has {k}",
+            config.data.display()
+        )));
     }
-    if n == 0 {
+    let loop_config = config.loop_config();
+    // Statistics of the head's outputs over the whole training split (every
+    // rank reads it all, in order, so all agree without communication).
+    let all = loop_config.loader(Split::Train, false, seed, &Single)?;
+    let mut rows: Vec<f32> = Vec::new();
+    for b in all.epoch(0) {
+        rows.extend_from_slice(&b?.targets);
+    }
+    if rows.is_empty() {
         return Err(Error::Config(format!(
             "{} has no training samples",
             config.data.display()
         )));
     }
-    let ce_mean = ce_sum / n as f64;
+    let y = Tensor::from_slice(&rows)
+        .f_view([-1, k as i64])
+        .map_err(Error::torch(format!(
+            "{} targets in rows of {k}",
+            rows.len()
+        )))?
+        .to_kind(Kind::Double);
+    let to_vec = |t: Tensor| Vec::<f64>::try_from(t).map_err(Error::torch("target statistics"));
+    let z = config.outputs.encode(&y);
+    let mean = to_vec(z.mean_dim(0, false, Kind::Double))?;
+    let std = to_vec(z.std_dim(0, false, false).clamp_min(1e-6))?;
+    let chi_eff_std = if k == 3 {
+        chi_eff(&y).std(false).double_value(&[]).max(1e-6)
+    } else {
+        1.0
+    };
     let terms = LossTerms {
         constraint: config.constraint_weight,
         chi_eff: config.chi_eff_weight,
-        chi_eff_std: (ce_sq / n as f64 - ce_mean * ce_mean)
-            .max(0.0)
-            .sqrt()
-            .max(1e-6),
+        chi_eff_std,
+        outputs: config.outputs,
     };
-    let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
-    let std: Vec<f64> = sq
-        .iter()
-        .zip(&mean)
-        .map(|(s, m)| (s / n as f64 - m * m).max(0.0).sqrt().max(1e-6))
-        .collect();
     let model_info = RegressorInfo {
         arch: "wavenet".into(),
         model: config.model.clone(),
@@ -396,6 +456,7 @@ pub fn train_regressor(config: &RegressorConfig, run: Run<'_>) -> Result<TrainHi
         seed,
         world_size: comm.size(),
         epochs: config.epochs.get(),
+        outputs: config.outputs,
         created_by: concat!("sciflow-train ", env!("CARGO_PKG_VERSION")).into(),
     };
     let (mean_t, std_t) = stats_tensors(&model_info);
@@ -463,6 +524,7 @@ mod tests {
             constraint_weight: 1.0,
             target_weights: None,
             chi_eff_weight: 0.0,
+            outputs: Outputs::Dataset,
             pad: false,
             checkpoint_every: 0,
             allreduce_bucket_mb: 0.0,
@@ -499,6 +561,23 @@ mod tests {
             std::fs::read(out.join("weights.safetensors")).unwrap(),
             std::fs::read(out2.join("weights.safetensors")).unwrap()
         );
+        // A head on (q, chi_eff, chi_a): its statistics are of those, and its
+        // predictions come back as (q, chi1z, chi2z).
+        let out3 = dir.path().join("model3");
+        let effective = RegressorConfig {
+            outputs: Outputs::QChiEffChiA,
+            ..cfg.clone()
+        };
+        train_regressor(&effective, run(&out3)).unwrap();
+        let r3 = load_regressor(&out3, tch::Device::Cpu).unwrap();
+        assert_eq!(r3.info.outputs, Outputs::QChiEffChiA);
+        assert_eq!(r3.info.target_names, ["q", "chi1z", "chi2z"]);
+        assert_eq!(r3.info.target_mean[0], r.info.target_mean[0]);
+        assert!(r3.info.target_std[1] < r.info.target_std[1]);
+        let p = r3.predict(&x);
+        let z = r3.net.forward_t(&x, false) * &r3.std + &r3.mean;
+        let again = Outputs::QChiEffChiA.encode(&p);
+        assert!((again - z).abs().max().double_value(&[]) < 1e-4);
     }
 
     #[test]
@@ -512,6 +591,7 @@ mod tests {
             constraint,
             chi_eff: 0.0,
             chi_eff_std: 1.0,
+            outputs: Outputs::Dataset,
         };
         let (physical, _) = loss_of(&y, &y, stats, c(10.0));
         assert_eq!(physical.double_value(&[]), 0.0);
@@ -545,6 +625,7 @@ mod tests {
             constraint: 0.0,
             chi_eff,
             chi_eff_std: 0.5,
+            outputs: Outputs::Dataset,
         };
         let (without, _) = loss_of(&out, &y, (&mean, &std, &ones), terms(0.0));
         let (with, _) = loss_of(&out, &y, (&mean, &std, &ones), terms(2.0));
@@ -552,5 +633,46 @@ mod tests {
         assert!((without.double_value(&[]) - mse).abs() < 1e-6);
         // 2 x ((0.4 - 0.1) / 0.5)^2 = 0.72 on top.
         assert!((with.double_value(&[]) - (mse + 0.72)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn q_chi_eff_chi_a_outputs_map_back_to_the_spins() {
+        let y =
+            Tensor::from_slice(&[3.0f64, 0.2, -0.2, 1.0, -0.7, 0.4, 7.5, 0.8, -0.8]).view([3, 3]);
+        let o = Outputs::QChiEffChiA;
+        let z = o.encode(&y);
+        // (3, 0.2, -0.2): chi_eff = (0.6 - 0.2) / 4 = 0.1, chi_a = 0.2.
+        let first = Vec::<f64>::try_from(z.get(0)).unwrap();
+        for (a, b) in first.iter().zip([3.0, 0.1, 0.2]) {
+            assert!((a - b).abs() < 1e-12, "{first:?}");
+        }
+        let back = o.decode(&z);
+        assert!((back - &y).abs().max().double_value(&[]) < 1e-12);
+        let same = Outputs::Dataset.decode(&Outputs::Dataset.encode(&y));
+        assert!(same.equal(&y));
+    }
+
+    #[test]
+    fn q_chi_eff_chi_a_loss_weighs_the_effective_spin() {
+        let zero = Tensor::zeros([1, 3], (Kind::Float, tch::Device::Cpu));
+        let one = Tensor::ones([1, 3], (Kind::Float, tch::Device::Cpu));
+        let terms = LossTerms {
+            constraint: 0.0,
+            chi_eff: 0.0,
+            chi_eff_std: 1.0,
+            outputs: Outputs::QChiEffChiA,
+        };
+        // True (3, 0.2, -0.2) is (q, chi_eff, chi_a) = (3, 0.1, 0.2); the head
+        // says (3, 0.4, 0.2), i.e. chi1z = 0.5, chi2z = 0.1.
+        let y = Tensor::from_slice(&[3.0f32, 0.2, -0.2]).view([1, 3]);
+        let out = Tensor::from_slice(&[3.0f32, 0.4, 0.2]).view([1, 3]);
+        let w = target_weight_tensor(Some(&[0.0, 3.0, 0.0]), 3).unwrap();
+        let (l, phys) = loss_of(&out, &y, (&zero, &one, &w), terms);
+        // Only chi_eff's error counts, weight 3 / 1: 3 x 0.3^2 / 3.
+        assert!((l.double_value(&[]) - 0.09).abs() < 1e-6, "{l}");
+        let p = Vec::<f32>::try_from(phys.view([-1])).unwrap();
+        for (a, b) in p.iter().zip([3.0, 0.5, 0.1]) {
+            assert!((a - b).abs() < 1e-6, "{p:?}");
+        }
     }
 }
