@@ -756,7 +756,9 @@ fn wait_for_jobs(jobs: &[String], limit: Duration) {
             .output()
             .unwrap();
         let queued = String::from_utf8_lossy(&q.stdout).trim().to_string();
-        if queued.is_empty() {
+        // A failing squeue (the controller busy for a moment) prints nothing
+        // too; only a successful, empty answer means the jobs have left.
+        if q.status.success() && queued.is_empty() {
             return;
         }
         assert!(
@@ -909,7 +911,14 @@ fn a_per_stage_submission_runs_each_stage_as_a_job_after_those_it_needs() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let when = |s: &str| interval(&wd, s);
+    let when = |s: &str| {
+        assert!(
+            wd.join(s).join("end").is_file(),
+            "stage {s} left no record of its run:\n{}",
+            logs()
+        );
+        interval(&wd, s)
+    };
     let (a1, a2, b, c) = (when("a1"), when("a2"), when("b"), when("c"));
     assert!(
         b.0 >= a1.1 && b.0 >= a2.1,
