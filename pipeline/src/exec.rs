@@ -339,6 +339,7 @@ impl<'a> Root<'a> {
                     upstream: d.upstream,
                     output_hash,
                     run_id,
+                    reproducible: self.wf.reproducible,
                 },
             )?;
             r.stage_finished(stage_run, &stage.name, seconds, None, &files, &metrics)

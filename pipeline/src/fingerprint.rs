@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::records::{FileHash, Records};
+use crate::workflow::Reproducible;
 use crate::Error;
 
 /// Hashes a file, through the stat cache.
@@ -90,11 +91,12 @@ pub fn hash_path(records: &Records, path: &Path) -> Result<(String, Vec<FileHash
 }
 
 /// The fingerprint of a stage: its kind and version, its resolved config
-/// (canonical JSON, keys sorted), the hashes of its external inputs and the
-/// output hashes of the stages it depends on.
+/// (canonical JSON, keys sorted), the reproducibility mode, the hashes of its
+/// external inputs and the output hashes of the stages it depends on.
 pub fn fingerprint(
     kind: &str,
     config: &Value,
+    reproducible: Reproducible,
     inputs: &[(String, String)],
     upstream: &[(String, String)],
 ) -> String {
@@ -104,6 +106,12 @@ pub fn fingerprint(
     h.update(&[0]);
     // serde_json's map keeps keys sorted, so this serialisation is canonical.
     h.update(config.to_string().as_bytes());
+    // Only a non-default mode enters, so fingerprints recorded before modes
+    // existed still match.
+    if reproducible != Reproducible::Native {
+        h.update(b"\0reproducible=");
+        h.update(reproducible.name().as_bytes());
+    }
     for (name, hash) in inputs.iter().chain(upstream) {
         h.update(&[0]);
         h.update(name.as_bytes());
@@ -170,32 +178,55 @@ mod tests {
 
     #[test]
     fn fingerprint_covers_each_part() {
-        let base = fingerprint("k@1", &json!({"a": 1}), &[("f".into(), "h".into())], &[]);
+        const N: Reproducible = Reproducible::Native;
+        let base = fingerprint("k@1", &json!({"a": 1}), N, &[("f".into(), "h".into())], &[]);
         assert_ne!(
             base,
-            fingerprint("k@2", &json!({"a": 1}), &[("f".into(), "h".into())], &[])
+            fingerprint("k@2", &json!({"a": 1}), N, &[("f".into(), "h".into())], &[])
         );
         assert_ne!(
             base,
-            fingerprint("k@1", &json!({"a": 2}), &[("f".into(), "h".into())], &[])
-        );
-        assert_ne!(
-            base,
-            fingerprint("k@1", &json!({"a": 1}), &[("f".into(), "h2".into())], &[])
+            fingerprint("k@1", &json!({"a": 2}), N, &[("f".into(), "h".into())], &[])
         );
         assert_ne!(
             base,
             fingerprint(
                 "k@1",
                 &json!({"a": 1}),
+                N,
+                &[("f".into(), "h2".into())],
+                &[]
+            )
+        );
+        assert_ne!(
+            base,
+            fingerprint(
+                "k@1",
+                &json!({"a": 1}),
+                N,
                 &[("f".into(), "h".into())],
                 &[("u".into(), "x".into())]
             )
         );
+        assert_ne!(
+            base,
+            fingerprint(
+                "k@1",
+                &json!({"a": 1}),
+                Reproducible::Portable,
+                &[("f".into(), "h".into())],
+                &[]
+            )
+        );
         assert_eq!(
             base,
-            fingerprint("k@1", &json!({"a": 1}), &[("f".into(), "h".into())], &[])
+            fingerprint("k@1", &json!({"a": 1}), N, &[("f".into(), "h".into())], &[])
         );
+        // The default mode adds nothing: fingerprints recorded before modes
+        // existed still match.
+        let mut before = blake3::Hasher::new();
+        before.update(b"sciflow-stage-v1\0k@1\0{\"a\":1}\0f\x01h");
+        assert_eq!(base, before.finalize().to_hex().to_string());
     }
 
     #[test]

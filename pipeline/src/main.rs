@@ -58,9 +58,30 @@ struct Cli {
 struct WorkflowArgs {
     /// The workflow file.
     workflow: PathBuf,
-    /// Override a value: params.NAME=VALUE, seed=N or workdir=PATH (repeatable).
+    /// Override a value: params.NAME=VALUE, seed=N, reproducible=MODE or
+    /// workdir=PATH (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// How far results are reproducible (the workflow's `reproducible:`):
+    /// `native`, the fastest kernels of this machine, the same bits on it;
+    /// or `portable`, libtorch's CPU kernels pinned to AVX2 (ATen, oneDNN,
+    /// MKL's compatible branch), the same bits on any x86-64 machine with
+    /// AVX2 for the same seed, ranks and threads per rank.
+    #[arg(long, value_name = "MODE", value_parser = ["native", "portable"])]
+    reproducible: Option<String>,
+}
+
+impl WorkflowArgs {
+    /// `--set` overrides, `--reproducible` among them.
+    fn overrides(&self) -> Vec<String> {
+        let mut all = self.set.clone();
+        all.extend(
+            self.reproducible
+                .iter()
+                .map(|m| format!("reproducible={m}")),
+        );
+        all
+    }
 }
 
 /// Which stages a run or plan considers.
@@ -319,7 +340,7 @@ fn main() -> ExitCode {
         }
         Command::Validate { wf } => validate(&wf),
         Command::Plan { wf, select } => plan(&wf, &select.selection()),
-        Command::Dag { wf, format } => workflow::load(&wf.workflow, &wf.set)
+        Command::Dag { wf, format } => workflow::load(&wf.workflow, &wf.overrides())
             .map(|w| outln!("{}", dag::render(&w, format).trim_end())),
         Command::Submit { wf, select, opts } => submit(&wf, &select.selection(), &opts),
         Command::EndRun { wf, run, stages } => end_run(&wf, run, &stages),
@@ -372,7 +393,7 @@ fn list() {
 }
 
 fn validate(args: &WorkflowArgs) -> Result<(), Error> {
-    let wf = workflow::load(&args.workflow, &args.set)?;
+    let wf = workflow::load(&args.workflow, &args.overrides())?;
     outln!(
         "{}: valid, {} stages:",
         args.workflow.display(),
@@ -390,7 +411,7 @@ fn validate(args: &WorkflowArgs) -> Result<(), Error> {
 }
 
 fn plan(args: &WorkflowArgs, selection: &Selection) -> Result<(), Error> {
-    let wf = workflow::load(&args.workflow, &args.set)?;
+    let wf = workflow::load(&args.workflow, &args.overrides())?;
     let lines = plan::plan(&wf, selection)?;
     let (run, fresh): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l.decision.run);
     if run.is_empty() {
@@ -419,9 +440,9 @@ fn plan(args: &WorkflowArgs, selection: &Selection) -> Result<(), Error> {
 }
 
 fn submit(args: &WorkflowArgs, selection: &Selection, opts: &SubmitOptions) -> Result<(), Error> {
-    let wf = workflow::load(&args.workflow, &args.set)?;
+    let wf = workflow::load(&args.workflow, &args.overrides())?;
     let argv: Vec<String> = std::env::args().collect();
-    let done = slurm::submit(&wf, opts, selection, &args.set, &argv.join(" "))?;
+    let done = slurm::submit(&wf, opts, selection, &args.overrides(), &argv.join(" "))?;
     if opts.per_stage && done.jobs.is_empty() {
         outln!(
             "nothing to submit: {} stage(s) up to date",
@@ -455,7 +476,7 @@ fn submit(args: &WorkflowArgs, selection: &Selection, opts: &SubmitOptions) -> R
 }
 
 fn end_run(args: &WorkflowArgs, run: i64, stages: &[String]) -> Result<(), Error> {
-    let wf = workflow::load(&args.workflow, &args.set)?;
+    let wf = workflow::load(&args.workflow, &args.overrides())?;
     let records = Records::open_existing(&wf.workdir)?;
     let missing = records.end_submitted_run(run, stages)?;
     match sciflow_pipeline::report::write(&records, &wf.workdir, Some(run), None) {
@@ -621,11 +642,21 @@ fn run(
     // moment, and by default it would end the process.
     let listening = sciflow_train::preempt::listen().err();
     // Validate before starting MPI, so a bad file costs nothing on a cluster.
-    let wf = match workflow::load(&args.workflow, &args.set) {
+    let wf = match workflow::load(&args.workflow, &args.overrides()) {
         Ok(wf) => wf,
         Err(e) => {
             init_logging(verbose, quiet, 0);
             return report(&e, None);
+        }
+    };
+    // Before MPI, threads and any tensor: the libraries choose their CPU
+    // kernels at first use.
+    let kernels = match sciflow_train::kernels::pin(wf.reproducible) {
+        Ok(k) => k,
+        Err(e) => {
+            init_logging(verbose, quiet, 0);
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
         }
     };
     let comm = match sciflow_train::dist::init() {
@@ -636,6 +667,12 @@ fn run(
         }
     };
     init_logging(verbose, quiet, comm.rank());
+    tracing::debug!(
+        "rank {}: reproducible: {}; CPU kernels: {}",
+        comm.rank(),
+        wf.reproducible,
+        kernels.describe()
+    );
     if let Some(e) = listening {
         tracing::warn!("cannot listen for SIGUSR1 (checkpoint before a time limit): {e}");
     }
@@ -654,11 +691,15 @@ fn run(
     let jobs = exec_args.jobs.map_or(threads, |j| j.get());
     if comm.rank() == 0 {
         tracing::info!(
-            "workflow `{}`: {} stages, {} rank(s), {jobs} core(s) per rank, workdir {}",
+            "workflow `{}`: {} stages, {} rank(s), {jobs} core(s) per rank, workdir {}{}",
             wf.name,
             wf.stages.len(),
             comm.size(),
-            wf.workdir.display()
+            wf.workdir.display(),
+            match wf.reproducible {
+                workflow::Reproducible::Native => String::new(),
+                m => format!(", reproducible: {m}"),
+            }
         );
     }
     let progress = Progress::new(comm.rank() == 0 && !quiet);

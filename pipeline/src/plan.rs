@@ -130,7 +130,7 @@ pub fn decide(
     }
     let kind = kind_id(stage);
     let fp = if reasons.is_empty() {
-        fingerprint(&kind, &stage.config, &inputs, &upstream)
+        fingerprint(&kind, &stage.config, wf.reproducible, &inputs, &upstream)
     } else {
         String::new()
     };
@@ -155,6 +155,12 @@ pub fn decide(
     }
     if old.kind != kind {
         reasons.push(format!("stage kind changed: {} -> {kind}", old.kind));
+    }
+    if old.reproducible != wf.reproducible {
+        reasons.push(format!(
+            "reproducible: {} -> {}",
+            old.reproducible, wf.reproducible
+        ));
     }
     let mut diff = Vec::new();
     config_diff(

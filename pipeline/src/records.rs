@@ -38,6 +38,10 @@ pub struct StageState {
     pub output_hash: String,
     /// The run that produced it.
     pub run_id: i64,
+    /// The reproducibility mode it ran in (states written before modes
+    /// existed read as the default, `native`).
+    #[serde(default)]
+    pub reproducible: sciflow_train::Reproducible,
 }
 
 /// One row of `pipeline history`.

@@ -137,6 +137,11 @@ pub(crate) fn run_subworkflow(ctx: &StageContext<'_>) -> Result<(), Error> {
         format!("workdir={}", ctx.out.join("wd").display()),
     ]);
     args.extend(set_words(&cfg.set));
+    if sciflow_train::kernels::mode() == sciflow_train::Reproducible::Portable {
+        // Its process inherits the pinned kernels' environment; its records
+        // and models say so.
+        args.extend(["--reproducible".into(), "portable".into()]);
+    }
     if let Some(u) = &cfg.until {
         args.extend(["--until".into(), u.clone()]);
     }

@@ -150,6 +150,79 @@ fn reruns_exactly_what_changed_and_says_why() {
 }
 
 #[test]
+fn portable_mode_pins_the_kernels_reruns_what_ran_natively_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = command_workflow(dir.path());
+    ok(pipeline(dir.path()).arg("run").arg(&wf).output().unwrap());
+
+    let (plan, _) = ok(pipeline(dir.path())
+        .arg("plan")
+        .arg(&wf)
+        .args(["--reproducible", "portable"])
+        .output()
+        .unwrap());
+    assert!(
+        plan.contains(
+            "run    gen  [1 rank(s) x 1 thread(s)]\n         reproducible: native -> portable"
+        ),
+        "{plan}"
+    );
+    let (_, err) = ok(pipeline(dir.path())
+        .args(["-v", "run"])
+        .arg(&wf)
+        .args(["--set", "reproducible=portable"])
+        .output()
+        .unwrap());
+    assert!(err.contains(", reproducible: portable"), "{err}");
+    assert!(
+        err.contains(
+            "rank 0: reproducible: portable; CPU kernels: ATen AVX2, oneDNN <= AVX2, MKL branch COMPATIBLE"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("2 stage(s) run, 0 up to date"), "{err}");
+    // The run records hold the mode with the resolved workflow.
+    let (report, _) = ok(pipeline(dir.path())
+        .args(["report", "-w", "wd", "-o"])
+        .arg(dir.path().join("r.html"))
+        .output()
+        .unwrap());
+    let html = std::fs::read_to_string(report.trim()).unwrap();
+    assert!(
+        html.contains("reproducible: portable"),
+        "report lacks the mode"
+    );
+
+    // Fresh in the same mode; back to native reruns, saying so.
+    let (plan, _) = ok(pipeline(dir.path())
+        .arg("plan")
+        .arg(&wf)
+        .args(["--reproducible", "portable"])
+        .output()
+        .unwrap());
+    assert!(plan.starts_with("nothing to run"), "{plan}");
+    let (plan, _) = ok(pipeline(dir.path()).arg("plan").arg(&wf).output().unwrap());
+    assert!(plan.contains("reproducible: portable -> native"), "{plan}");
+
+    // A mode that does not exist is a workflow error naming the choices.
+    let yaml = std::fs::read_to_string(&wf)
+        .unwrap()
+        .replace("workdir: wd", "workdir: wd\nreproducible: fast");
+    std::fs::write(&wf, yaml).unwrap();
+    let out = pipeline(dir.path())
+        .arg("validate")
+        .arg(&wf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reproducible: expected `native`") && err.contains("or `portable`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn quiet_runs_print_nothing_and_verbose_runs_say_more() {
     let dir = tempfile::tempdir().unwrap();
     let wf = command_workflow(dir.path());

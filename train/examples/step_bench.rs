@@ -21,7 +21,7 @@ use tch::{Kind, Tensor};
 use sciflow_train::model::{build, ModelConfig, ModelInfo};
 use sciflow_train::optim::{Optimizer, OptimizerKind};
 use sciflow_train::wavenet::{WaveNet, WaveNetConfig};
-use sciflow_train::{DeviceSpec, Precision};
+use sciflow_train::{DeviceSpec, Precision, Reproducible};
 
 /// The loss of a batch's output.
 type LossFn = Box<dyn Fn(&Tensor) -> Tensor>;
@@ -37,6 +37,7 @@ struct Args {
     samples: i64,
     device: DeviceSpec,
     precision: Precision,
+    reproducible: Reproducible,
 }
 
 fn parse() -> Args {
@@ -51,6 +52,7 @@ fn parse() -> Args {
         samples: 2050,
         device: DeviceSpec::Cpu,
         precision: Precision::Fp32,
+        reproducible: Reproducible::Native,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -77,6 +79,12 @@ fn parse() -> Args {
                     std::process::exit(2)
                 })
             }
+            "--reproducible" => {
+                a.reproducible = Reproducible::from_name(&v).unwrap_or_else(|| {
+                    eprintln!("--reproducible: expected native or portable, got `{v}`");
+                    std::process::exit(2)
+                })
+            }
             "--device" => {
                 a.device = v.parse().unwrap_or_else(|e| {
                     eprintln!("--device: {e}");
@@ -87,7 +95,8 @@ fn parse() -> Args {
                 println!(
                     "step_bench [--model wavenet|small_cnn|xception_mini|resnet18|resnet50] \
                      [--batch N] [--steps N] [--warmup N] [--threads N] [--size PX] \
-                     [--width N] [--samples N] [--device cpu|auto|cuda|cuda:N] [--precision fp32|bf16]"
+                     [--width N] [--samples N] [--device cpu|auto|cuda|cuda:N] [--precision fp32|bf16] \
+                     [--reproducible native|portable]"
                 );
                 std::process::exit(0)
             }
@@ -103,6 +112,11 @@ fn parse() -> Args {
 
 fn main() {
     let a = parse();
+    // Before any tensor: the libraries choose their CPU kernels at first use.
+    if let Err(e) = sciflow_train::kernels::pin(a.reproducible) {
+        eprintln!("{e}");
+        std::process::exit(1)
+    }
     let comm = sciflow_train::dist::init().unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)
@@ -112,7 +126,7 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(1)
     });
-    if device.is_cuda() {
+    if device.is_cuda() && a.reproducible == Reproducible::Native {
         tch::Cuda::cudnn_set_benchmark(true);
     }
     tch::manual_seed(comm.rank() as i64);
@@ -211,6 +225,7 @@ fn main() {
                 "threads": threads,
                 "device": sciflow_train::learner::describe(device),
                 "precision": a.precision,
+                "kernels": sciflow_train::kernels::current().describe(),
                 "batch_per_rank": a.batch,
                 "parameters": params,
                 "step_seconds": step,

@@ -52,6 +52,9 @@ pub enum Error {
     /// A configuration that cannot work with this dataset or model.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The CPU kernels a reproducibility mode asks for cannot be had.
+    #[error("CPU kernels: {0}")]
+    Kernels(String),
     /// The job's ranks could not be set up.
     #[error("distributed setup: {0}")]
     Dist(String),

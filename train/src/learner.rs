@@ -327,8 +327,9 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
     // The device first: asking for a GPU that is not there fails before any work.
     let device = config.device.resolve()?;
     tracing::debug!("rank {}: training on {}", comm.rank(), describe(device));
-    if device.is_cuda() {
-        // Fixed shapes step after step: let cuDNN pick its fastest kernels.
+    if device.is_cuda() && crate::kernels::mode() == crate::Reproducible::Native {
+        // Fixed shapes step after step: let cuDNN pick its fastest kernels
+        // (portable mode keeps its deterministic ones instead).
         tch::Cuda::cudnn_set_benchmark(true);
     }
     let train = config.loader(Split::Train, true, seed, comm)?;

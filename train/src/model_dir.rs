@@ -15,11 +15,21 @@ pub const WEIGHTS: &str = "weights.safetensors";
 /// The description's file name.
 pub const MODEL_JSON: &str = "model.json";
 
-/// Writes `weights.safetensors` and `model.json` into `dir` (created if needed).
+/// The key of `model.json` that records the CPU kernels the model was
+/// trained with ([`crate::kernels::Kernels`]); no task's description has it.
+pub const KERNELS_KEY: &str = "kernels";
+
+/// Writes `weights.safetensors` and `model.json` into `dir` (created if
+/// needed); `model.json` is `info` with the CPU kernels of this process added.
 pub fn save(dir: &Path, vs: &nn::VarStore, info: &impl Serialize) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("failed to create", dir, e))?;
     save_weights(vs, &dir.join(WEIGHTS))?;
-    let json = serde_json::to_vec_pretty(info).expect("model info serialises");
+    let mut value = serde_json::to_value(info).expect("model info serialises");
+    if let Some(map) = value.as_object_mut() {
+        let kernels = serde_json::to_value(crate::kernels::current()).expect("kernels serialise");
+        map.insert(KERNELS_KEY.into(), kernels);
+    }
+    let json = serde_json::to_vec_pretty(&value).expect("model info serialises");
     Ok(sciflow_ingest::files::write_atomic(
         &dir.join(MODEL_JSON),
         &json,
@@ -41,9 +51,35 @@ pub fn save_weights(vs: &nn::VarStore, path: &Path) -> Result<()> {
 
 /// Reads `model.json` from `dir` as `I` (`what` names the description in errors).
 pub fn read_info<I: DeserializeOwned>(dir: &Path, what: &'static str) -> Result<I> {
+    let (path, mut value) = read_json(dir, what)?;
+    // How it was computed, not what it is: no task's description has it.
+    if let Some(map) = value.as_object_mut() {
+        map.remove(KERNELS_KEY);
+    }
+    serde_json::from_value(value).map_err(|source| Error::Parse { path, what, source })
+}
+
+/// The CPU kernels recorded in `dir`'s `model.json`; `None` for models
+/// written before they were recorded.
+pub fn read_kernels(dir: &Path) -> Result<Option<crate::kernels::Kernels>> {
+    let what = "model description";
+    let (path, mut value) = read_json(dir, what)?;
+    match value.get_mut(KERNELS_KEY).map(serde_json::Value::take) {
+        None => Ok(None),
+        Some(k) => serde_json::from_value(k)
+            .map(Some)
+            .map_err(|source| Error::Parse { path, what, source }),
+    }
+}
+
+/// `dir`'s `model.json` as JSON, and its path.
+fn read_json(dir: &Path, what: &'static str) -> Result<(std::path::PathBuf, serde_json::Value)> {
     let path = dir.join(MODEL_JSON);
     let text = std::fs::read(&path).map_err(|e| Error::io("failed to read", &path, e))?;
-    serde_json::from_slice(&text).map_err(|source| Error::Parse { path, what, source })
+    match serde_json::from_slice(&text) {
+        Ok(v) => Ok((path, v)),
+        Err(source) => Err(Error::Parse { path, what, source }),
+    }
 }
 
 /// Loads a model directory onto `device`: reads its description, lets
@@ -64,4 +100,42 @@ pub fn load<I: DeserializeOwned, M>(
         weights.display()
     )))?;
     Ok((vs, net, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Info {
+        width: usize,
+    }
+
+    #[test]
+    fn model_json_records_the_kernels_and_reads_back_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _ = vs.root().zeros("w", &[2]);
+        save(dir.path(), &vs, &Info { width: 3 }).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(MODEL_JSON)).unwrap()).unwrap();
+        assert_eq!(json["width"], 3);
+        assert_eq!(json["kernels"]["reproducible"], "native");
+        assert_eq!(json["kernels"]["aten"], crate::shim::cpu_capability());
+        // A description with `deny_unknown_fields` still reads.
+        assert_eq!(
+            read_info::<Info>(dir.path(), "test").unwrap(),
+            Info { width: 3 }
+        );
+        let k = read_kernels(dir.path()).unwrap().unwrap();
+        assert_eq!(k, crate::kernels::current());
+        // Models written before the kernels were recorded have none.
+        std::fs::write(dir.path().join(MODEL_JSON), br#"{"width": 3}"#).unwrap();
+        assert_eq!(read_kernels(dir.path()).unwrap(), None);
+        assert_eq!(
+            read_info::<Info>(dir.path(), "test").unwrap(),
+            Info { width: 3 }
+        );
+    }
 }

@@ -218,7 +218,7 @@ impl Optimizer {
                         let _ = v.g_mul_scalar_(beta2);
                         *v += &g * &g * (1.0 - beta2);
                         let mut denom = &*v / (1.0 - beta2.powi(t));
-                        let _ = denom.sqrt_();
+                        crate::kernels::sqrt_(&mut denom);
                         denom += eps;
                         let mut u = &*m / (1.0 - beta1.powi(t));
                         u /= denom;
@@ -248,7 +248,9 @@ impl Optimizer {
                         self.second[i].copy_(&v);
                         let mhat = m / (1.0 - beta1.powi(t));
                         let vhat = v / (1.0 - beta2.powi(t));
-                        let mut r = mhat / (vhat.sqrt() + eps);
+                        let mut root = vhat;
+                        crate::kernels::sqrt_(&mut root);
+                        let mut r = mhat / (root + eps);
                         if self.weight_decay > 0.0 {
                             r += &*p * self.weight_decay;
                         }

@@ -1,9 +1,16 @@
 // The few libtorch calls sciflow-train needs that tch 0.24 does not expose:
 // autocast at bfloat16 (tch has CUDA autocast at libtorch's default,
 // float16, only; bfloat16 needs no loss scaling) on the CPU or CUDA, and
-// the channels-last memory order for 2-D networks on GPUs.
+// the channels-last memory order for 2-D networks on GPUs, and what
+// reproducibility needs: the CPU kernels libtorch chose (ATen's level, MKL's
+// branch) and cuDNN's deterministic mode.
+#include <ATen/Context.h>
+#include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/Tensor.h>
+#include <dlfcn.h>
+
+#include <cstring>
 
 namespace {
 at::DeviceType device_type(int cuda) { return cuda ? at::kCUDA : at::kCPU; }
@@ -50,5 +57,34 @@ extern "C" at::Tensor *sciflow_channels_last(const at::Tensor *t) {
     return new at::Tensor(t->contiguous(at::MemoryFormat::ChannelsLast));
   } catch (...) {
     return nullptr;
+  }
+}
+
+// Writes ATen's CPU capability ("DEFAULT", "AVX2", "AVX512", ...) into buf,
+// NUL-terminated and cut to len bytes; the first call fixes the choice.
+extern "C" void sciflow_cpu_capability(char *buf, int len) {
+  if (len <= 0) {
+    return;
+  }
+  const std::string c = at::get_cpu_capability();
+  std::strncpy(buf, c.c_str(), static_cast<size_t>(len) - 1);
+  buf[len - 1] = '\0';
+}
+
+// MKL's conditional-reproducibility branch (mkl_cbwr_get(MKL_CBWR_BRANCH)),
+// or -1 where libtorch carries no MKL. MKL is linked into libtorch_cpu,
+// which exports only its internal entry point, so it is looked up at run
+// time rather than linked: a libtorch without MKL still loads.
+extern "C" int sciflow_mkl_branch() {
+  using Get = int (*)(int);
+  const auto get = reinterpret_cast<Get>(dlsym(RTLD_DEFAULT, "mkl_serv_cbwr_get"));
+  return get ? get(1) : -1;
+}
+
+// cuDNN's deterministic algorithms on (and its timing of candidates off).
+extern "C" void sciflow_cudnn_deterministic(int on) {
+  at::globalContext().setDeterministicCuDNN(on != 0);
+  if (on) {
+    at::globalContext().setBenchmarkCuDNN(false);
   }
 }

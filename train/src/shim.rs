@@ -12,6 +12,9 @@ mod ffi {
         pub fn sciflow_autocast_exit(cuda: i32, before: i32);
         pub fn sciflow_autocast_is_bf16(cuda: i32) -> i32;
         pub fn sciflow_channels_last(t: *const C_tensor) -> *mut C_tensor;
+        pub fn sciflow_cpu_capability(buf: *mut std::ffi::c_char, len: i32);
+        pub fn sciflow_mkl_branch() -> i32;
+        pub fn sciflow_cudnn_deterministic(on: i32);
     }
 }
 
@@ -59,6 +62,35 @@ pub fn channels_last(t: &Tensor) -> Option<Tensor> {
     // tensor libtch returns.
     let ptr = unsafe { ffi::sciflow_channels_last(t.as_ptr()) };
     (!ptr.is_null()).then(|| unsafe { Tensor::from_ptr(ptr) })
+}
+
+/// ATen's CPU capability (`DEFAULT`, `AVX2`, `AVX512`, ...); the first call
+/// fixes libtorch's choice.
+#[allow(unsafe_code)]
+pub fn cpu_capability() -> String {
+    let mut buf = [0 as std::ffi::c_char; 32];
+    // SAFETY: the shim writes at most `buf.len()` bytes, NUL-terminated.
+    unsafe { ffi::sciflow_cpu_capability(buf.as_mut_ptr(), buf.len() as i32) };
+    // SAFETY: `buf` holds a NUL-terminated string (the shim ends it).
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// MKL's conditional-reproducibility branch code, `None` where libtorch
+/// carries no MKL.
+#[allow(unsafe_code)]
+pub fn mkl_branch() -> Option<i32> {
+    // SAFETY: no arguments; the shim looks MKL up and returns -1 without it.
+    let b = unsafe { ffi::sciflow_mkl_branch() };
+    (b >= 0).then_some(b)
+}
+
+/// Turns cuDNN's deterministic algorithms on (benchmarking off) or off.
+#[allow(unsafe_code)]
+pub fn cudnn_deterministic(on: bool) {
+    // SAFETY: sets two flags of libtorch's global context.
+    unsafe { ffi::sciflow_cudnn_deterministic(i32::from(on)) }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The top of a workflow file: its version, name, workdir, seed and
-//! parameters, the `--set` overrides of them, and the stage entries.
+//! The top of a workflow file: its version, name, workdir, seed,
+//! reproducibility mode and parameters, the `--set` overrides of them, and
+//! the stage entries.
 
 use super::*;
 
@@ -8,6 +9,7 @@ pub(super) struct Header {
     pub(super) name: String,
     pub(super) workdir: PathBuf,
     pub(super) seed: u64,
+    pub(super) reproducible: Reproducible,
     pub(super) params: Vec<(String, Node)>,
 }
 
@@ -62,6 +64,13 @@ pub(super) fn read(root: &Node, cx: &mut Ctx) -> Header {
             0
         }
     };
+    let reproducible = match root.get("reproducible") {
+        None => Reproducible::default(),
+        Some(n) => reproducible_mode(&n.value).unwrap_or_else(|| {
+            cx.err(Some(n.pos), "reproducible", REPRODUCIBLE_EXPECTED);
+            Reproducible::default()
+        }),
+    };
 
     let mut params: Vec<(String, Node)> = Vec::new();
     match root.get("params") {
@@ -85,11 +94,24 @@ pub(super) fn read(root: &Node, cx: &mut Ctx) -> Header {
         name,
         workdir,
         seed,
+        reproducible,
         params,
     }
 }
 
-/// Applies `--set KEY=VALUE` overrides: `params.NAME`, `seed` and `workdir`.
+const REPRODUCIBLE_EXPECTED: &str = "expected `native` (the same bits on the same machine; \
+     the default) or `portable` (the same bits on any x86-64 machine with AVX2)";
+
+/// The mode a `reproducible:` value names.
+fn reproducible_mode(v: &Value) -> Option<Reproducible> {
+    match v {
+        Value::Str(s) => Reproducible::from_name(s),
+        _ => None,
+    }
+}
+
+/// Applies `--set KEY=VALUE` overrides: `params.NAME`, `seed`,
+/// `reproducible` and `workdir`.
 pub(super) fn apply_overrides(h: &mut Header, overrides: &[String], cx: &mut Ctx) {
     for o in overrides {
         let Some((key, raw)) = o.split_once('=') else {
@@ -133,11 +155,16 @@ pub(super) fn apply_overrides(h: &mut Header, overrides: &[String], cx: &mut Ctx
             }
         } else if key == "workdir" {
             h.workdir = PathBuf::from(raw);
+        } else if key == "reproducible" {
+            match reproducible_mode(&value.value) {
+                Some(m) => h.reproducible = m,
+                None => cx.err(None, "--set reproducible", REPRODUCIBLE_EXPECTED),
+            }
         } else {
             cx.err(
                 None,
                 format!("--set {key}"),
-                "only params.NAME, seed and workdir can be set",
+                "only params.NAME, seed, reproducible and workdir can be set",
             );
         }
     }

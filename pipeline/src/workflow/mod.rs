@@ -16,6 +16,7 @@ use crate::registry;
 use crate::resources::Resources;
 use crate::stage::StageKind;
 use crate::yaml::{self, Node, Pos, Value};
+pub use sciflow_train::Reproducible;
 
 /// A stage of a compiled workflow.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub struct Workflow {
     pub workdir: PathBuf,
     /// The seed every stage receives.
     pub seed: u64,
+    /// How far its results are reproducible: which CPU kernels libtorch runs.
+    pub reproducible: Reproducible,
     /// Parameters after `--set` overrides.
     pub params: Vec<(String, Json)>,
     /// Stages, each after all it depends on.
@@ -81,6 +84,7 @@ impl Workflow {
             "file": self.file,
             "workdir": self.workdir,
             "seed": self.seed,
+            "reproducible": self.reproducible,
             "params": self.params.iter().cloned().collect::<serde_json::Map<_, _>>(),
             "stages": stages,
         })
@@ -167,7 +171,15 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
     cx.known_keys(
         &root,
         "",
-        &["version", "name", "workdir", "seed", "params", "stages"],
+        &[
+            "version",
+            "name",
+            "workdir",
+            "seed",
+            "reproducible",
+            "params",
+            "stages",
+        ],
     );
     let mut top = header::read(&root, &mut cx);
     header::apply_overrides(&mut top, overrides, &mut cx);
@@ -236,6 +248,7 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
         name: top.name,
         workdir: top.workdir,
         seed: top.seed,
+        reproducible: top.reproducible,
         params: top
             .params
             .into_iter()

@@ -355,3 +355,35 @@ fn mutated_workflows_compile_or_are_refused_never_panic() {
     eprintln!("fuzz workflows: {cases} cases, {compiled} compiled, {refused} refused, 0 panics");
     assert!(refused > 0 && compiled > 0);
 }
+
+#[test]
+fn the_reproducibility_mode_is_read_and_can_be_set() {
+    assert_eq!(
+        compile_str(GOOD, &[]).unwrap().reproducible,
+        Reproducible::Native
+    );
+    let portable = GOOD.replace("seed: 3", "seed: 3\nreproducible: portable");
+    let wf = compile_str(&portable, &[]).unwrap();
+    assert_eq!(wf.reproducible, Reproducible::Portable);
+    assert_eq!(wf.resolved()["reproducible"], "portable");
+    assert_eq!(
+        compile_str(&portable, &["reproducible=native"])
+            .unwrap()
+            .reproducible,
+        Reproducible::Native
+    );
+    let text = compile_str(&GOOD.replace("seed: 3", "seed: 3\nreproducible: 2"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("w.yaml:5:15: reproducible: expected `native`"),
+        "{text}"
+    );
+    let text = compile_str(GOOD, &["reproducible=fast"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("--set reproducible: expected `native`"),
+        "{text}"
+    );
+}
