@@ -67,7 +67,7 @@ struct WorkflowArgs {
     /// or `portable`, libtorch's CPU kernels pinned to AVX2 (ATen, oneDNN,
     /// MKL's compatible branch), the same bits on any x86-64 machine with
     /// AVX2 for the same seed, ranks and threads per rank.
-    #[arg(long, value_name = "MODE", value_parser = ["native", "portable"])]
+    #[arg(long, value_name = "MODE", value_parser = workflow::Reproducible::NAMES)]
     reproducible: Option<String>,
 }
 

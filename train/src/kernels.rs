@@ -108,7 +108,7 @@ pub fn pin(mode: Reproducible) -> Result<Kernels> {
     if mode == Reproducible::Portable {
         if let Some(missing) = missing_baseline() {
             return Err(Error::Kernels(format!(
-                "portable mode needs a CPU with AVX2 and FMA (x86-64-v3); this one lacks {missing}"
+                "portable mode needs a CPU with AVX2 and FMA; this one lacks {missing}"
             )));
         }
         for (k, v) in PORTABLE_ENV.iter().chain([&CUBLAS_ENV]) {
