@@ -318,9 +318,14 @@ fn init_logging(verbose: u8, quiet: bool, rank: usize) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PIPELINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colour only on a terminal, and never under NO_COLOR: a Slurm output
+    // file or a CI log should read as plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .init();
 }

@@ -250,6 +250,49 @@ fn quiet_runs_print_nothing_and_verbose_runs_say_more() {
     let err = forced("");
     assert!(err.contains("INFO") && !err.contains("DEBUG"), "{err}");
     assert!(forced("-v").contains("DEBUG"));
+    // Not a terminal (a Slurm output file): plain text.
+    assert!(
+        !err.contains('\x1b'),
+        "colour escapes in a piped log: {err}"
+    );
+}
+
+#[test]
+fn logs_are_coloured_on_a_terminal_unless_no_color_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = command_workflow(dir.path());
+    // `script` runs the command on a pseudo-terminal and copies what it writes.
+    let on_terminal = |no_color: Option<&str>| {
+        let mut c = Command::new("script");
+        c.current_dir(dir.path()).args([
+            "-qec",
+            &format!(
+                "{} run {} --force gen",
+                env!("CARGO_BIN_EXE_pipeline"),
+                wf.display()
+            ),
+            "/dev/null",
+        ]);
+        c.env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        ok(c.output().unwrap()).0
+    };
+    let coloured = on_terminal(None);
+    assert!(coloured.contains("gen: running"), "{coloured}");
+    assert!(
+        coloured.contains("\x1b["),
+        "no colour on a terminal: {coloured:?}"
+    );
+    let plain = on_terminal(Some("1"));
+    assert!(plain.contains("gen: running"), "{plain}");
+    assert!(
+        !plain.contains('\x1b'),
+        "colour despite NO_COLOR: {plain:?}"
+    );
+    // An empty NO_COLOR does not count (no-color.org).
+    assert!(on_terminal(Some("")).contains("\x1b["));
 }
 
 #[test]
