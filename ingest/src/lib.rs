@@ -28,6 +28,7 @@ pub mod contract;
 pub mod files;
 pub mod generators;
 pub mod loader;
+pub mod native;
 pub mod preprocess;
 pub mod readers;
 pub mod spline;

@@ -110,7 +110,7 @@ pub fn run(
 /// Resolves every selected stage's `device` on this rank before anything
 /// runs, so a GPU asked for where there is none stops the run at once,
 /// naming the stage, instead of after the stages before it.
-fn check_devices(stages: &[&Stage]) -> Result<(), Error> {
+pub(crate) fn check_devices(stages: &[&Stage]) -> Result<(), Error> {
     for stage in stages {
         let Some(spec) = stage.config.get("device") else {
             continue;

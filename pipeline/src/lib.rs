@@ -15,6 +15,7 @@ pub mod clean;
 pub mod command;
 pub mod dag;
 pub mod diagnostics;
+pub mod doctor;
 pub mod exec;
 pub mod fingerprint;
 mod lock;

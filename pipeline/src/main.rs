@@ -37,6 +37,7 @@ Examples:
   pipeline submit --per-stage workflows/quickstart.yaml --time 2:00:00  # a job per stage
   pipeline history -w workflows/quickstart.yaml
   pipeline report -w workflows/quickstart.yaml     # HTML page of the latest run
+  pipeline doctor workflows/quickstart.yaml        # what this machine gives a run
 
 Exit status: 0 on success, 78 for an invalid workflow, 75 for training stopped
 at a checkpoint before a time limit (rerun with --resume), 1 for a failed run.
@@ -277,6 +278,18 @@ enum Command {
     },
     /// List the stage kinds a workflow can use, with their outputs and an example.
     List,
+    /// Check this machine: the libtorch loaded (version, CUDA), the GPUs,
+    /// the CPU kernels, the MPI library and launcher, HDF5 and cfitsio, the
+    /// threads; given a workflow, also what it needs (its devices, its
+    /// reproducibility mode). One line per item; exit 1 if anything needed
+    /// is missing. What to run first on a new cluster.
+    Doctor {
+        /// A workflow whose needs to check too.
+        workflow: Option<PathBuf>,
+        /// Override a value, as `run` takes it (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
 }
 
 thread_local! {
@@ -343,6 +356,7 @@ fn main() -> ExitCode {
         Command::Run { wf, select, exec } => {
             return run(&wf, &select.selection(), &exec, cli.verbose, cli.quiet)
         }
+        Command::Doctor { workflow, set } => return doctor(workflow.as_deref(), &set),
         Command::Validate { wf } => validate(&wf),
         Command::Plan { wf, select } => plan(&wf, &select.selection()),
         Command::Dag { wf, format } => workflow::load(&wf.workflow, &wf.overrides())
@@ -394,6 +408,23 @@ fn list() {
             outln!("      {line}");
         }
         outln!();
+    }
+}
+
+fn doctor(workflow: Option<&Path>, set: &[String]) -> ExitCode {
+    let wf = match workflow.map(|w| workflow::load(w, set)).transpose() {
+        Ok(wf) => wf,
+        Err(e) => return report(&e, None),
+    };
+    let items = sciflow_pipeline::doctor::examine(wf.as_ref());
+    for i in &items {
+        outln!("{i}");
+    }
+    flush_out();
+    if sciflow_pipeline::doctor::healthy(&items) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

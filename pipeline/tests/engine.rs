@@ -296,6 +296,90 @@ fn logs_are_coloured_on_a_terminal_unless_no_color_is_set() {
 }
 
 #[test]
+fn doctor_gives_a_verdict_per_item_and_fails_on_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = pipeline(dir.path());
+        c.arg("doctor")
+            .args(args)
+            .env_remove("SLURM_STEP_NUM_TASKS");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let line = |report: &str, name: &str| -> String {
+        report
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name.split(' ').next().unwrap()))
+            .unwrap_or_else(|| panic!("no {name} line: {report}"))
+            .to_string()
+    };
+    let (code, report) = doctor(&[], &[("PIPELINE_THREADS", "3")]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        line(&report, "libtorch").starts_with("ok       libtorch     2.11."),
+        "{report}"
+    );
+    assert!(line(&report, "MPI").contains("Open MPI"), "{report}");
+    assert!(
+        line(&report, "MPI").contains("not under a launcher"),
+        "{report}"
+    );
+    assert!(
+        line(&report, "HDF5").starts_with("ok       HDF5         1."),
+        "{report}"
+    );
+    assert!(
+        line(&report, "cfitsio").starts_with("ok       cfitsio"),
+        "{report}"
+    );
+    assert!(
+        line(&report, "threads").contains("3 per rank (PIPELINE_THREADS=3)"),
+        "{report}"
+    );
+    assert!(
+        line(&report, "CPU kernels").contains("reproducible: native"),
+        "{report}"
+    );
+    let gpus = line(&report, "GPUs");
+
+    // A workflow's needs: a GPU where none is seen is missing.
+    let quickstart = root().join("workflows/quickstart.yaml");
+    let qs = quickstart.to_str().unwrap();
+    let (code, report) = doctor(&[qs, "--set", "params.device=cuda"], &[]);
+    if gpus.contains("none seen") {
+        assert_eq!(code, Some(1), "{report}");
+        let l = line(&report, "GPUs");
+        assert!(
+            l.starts_with("MISSING  GPUs") && l.contains("stage train"),
+            "{report}"
+        );
+    } else {
+        assert_eq!(code, Some(0), "{report}");
+    }
+    let (code, report) = doctor(&[qs, "--set", "reproducible=portable"], &[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        line(&report, "CPU kernels").contains("MKL branch COMPATIBLE"),
+        "{report}"
+    );
+
+    // srun tasks that MPI does not connect: missing, with how to launch.
+    let (code, report) = doctor(&[], &[("SLURM_STEP_NUM_TASKS", "2")]);
+    assert_eq!(code, Some(1), "{report}");
+    let l = line(&report, "MPI");
+    assert!(
+        l.starts_with("MISSING  MPI") && l.contains("srun --mpi=pmix"),
+        "{report}"
+    );
+}
+
+#[test]
 fn command_stage_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let wf = dir.path().join("bad.yaml");

@@ -52,7 +52,7 @@ fn open(path: &std::path::Path) -> Result<(), String> {
 }
 
 /// The folder of the `libtorch_cpu.so` mapped into this process.
-fn torch_lib_dir() -> Option<PathBuf> {
+pub fn torch_lib_dir() -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))

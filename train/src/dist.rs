@@ -89,6 +89,36 @@ pub fn unconnected_slurm_tasks(
     })
 }
 
+/// The launcher variables of this process that are set, `NAME=value`.
+pub fn launcher_variables() -> Vec<String> {
+    LAUNCHER_VARS
+        .iter()
+        .chain(&["SLURM_JOB_ID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID"])
+        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+        .collect()
+}
+
+/// The MPI library this binary runs on (the first line of what it says of
+/// itself; asking needs no MPI_Init), or why there is none.
+pub fn library_version() -> Result<String, String> {
+    #[cfg(feature = "mpi")]
+    {
+        mpi::environment::library_version()
+            .map(|s| {
+                // The C string may come with its NUL terminator.
+                let first = s.lines().next().unwrap_or_default();
+                first
+                    .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                    .to_string()
+            })
+            .map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "mpi"))]
+    {
+        Err("built without the `mpi` feature: one process only".into())
+    }
+}
+
 /// Ranks on this node according to the launcher's environment (1 if unknown).
 pub fn local_size_from_env() -> usize {
     [

@@ -132,8 +132,9 @@ pub fn pin(mode: Reproducible) -> Result<Kernels> {
     Ok(k)
 }
 
-/// The instruction-set extension of portable mode's floor this CPU lacks.
-fn missing_baseline() -> Option<&'static str> {
+/// The instruction-set extension of portable mode's floor this CPU lacks
+/// (`None`: it can run portable mode).
+pub fn missing_baseline() -> Option<&'static str> {
     #[cfg(target_arch = "x86_64")]
     {
         if !std::arch::is_x86_feature_detected!("avx2") {

@@ -88,3 +88,22 @@ extern "C" void sciflow_cudnn_deterministic(int on) {
     at::globalContext().setBenchmarkCuDNN(false);
   }
 }
+
+// libtorch's version as the loaded library states it (TORCH_VERSION in its
+// build configuration), into buf as sciflow_cpu_capability writes; empty if
+// it does not say.
+extern "C" void sciflow_torch_version(char *buf, int len) {
+  if (len <= 0) {
+    return;
+  }
+  const std::string config = at::show_config();
+  const std::string key = "TORCH_VERSION=";
+  std::string v;
+  const auto at = config.find(key);
+  if (at != std::string::npos) {
+    const auto start = at + key.size();
+    v = config.substr(start, config.find_first_of(", \n", start) - start);
+  }
+  std::strncpy(buf, v.c_str(), static_cast<size_t>(len) - 1);
+  buf[len - 1] = '\0';
+}

@@ -13,6 +13,7 @@ mod ffi {
         pub fn sciflow_autocast_is_bf16(cuda: i32) -> i32;
         pub fn sciflow_channels_last(t: *const C_tensor) -> *mut C_tensor;
         pub fn sciflow_cpu_capability(buf: *mut std::ffi::c_char, len: i32);
+        pub fn sciflow_torch_version(buf: *mut std::ffi::c_char, len: i32);
         pub fn sciflow_mkl_branch() -> i32;
         pub fn sciflow_cudnn_deterministic(on: i32);
     }
@@ -66,12 +67,22 @@ pub fn channels_last(t: &Tensor) -> Option<Tensor> {
 
 /// ATen's CPU capability (`DEFAULT`, `AVX2`, `AVX512`, ...); the first call
 /// fixes libtorch's choice.
-#[allow(unsafe_code)]
 pub fn cpu_capability() -> String {
-    let mut buf = [0 as std::ffi::c_char; 32];
-    // SAFETY: the shim writes at most `buf.len()` bytes, NUL-terminated.
-    unsafe { ffi::sciflow_cpu_capability(buf.as_mut_ptr(), buf.len() as i32) };
-    // SAFETY: `buf` holds a NUL-terminated string (the shim ends it).
+    read_string(ffi::sciflow_cpu_capability)
+}
+
+/// The loaded libtorch's version (`2.11.0`), empty if it does not say.
+pub fn torch_version() -> String {
+    read_string(ffi::sciflow_torch_version)
+}
+
+/// What a shim function that fills a buffer writes, as a `String`.
+#[allow(unsafe_code)]
+fn read_string(fill: unsafe extern "C" fn(*mut std::ffi::c_char, i32)) -> String {
+    let mut buf = [0 as std::ffi::c_char; 64];
+    // SAFETY: the shim's writers put at most `buf.len()` bytes, the last a NUL.
+    unsafe { fill(buf.as_mut_ptr(), buf.len() as i32) };
+    // SAFETY: `buf` holds a NUL-terminated string (the writer ends it).
     unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
         .to_string_lossy()
         .into_owned()

@@ -1,0 +1,41 @@
+//! The native libraries the readers run on, for `pipeline doctor` and bug
+//! reports: the versions this process actually loaded, not the headers it
+//! was built with.
+
+/// `(name, version)` of HDF5 and cfitsio as loaded.
+pub fn library_versions() -> Vec<(&'static str, String)> {
+    let (major, minor, release) = hdf5::library_version();
+    vec![
+        ("HDF5", format!("{major}.{minor}.{release}")),
+        ("cfitsio", cfitsio_version()),
+    ]
+}
+
+#[allow(unsafe_code)]
+fn cfitsio_version() -> String {
+    let mut v = 0.0f32;
+    // SAFETY: ffvers writes one float through the pointer it is given (and
+    // returns it); `v` outlives the call.
+    unsafe { fitsio::sys::ffvers(&mut v) };
+    // major + minor / 100 + micro / 10000: 4.02 is 4.2.0, 3.49 is 3.49.0.
+    let hundredths = (f64::from(v) * 10_000.0).round() as u64;
+    format!(
+        "{}.{}.{}",
+        hundredths / 10_000,
+        hundredths / 100 % 100,
+        hundredths % 100
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_libraries_report_a_version() {
+        let v = super::library_versions();
+        assert_eq!(v[0].0, "HDF5");
+        assert!(v[0].1.starts_with("1."), "{v:?}");
+        assert_eq!(v[1].0, "cfitsio");
+        let parts: Vec<u32> = v[1].1.split('.').map(|p| p.parse().unwrap()).collect();
+        assert!(parts.len() == 3 && parts[0] >= 3, "{v:?}");
+    }
+}

@@ -1,0 +1,166 @@
+//! `pipeline doctor`: what this machine gives a run, item by item, each
+//! with a verdict: the libtorch it loaded and the GPUs it sees, the CPU
+//! kernels, the MPI library and launcher, HDF5 and cfitsio, the threads.
+//! Given a workflow, it also checks what that workflow needs (its devices,
+//! its reproducibility mode) the way `run` would, without running a stage.
+
+use std::fmt;
+
+use sciflow_train::{kernels, Reproducible};
+
+use crate::workflow::Workflow;
+
+/// How an item stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Present and usable.
+    Ok,
+    /// Usable, with something worth knowing.
+    Note,
+    /// What the workflow (or any run) needs is not there.
+    Missing,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so the report's columns line up.
+        f.pad(match self {
+            Verdict::Ok => "ok",
+            Verdict::Note => "note",
+            Verdict::Missing => "MISSING",
+        })
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// What is checked.
+    pub name: &'static str,
+    /// How it stands.
+    pub verdict: Verdict,
+    /// What was found.
+    pub detail: String,
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<8} {:<12} {}", self.verdict, self.name, self.detail)
+    }
+}
+
+fn item(name: &'static str, verdict: Verdict, detail: impl Into<String>) -> Item {
+    Item {
+        name,
+        verdict,
+        detail: detail.into(),
+    }
+}
+
+/// Checks this machine, and `wf`'s needs when given. Pins the CPU kernels
+/// (the workflow's mode, else native), so call it before any tensor work.
+pub fn examine(wf: Option<&Workflow>) -> Vec<Item> {
+    let mode = wf.map_or(Reproducible::Native, |w| w.reproducible);
+    let mut items = Vec::new();
+    let kernels = kernels::pin(mode);
+
+    let dir = sciflow_train::cuda::torch_lib_dir();
+    let version = sciflow_train::shim::torch_version();
+    let place = dir.map_or("(path unknown)".into(), |d| d.display().to_string());
+    let cuda = match sciflow_train::cuda::load() {
+        Ok(_) => "its CUDA half loaded".to_string(),
+        Err(why) => format!("CPU only here: {why}"),
+    };
+    let wanted = version.starts_with("2.11.");
+    items.push(item(
+        "libtorch",
+        if wanted { Verdict::Ok } else { Verdict::Note },
+        format!(
+            "{} at {place}; {cuda}{}",
+            if version.is_empty() {
+                "version unknown"
+            } else {
+                &version
+            },
+            if wanted {
+                ""
+            } else {
+                " (built and tested with 2.11)"
+            }
+        ),
+    ));
+
+    let gpus = sciflow_train::cuda::device_count();
+    let devices = wf.map(|w| {
+        let stages: Vec<&crate::workflow::Stage> = w.stages.iter().collect();
+        crate::exec::check_devices(&stages)
+    });
+    items.push(match devices {
+        Some(Err(e)) => item("GPUs", Verdict::Missing, format!("{gpus} seen; {e}")),
+        _ if gpus == 0 => item("GPUs", Verdict::Note, "none seen: training runs on the CPU"),
+        _ => item(
+            "GPUs",
+            Verdict::Ok,
+            format!("{gpus} seen (each rank takes its node-local one)"),
+        ),
+    });
+
+    items.push(match kernels {
+        Ok(k) => item(
+            "CPU kernels",
+            Verdict::Ok,
+            format!(
+                "reproducible: {mode}; {}{}",
+                k.describe(),
+                match kernels::missing_baseline() {
+                    None => String::new(),
+                    Some(m) => format!("; portable mode unavailable (no {m})"),
+                }
+            ),
+        ),
+        Err(e) => item("CPU kernels", Verdict::Missing, e.to_string()),
+    });
+
+    let launcher = sciflow_train::dist::launcher_variables();
+    let launched = if launcher.is_empty() {
+        "not under a launcher (one process)".to_string()
+    } else {
+        format!("launcher variables: {}", launcher.join(" "))
+    };
+    let unconnected = sciflow_train::dist::unconnected_slurm_tasks(1, |k| std::env::var(k).ok())
+        .filter(|_| !sciflow_train::dist::launched_by_mpi());
+    items.push(
+        match (sciflow_train::dist::library_version(), unconnected) {
+            (_, Some(why)) => item("MPI", Verdict::Missing, why),
+            (Ok(v), None) => item("MPI", Verdict::Ok, format!("{v}; {launched}")),
+            (Err(why), None) => item("MPI", Verdict::Note, format!("{why}; {launched}")),
+        },
+    );
+
+    for (name, version) in sciflow_ingest::native::library_versions() {
+        items.push(item(name, Verdict::Ok, version));
+    }
+
+    // As `run` sizes them: PIPELINE_THREADS, else Slurm's cores per task,
+    // else an even share of the node's cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let local = sciflow_train::dist::local_size_from_env();
+    let (threads, why) = ["PIPELINE_THREADS", "SLURM_CPUS_PER_TASK"]
+        .iter()
+        .find_map(|k| {
+            let n: usize = std::env::var(k).ok()?.trim().parse().ok()?;
+            Some((n, format!("{k}={n}")))
+        })
+        .unwrap_or(((cores / local.max(1)).max(1), "an even share".into()));
+    items.push(item(
+        "threads",
+        Verdict::Ok,
+        format!("{threads} per rank ({why}); {cores} core(s) here, {local} rank(s) on this node"),
+    ));
+    items
+}
+
+/// Whether nothing is missing.
+pub fn healthy(items: &[Item]) -> bool {
+    items.iter().all(|i| i.verdict != Verdict::Missing)
+}
