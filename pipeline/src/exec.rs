@@ -340,6 +340,7 @@ impl<'a> Root<'a> {
                     output_hash,
                     run_id,
                     reproducible: self.wf.reproducible,
+                    seed: Some(self.wf.seed),
                 },
             )?;
             r.stage_finished(stage_run, &stage.name, seconds, None, &files, &metrics)

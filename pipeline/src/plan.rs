@@ -156,6 +156,12 @@ pub fn decide(
     if old.kind != kind {
         reasons.push(format!("stage kind changed: {} -> {kind}", old.kind));
     }
+    // Every stage receives the seed (splits, initial weights, order), but it
+    // is not in the fingerprint, whose old values stay valid: a state that
+    // recorded another seed reruns.
+    if let Some(seed) = old.seed.filter(|&s| s != wf.seed) {
+        reasons.push(format!("seed: {seed} -> {}", wf.seed));
+    }
     if old.reproducible != wf.reproducible {
         reasons.push(format!(
             "reproducible: {} -> {}",

@@ -42,6 +42,10 @@ pub struct StageState {
     /// existed read as the default, `native`).
     #[serde(default)]
     pub reproducible: sciflow_train::Reproducible,
+    /// The workflow's seed then (`None` in states written before it was
+    /// recorded).
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 /// One row of `pipeline history`.

@@ -78,6 +78,18 @@ fn reruns_exactly_what_changed_and_says_why() {
     assert!(plan.contains("stages.gen.with.argv.2"), "{plan}");
     assert!(plan.contains("upstream `gen` runs first"), "{plan}");
 
+    // Another seed reruns every stage, saying so.
+    let (plan, _) = ok(pipeline(dir.path())
+        .arg("plan")
+        .arg(&wf)
+        .args(["--set", "seed=5"])
+        .output()
+        .unwrap());
+    assert!(
+        plan.contains("run    gen  [1 rank(s) x 1 thread(s)]\n         seed: 0 -> 5"),
+        "{plan}"
+    );
+
     // A changed input file (same size, so the stat cache must see the mtime).
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(dir.path().join("input.txt"), "a\nb\nd\n").unwrap();
