@@ -18,12 +18,12 @@ fn cfitsio_version() -> String {
     // returns it); `v` outlives the call.
     unsafe { fitsio::sys::ffvers(&mut v) };
     // major + minor / 100 + micro / 10000: 4.02 is 4.2.0, 3.49 is 3.49.0.
-    let hundredths = (f64::from(v) * 10_000.0).round() as u64;
+    let ten_thousandths = (f64::from(v) * 10_000.0).round() as u64;
     format!(
         "{}.{}.{}",
-        hundredths / 10_000,
-        hundredths / 100 % 100,
-        hundredths % 100
+        ten_thousandths / 10_000,
+        ten_thousandths / 100 % 100,
+        ten_thousandths % 100
     )
 }
 

@@ -71,7 +71,7 @@ pub fn examine(wf: Option<&Workflow>) -> Vec<Item> {
         Ok(_) => "its CUDA half loaded".to_string(),
         Err(why) => format!("CPU only here: {why}"),
     };
-    let wanted = version.starts_with("2.11.");
+    let wanted = version.starts_with(sciflow_train::LIBTORCH_SERIES);
     items.push(item(
         "libtorch",
         if wanted { Verdict::Ok } else { Verdict::Note },
@@ -83,9 +83,12 @@ pub fn examine(wf: Option<&Workflow>) -> Vec<Item> {
                 &version
             },
             if wanted {
-                ""
+                String::new()
             } else {
-                " (built and tested with 2.11)"
+                format!(
+                    " (built and tested with {}x)",
+                    sciflow_train::LIBTORCH_SERIES
+                )
             }
         ),
     ));
@@ -141,17 +144,13 @@ pub fn examine(wf: Option<&Workflow>) -> Vec<Item> {
         items.push(item(name, Verdict::Ok, version));
     }
 
-    // As `run` sizes them: PIPELINE_THREADS, else Slurm's cores per task,
-    // else an even share of the node's cores.
+    // As `run` sizes them (its rank count from MPI, here from the
+    // launcher's environment).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let local = sciflow_train::dist::local_size_from_env();
-    let (threads, why) = ["PIPELINE_THREADS", "SLURM_CPUS_PER_TASK"]
-        .iter()
-        .find_map(|k| {
-            let n: usize = std::env::var(k).ok()?.trim().parse().ok()?;
-            Some((n, format!("{k}={n}")))
-        })
-        .unwrap_or(((cores / local.max(1)).max(1), "an even share".into()));
+    let over = sciflow_train::thread_override();
+    let threads = sciflow_train::threads_for_rank(local, over.map(|(n, _)| n));
+    let why = over.map_or("an even share".into(), |(n, k)| format!("{k}={n}"));
     items.push(item(
         "threads",
         Verdict::Ok,

@@ -80,6 +80,10 @@ pub fn run(
     progress: &Progress,
     opts: &RunOptions,
 ) -> Result<RunSummary, Error> {
+    // The records say the workflow's mode, so the process must run in it:
+    // `pipeline run` pinned it already (a no-op here); a library caller
+    // gets it pinned now, or an error if its process chose otherwise.
+    sciflow_train::kernels::pin(wf.reproducible)?;
     let stages = selection.stages(wf)?;
     check_devices(&stages)?;
     // Rank 0 alone touches the locks and the records.
@@ -290,8 +294,12 @@ impl<'a> Root<'a> {
             std::fs::remove_dir_all(tmp).map_err(Error::io("failed to clear", tmp))?;
         }
         std::fs::create_dir_all(tmp).map_err(Error::io("failed to create", tmp))?;
+        // The seed is not in the fingerprint (so fingerprints from before it
+        // was recorded stay valid), but a checkpoint of another seed is not
+        // this run's.
+        let stamp = format!("{} seed {}", d.fingerprint, self.wf.seed);
         let resume = stage.kind.props.checkpoints
-            && prepare_checkpoints(&dirs.checkpoints, &d.fingerprint, resume, &stage.name)?;
+            && prepare_checkpoints(&dirs.checkpoints, &stamp, resume, &stage.name)?;
         let reason = d.reasons.join("; ");
         tracing::info!("{}: running ({}): {reason}", stage.name, stage.kind.name);
         let stage_run = self.records.stage_started(
@@ -658,8 +666,9 @@ struct Finished {
 
 /// Readies a stage's checkpoint directory and says whether to resume from it:
 /// only with `--resume` and a checkpoint left by a run of the same
-/// fingerprint (configuration, inputs, upstream outputs). Otherwise any old
-/// checkpoint is cleared and the fingerprint recorded for the run starting.
+/// fingerprint and seed (`stamp`: configuration, inputs, upstream outputs).
+/// Otherwise any old checkpoint is cleared and the stamp recorded for the
+/// run starting.
 fn prepare_checkpoints(
     dir: &Path,
     fingerprint: &str,

@@ -720,9 +720,7 @@ fn run(
     }
     // PIPELINE_THREADS, else the cores Slurm gave each task, override the
     // even share of the node's cores.
-    let threads_override = ["PIPELINE_THREADS", "SLURM_CPUS_PER_TASK"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok()?.parse().ok());
+    let threads_override = sciflow_train::thread_override().map(|(n, _)| n);
     let threads = sciflow_train::set_threads_for_rank(comm.local_size(), threads_override);
     let jobs = exec_args.jobs.map_or(threads, |j| j.get());
     if comm.rank() == 0 {

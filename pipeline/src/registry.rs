@@ -92,7 +92,8 @@ pub static REGISTRY: &[StageKind] = &[
         summary: "Train an image classifier with libtorch, data-parallel over MPI ranks",
         example: "data: runs/x/dataset\nmodel: { arch: small_cnn, width: 16 }\nepochs: 5\nbatch_size: 32\nlr: 0.001\nlr_schedule: { kind: cosine }\noptimizer: { kind: adam }\n",
         outputs: &[Output { name: "model", path: "", doc: "weights.safetensors, model.json, history.json" }],
-        props: Props { checkpoints: true, ..Props::COLLECTIVE },
+        // 2: the optimizers' square roots no longer go through MKL (kernels::sqrt_).
+        props: Props { version: 2, checkpoints: true, ..Props::COLLECTIVE },
         check: check::<ClassifierConfig>,
         run: run_train_classifier,
     },
@@ -101,7 +102,8 @@ pub static REGISTRY: &[StageKind] = &[
         summary: "Train a WaveNet-style waveform regressor (q, chi1z, chi2z) with libtorch, data-parallel over MPI ranks",
         example: "data: runs/x/dataset\nmodel: { channels: 32, layers: 8, stacks: 2, input_stride: 4 }\nepochs: 20\nbatch_size: 64\nlr: 0.001\nconstraint_weight: 1.0\n",
         outputs: &[Output { name: "model", path: "", doc: "weights.safetensors, model.json, history.json" }],
-        props: Props { checkpoints: true, ..Props::COLLECTIVE },
+        // 2: the optimizers' square roots no longer go through MKL (kernels::sqrt_).
+        props: Props { version: 2, checkpoints: true, ..Props::COLLECTIVE },
         check: check::<RegressorConfig>,
         run: run_train_regressor,
     },

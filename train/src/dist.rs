@@ -100,7 +100,7 @@ pub fn launcher_variables() -> Vec<String> {
 
 /// The MPI library this binary runs on (the first line of what it says of
 /// itself; asking needs no MPI_Init), or why there is none.
-pub fn library_version() -> Result<String, String> {
+pub fn library_version() -> Result<String, crate::Error> {
     #[cfg(feature = "mpi")]
     {
         mpi::environment::library_version()
@@ -111,11 +111,13 @@ pub fn library_version() -> Result<String, String> {
                     .trim_matches(|c: char| c == '\0' || c.is_whitespace())
                     .to_string()
             })
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::Error::Dist(format!("the MPI library's version: {e}")))
     }
     #[cfg(not(feature = "mpi"))]
     {
-        Err("built without the `mpi` feature: one process only".into())
+        Err(crate::Error::Dist(
+            "built without the `mpi` feature: one process only".into(),
+        ))
     }
 }
 

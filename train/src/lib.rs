@@ -57,10 +57,28 @@ pub use precision::Precision;
 /// share of the cores, so that N ranks on one node do not oversubscribe it.
 /// Returns the number set.
 pub fn set_threads_for_rank(local_ranks: usize, threads: Option<usize>) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let n = threads.unwrap_or((cores / local_ranks.max(1)).max(1));
+    let n = threads_for_rank(local_ranks, threads);
     tch::set_num_threads(n as i32);
     n
+}
+
+/// The libtorch release series this crate is built and tested with (tch
+/// 0.24); scripts/setup.sh installs it.
+pub const LIBTORCH_SERIES: &str = "2.11.";
+
+/// `threads`, or else this process's share of the machine's cores among
+/// `local_ranks` ranks.
+pub fn threads_for_rank(local_ranks: usize, threads: Option<usize>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    threads.unwrap_or((cores / local_ranks.max(1)).max(1))
+}
+
+/// The threads per rank the environment asks for, and the variable that
+/// asked: `PIPELINE_THREADS`, else the cores Slurm gave each task.
+pub fn thread_override() -> Option<(usize, &'static str)> {
+    ["PIPELINE_THREADS", "SLURM_CPUS_PER_TASK"]
+        .into_iter()
+        .find_map(|k| Some((std::env::var(k).ok()?.trim().parse().ok()?, k)))
 }
 
 /// Sets libtorch's intra-op threads for the parallel regions the calling

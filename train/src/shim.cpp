@@ -66,7 +66,12 @@ extern "C" void sciflow_cpu_capability(char *buf, int len) {
   if (len <= 0) {
     return;
   }
-  const std::string c = at::get_cpu_capability();
+  std::string c;
+  try {
+    c = at::get_cpu_capability();
+  } catch (...) {
+    // Nothing thrown crosses into Rust: an empty answer instead.
+  }
   std::strncpy(buf, c.c_str(), static_cast<size_t>(len) - 1);
   buf[len - 1] = '\0';
 }
@@ -75,17 +80,37 @@ extern "C" void sciflow_cpu_capability(char *buf, int len) {
 // or -1 where libtorch carries no MKL. MKL is linked into libtorch_cpu,
 // which exports only its internal entry point, so it is looked up at run
 // time rather than linked: a libtorch without MKL still loads.
+//
+// mkl_serv_cbwr_get is what MKL's public mkl_cbwr_get(int) forwards to, with
+// the same signature; its answers were checked against MKL_CBWR settings
+// (unset 1, AUTO 2, COMPATIBLE 3, and AVX2 10 on an Intel CPU).
+namespace {
+using CbwrGet = int (*)(int);
+CbwrGet mkl_cbwr_get() {
+  return reinterpret_cast<CbwrGet>(dlsym(RTLD_DEFAULT, "mkl_serv_cbwr_get"));
+}
+}  // namespace
+
 extern "C" int sciflow_mkl_branch() {
-  using Get = int (*)(int);
-  const auto get = reinterpret_cast<Get>(dlsym(RTLD_DEFAULT, "mkl_serv_cbwr_get"));
+  const auto get = mkl_cbwr_get();
   return get ? get(1) : -1;
+}
+
+// 1 when libtorch was built with MKL but its branch cannot be asked (the
+// entry point above is missing), so portable mode cannot be checked.
+extern "C" int sciflow_mkl_unreadable() {
+  return at::Context::hasMKL() && mkl_cbwr_get() == nullptr ? 1 : 0;
 }
 
 // cuDNN's deterministic algorithms on (and its timing of candidates off).
 extern "C" void sciflow_cudnn_deterministic(int on) {
-  at::globalContext().setDeterministicCuDNN(on != 0);
-  if (on) {
-    at::globalContext().setBenchmarkCuDNN(false);
+  try {
+    at::globalContext().setDeterministicCuDNN(on != 0);
+    if (on) {
+      at::globalContext().setBenchmarkCuDNN(false);
+    }
+  } catch (...) {
+    // Two flags; nothing to throw, and nothing thrown crosses into Rust.
   }
 }
 
@@ -96,13 +121,17 @@ extern "C" void sciflow_torch_version(char *buf, int len) {
   if (len <= 0) {
     return;
   }
-  const std::string config = at::show_config();
-  const std::string key = "TORCH_VERSION=";
   std::string v;
-  const auto at = config.find(key);
-  if (at != std::string::npos) {
-    const auto start = at + key.size();
-    v = config.substr(start, config.find_first_of(", \n", start) - start);
+  try {
+    const std::string config = at::show_config();
+    const std::string key = "TORCH_VERSION=";
+    const auto at = config.find(key);
+    if (at != std::string::npos) {
+      const auto start = at + key.size();
+      v = config.substr(start, config.find_first_of(", \n", start) - start);
+    }
+  } catch (...) {
+    // An empty answer; nothing thrown crosses into Rust.
   }
   std::strncpy(buf, v.c_str(), static_cast<size_t>(len) - 1);
   buf[len - 1] = '\0';

@@ -15,6 +15,7 @@ mod ffi {
         pub fn sciflow_cpu_capability(buf: *mut std::ffi::c_char, len: i32);
         pub fn sciflow_torch_version(buf: *mut std::ffi::c_char, len: i32);
         pub fn sciflow_mkl_branch() -> i32;
+        pub fn sciflow_mkl_unreadable() -> i32;
         pub fn sciflow_cudnn_deterministic(on: i32);
     }
 }
@@ -95,6 +96,13 @@ pub fn mkl_branch() -> Option<i32> {
     // SAFETY: no arguments; the shim looks MKL up and returns -1 without it.
     let b = unsafe { ffi::sciflow_mkl_branch() };
     (b >= 0).then_some(b)
+}
+
+/// Whether libtorch carries MKL but its branch cannot be asked.
+#[allow(unsafe_code)]
+pub fn mkl_unreadable() -> bool {
+    // SAFETY: no arguments; reads a build flag and looks a symbol up.
+    unsafe { ffi::sciflow_mkl_unreadable() != 0 }
 }
 
 /// Turns cuDNN's deterministic algorithms on (benchmarking off) or off.
