@@ -1,6 +1,7 @@
 //! Outputs pinned to the byte: the small quickstart and a small waveform
 //! regressor run at one rank, on CPU, in portable mode, must give the
-//! BLAKE3s recorded here, on any x86-64 machine with AVX2.
+//! BLAKE3s recorded here, on any x86-64 machine with AVX2 (checked on AMD
+//! hardware and on emulated Intel CPUs; not yet on an AVX-512 machine).
 //!
 //! Portable mode (`--reproducible portable`, `sciflow_train::kernels`) pins
 //! libtorch's CPU kernels to the AVX2 baseline: ATen's dispatch, oneDNN's
