@@ -21,7 +21,7 @@ use sciflow_train::{Comm, DeviceSpec};
 use crate::fingerprint::hash_path;
 use crate::lock::{lock_shared, lock_stage};
 pub use crate::lock::{lock_workdir, WorkdirLock};
-use crate::plan::{decide, kind_id, Decision, Selection};
+use crate::plan::{decide, kind_id, stage_mode, Decision, Selection};
 use crate::progress::Progress;
 use crate::records::{Records, StageState};
 use crate::schedule::Schedule;
@@ -347,7 +347,7 @@ impl<'a> Root<'a> {
                     upstream: d.upstream,
                     output_hash,
                     run_id,
-                    reproducible: self.wf.reproducible,
+                    reproducible: stage_mode(self.wf, stage),
                     seed: Some(self.wf.seed),
                 },
             )?;

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::fingerprint::{config_diff, fingerprint, hash_path};
 use crate::records::Records;
-use crate::workflow::{Stage, Workflow};
+use crate::workflow::{Reproducible, Stage, Workflow};
 use crate::Error;
 
 /// Which stages to consider and which to force.
@@ -89,6 +89,17 @@ pub(crate) fn kind_id(stage: &Stage) -> String {
     format!("{}@{}", stage.kind.name, stage.kind.props.version)
 }
 
+/// The reproducibility mode that bears on `stage`'s outputs: the
+/// workflow's, for kinds that may run libtorch; `native` (no bearing) for
+/// the rest, so switching modes leaves them fresh.
+pub(crate) fn stage_mode(wf: &Workflow, stage: &Stage) -> Reproducible {
+    if stage.kind.props.libtorch {
+        wf.reproducible
+    } else {
+        Reproducible::Native
+    }
+}
+
 /// Decides whether `stage` must run. `pending` holds stages that will run
 /// before it in this run (their outputs are not known yet).
 pub fn decide(
@@ -130,7 +141,13 @@ pub fn decide(
     }
     let kind = kind_id(stage);
     let fp = if reasons.is_empty() {
-        fingerprint(&kind, &stage.config, wf.reproducible, &inputs, &upstream)
+        fingerprint(
+            &kind,
+            &stage.config,
+            stage_mode(wf, stage),
+            &inputs,
+            &upstream,
+        )
     } else {
         String::new()
     };
@@ -162,10 +179,11 @@ pub fn decide(
     if let Some(seed) = old.seed.filter(|&s| s != wf.seed) {
         reasons.push(format!("seed: {seed} -> {}", wf.seed));
     }
-    if old.reproducible != wf.reproducible {
+    if old.reproducible != stage_mode(wf, stage) {
         reasons.push(format!(
             "reproducible: {} -> {}",
-            old.reproducible, wf.reproducible
+            old.reproducible,
+            stage_mode(wf, stage)
         ));
     }
     let mut diff = Vec::new();

@@ -132,11 +132,16 @@ pub struct Props {
     /// The external files and directories whose content the stage depends on,
     /// given its resolved config and the workdir (upstream outputs excluded).
     pub inputs: fn(&Value, &Path) -> Vec<PathBuf>,
+    /// Its outputs may depend on libtorch's CPU kernels, so the workflow's
+    /// reproducibility mode is part of its fingerprint. False only for kinds
+    /// that provably run none (the ingest crate does not link libtorch).
+    pub libtorch: bool,
 }
 
 impl Props {
     /// Version 1, rank 0 alone, no checkpoints, the outputs it declares,
-    /// every core, and the paths its config names outside the workdir as inputs.
+    /// every core, the paths its config names outside the workdir as inputs,
+    /// and possibly libtorch.
     pub const ROOT: Props = Props {
         version: 1,
         collective: false,
@@ -144,6 +149,7 @@ impl Props {
         dynamic_outputs: false,
         threads: Threads::All,
         inputs: external_paths,
+        libtorch: true,
     };
     /// As [`Props::ROOT`], run by every rank.
     pub const COLLECTIVE: Props = Props {

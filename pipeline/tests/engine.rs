@@ -479,6 +479,25 @@ fn quickstart(workdir: &Path) -> Vec<String> {
     v
 }
 
+#[test]
+fn switching_to_portable_mode_reruns_the_libtorch_stages_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path().join("wd");
+    let mut args = quickstart(&wd);
+    args.extend(["--set".into(), "params.epochs=1".into()]);
+    ok(pipeline(dir.path()).args(&args).output().unwrap());
+    args[0] = "plan".into();
+    args.extend(["--reproducible".into(), "portable".into()]);
+    let (plan, _) = ok(pipeline(dir.path()).args(&args).output().unwrap());
+    // Ingest links no libtorch: its shards are the same in both modes.
+    assert!(plan.contains("fresh  galaxies"), "{plan}");
+    assert!(plan.contains("fresh  dataset"), "{plan}");
+    for stage in ["train", "evaluate"] {
+        assert!(plan.contains(&format!("run    {stage}")), "{plan}");
+    }
+    assert!(plan.contains("reproducible: native -> portable"), "{plan}");
+}
+
 fn shard_and_weight_bytes(wd: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(wd.join("dataset/shards"))
         .unwrap()
