@@ -71,26 +71,21 @@ pub fn examine(wf: Option<&Workflow>) -> Vec<Item> {
         Ok(_) => "its CUDA half loaded".to_string(),
         Err(why) => format!("CPU only here: {why}"),
     };
-    let wanted = version.starts_with(sciflow_train::LIBTORCH_SERIES);
+    let series = sciflow_train::LIBTORCH_SERIES;
+    let (verdict, aside) = if version.starts_with(series) {
+        (Verdict::Ok, String::new())
+    } else {
+        (Verdict::Note, format!(" (built and tested with {series}x)"))
+    };
+    let shown = if version.is_empty() {
+        "version unknown"
+    } else {
+        &version
+    };
     items.push(item(
         "libtorch",
-        if wanted { Verdict::Ok } else { Verdict::Note },
-        format!(
-            "{} at {place}; {cuda}{}",
-            if version.is_empty() {
-                "version unknown"
-            } else {
-                &version
-            },
-            if wanted {
-                String::new()
-            } else {
-                format!(
-                    " (built and tested with {}x)",
-                    sciflow_train::LIBTORCH_SERIES
-                )
-            }
-        ),
+        verdict,
+        format!("{shown} at {place}; {cuda}{aside}"),
     ));
 
     let gpus = sciflow_train::cuda::device_count();
@@ -130,8 +125,7 @@ pub fn examine(wf: Option<&Workflow>) -> Vec<Item> {
     } else {
         format!("launcher variables: {}", launcher.join(" "))
     };
-    let unconnected = sciflow_train::dist::unconnected_slurm_tasks(1, |k| std::env::var(k).ok())
-        .filter(|_| !sciflow_train::dist::launched_by_mpi());
+    let unconnected = sciflow_train::dist::unconnected_slurm_tasks(1, |k| std::env::var(k).ok());
     items.push(
         match (sciflow_train::dist::library_version(), unconnected) {
             (_, Some(why)) => item("MPI", Verdict::Missing, why),

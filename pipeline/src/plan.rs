@@ -109,6 +109,7 @@ pub fn decide(
     forced: bool,
     pending: &HashSet<String>,
 ) -> Result<Decision, Error> {
+    let mode = stage_mode(wf, stage);
     let mut inputs = Vec::new();
     for p in (stage.kind.props.inputs)(&stage.config, &wf.workdir) {
         if !p.exists() {
@@ -141,13 +142,7 @@ pub fn decide(
     }
     let kind = kind_id(stage);
     let fp = if reasons.is_empty() {
-        fingerprint(
-            &kind,
-            &stage.config,
-            stage_mode(wf, stage),
-            &inputs,
-            &upstream,
-        )
+        fingerprint(&kind, &stage.config, mode, &inputs, &upstream)
     } else {
         String::new()
     };
@@ -179,12 +174,8 @@ pub fn decide(
     if let Some(seed) = old.seed.filter(|&s| s != wf.seed) {
         reasons.push(format!("seed: {seed} -> {}", wf.seed));
     }
-    if old.reproducible != stage_mode(wf, stage) {
-        reasons.push(format!(
-            "reproducible: {} -> {}",
-            old.reproducible,
-            stage_mode(wf, stage)
-        ));
+    if old.reproducible != mode {
+        reasons.push(format!("reproducible: {} -> {mode}", old.reproducible));
     }
     let mut diff = Vec::new();
     config_diff(
