@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU check: run on a GPU machine from the bundle scripts/device-bundle.sh
-# made (bundle/: pipeline, step_bench, the libraries such a machine lacks,
-# and small inputs), with the machine's own PyTorch 2.11 for libtorch and for
-# the PyTorch side of each comparison. In one go:
+# The GPU check: run on a GPU machine from what scripts/device-bundle.sh made
+# (bundle/: the release archive users install, with the step benchmark, and
+# small inputs), with the machine's own PyTorch 2.11 as the archive's libtorch
+# and for the PyTorch side of each comparison. In one go:
 #
 #   1. the ResNet-50 training step (224 px, batch 256), ours and PyTorch's,
 #      in fp32 and with bf16 autocast, both channels-last;
@@ -11,7 +11,7 @@
 #      (2 x 2,050 samples, stride 8, batch 512);
 #   3. workflows/quickstart.yaml and workflows/galaxies.yaml end to end with
 #      `device: cuda` (galaxies on the 2,600 SDSS cutouts, centre-cropped to
-#      half and stored at 128 px by device-bundle.sh so they travel), and the
+#      half and stored at 64 px by device-bundle.sh so they travel), and the
 #      AI-GW training and prediction on the bank device-bundle.sh generated
 #      (lalsuite is not on the GPU machine, so neither generation nor the
 #      overlap, which regenerates waveforms, runs there).
@@ -31,25 +31,28 @@ DEV="${DEVICE:-cuda}"
 EP=(); [[ -n "${EPOCHS:-}" ]] && EP=(--set "params.epochs=$EPOCHS")
 mkdir -p "$WORK"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# Our binaries: the bundle's libraries, then PyTorch's libtorch (CUDA included).
-ours() { LD_LIBRARY_PATH="$BUNDLE/lib:$TORCH_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
 field() { "$PY" -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 result() { echo "RESULT $*"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
-# The programs and libraries travel as one archive.
-[[ -x "$BUNDLE/pipeline" ]] || { mkdir -p "$BUNDLE" && tar -C "$BUNDLE" -xJf "$BUNDLE.tar.xz"; } ||
-  { echo "no $BUNDLE/ nor $BUNDLE.tar.xz"; exit 1; }
+# The release archive, unpacked as a user would; its launchers take this
+# machine's libtorch from LIBTORCH.
+ARCHIVE="$(ls "$BUNDLE"/sciflow-*-x86_64-linux.tar.xz 2>/dev/null | head -1)"
+[[ -n "$ARCHIVE" ]] || { echo "no release archive in $BUNDLE/"; exit 1; }
+tar -C "$WORK" -xJf "$ARCHIVE"
+SCIFLOW="$WORK/$(basename "$ARCHIVE" .tar.xz)"
 BUNDLE="$(cd "$BUNDLE" && pwd)"
-ours "$BUNDLE/pipeline" --version || { echo "the bundle does not start"; exit 1; }
+export LIBTORCH="$TORCH_DIR"
+"$SCIFLOW/bin/pipeline" --version || { echo "the archive does not start"; exit 1; }
+"$SCIFLOW/bin/pipeline" doctor || true
 
 # 1-2. Training steps, ours and PyTorch's, alternating, best of two each.
 step() { # name, our args, PyTorch args
   local name="$1" o="$2" p="$3" best_o="" best_p="" so sp out
   for _ in 1 2; do
     # shellcheck disable=SC2086
-    out=$(ours "$BUNDLE/step_bench" $o --device "$DEV" --steps 30 --warmup 5) && echo "ours:    $out" &&
+    out=$("$SCIFLOW/bin/step_bench" $o --device "$DEV" --steps 30 --warmup 5) && echo "ours:    $out" &&
       so=$(field "$out" samples_per_second) && best_o=$(awk "BEGIN{b=\"$best_o\"; print (b == \"\" || $so > b) ? $so : b}")
     # shellcheck disable=SC2086
     out=$("$PY" bench/train_step_baseline.py $p --device "$DEV" --steps 30 --warmup 5) && echo "pytorch: $out" &&
@@ -77,7 +80,7 @@ fi
 timed_run() { # name, then pipeline arguments; prints the run's seconds
   local name="$1" t0 t1; shift
   t0=$(date +%s.%N)
-  ours "$BUNDLE/pipeline" run "$@" || { echo "$name failed"; return 1; }
+  "$SCIFLOW/bin/pipeline" run "$@" || { echo "$name failed"; return 1; }
   t1=$(date +%s.%N)
   result "${name}_seconds" "$(awk "BEGIN{print $t1 - $t0}")" s
 }

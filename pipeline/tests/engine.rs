@@ -343,11 +343,11 @@ fn doctor_gives_a_verdict_per_item_and_fails_on_what_is_missing() {
         "{report}"
     );
     assert!(
-        line(&report, "HDF5").starts_with("ok       HDF5         1."),
+        line(&report, "HDF5").starts_with("ok       HDF5         2."),
         "{report}"
     );
     assert!(
-        line(&report, "cfitsio").starts_with("ok       cfitsio"),
+        line(&report, "cfitsio").starts_with("ok       cfitsio      3."),
         "{report}"
     );
     assert!(
@@ -647,6 +647,84 @@ fn submit_dry_run_writes_an_sbatch_script() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The release archive's layout around the binary this suite built:
+/// `bin/pipeline` from scripts/launcher.sh, `libexec/pipeline` the binary.
+fn archive_layout(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("scripts/launcher.sh"))
+        .unwrap()
+        .replace("@PROGRAM@", "pipeline");
+    for sub in ["bin", "libexec", "lib"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_pipeline"), dir.join("libexec/pipeline"))
+        .unwrap();
+    let launcher = dir.join("bin/pipeline");
+    std::fs::write(&launcher, text).unwrap();
+    let mut perm = std::fs::metadata(&launcher).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&launcher, perm).unwrap();
+    launcher
+}
+
+#[test]
+fn the_release_launcher_finds_libtorch_and_job_scripts_start_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = archive_layout(&dir.path().join("sciflow"));
+    let libtorch = std::env::var("LIBTORCH").expect("LIBTORCH is unset: run scripts/setup.sh");
+
+    // Found through the torch package of the Python it is pointed at (no
+    // LIBTORCH): doctor names that libtorch.
+    let (report, _) = ok(Command::new(&launcher)
+        .current_dir(dir.path())
+        .env_remove("LIBTORCH")
+        .env("SCIFLOW_PYTHON", common::python())
+        .arg("doctor")
+        .output()
+        .unwrap());
+    let torch_line = report.lines().find(|l| l.contains(" libtorch ")).unwrap();
+    assert!(
+        torch_line.starts_with("ok ") && torch_line.contains("2.11."),
+        "{report}"
+    );
+
+    // A LIBTORCH that is not a libtorch folder, and a Python without torch:
+    // a message that says what to do, and no start.
+    let out = Command::new(&launcher)
+        .env("LIBTORCH", dir.path())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(err.contains("libtorch_cpu.so does not exist"), "{err}");
+    let out = Command::new(&launcher)
+        .env_remove("LIBTORCH")
+        .env("SCIFLOW_PYTHON", "/bin/false")
+        .arg("--version")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(err.contains("pip install torch==2.11.0"), "{err}");
+
+    // The job script runs the launcher, not the bare binary in libexec/.
+    let script = dir.path().join("job.sbatch");
+    ok(Command::new(&launcher)
+        .current_dir(dir.path())
+        .env("LIBTORCH", &libtorch)
+        .arg("submit")
+        .arg(root().join("workflows/quickstart.yaml"))
+        .args(["--dry-run", "--script"])
+        .arg(&script)
+        .output()
+        .unwrap());
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        text.contains(&format!("{} run ", launcher.display())),
+        "{text}"
     );
 }
 
