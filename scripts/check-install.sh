@@ -24,6 +24,7 @@
 # is made afresh on every run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PATH="$HOME/.cargo/bin:$PATH"
 PARTS=all PROFILE=release KEEP=0
 while (($#)); do
   case "$1" in
@@ -73,7 +74,14 @@ rm -rf "$R"
 mkdir -p "$R"
 t0=$(date +%s)
 log "debootstrap bookworm into $R"
-debootstrap --variant=minbase --include="$PACKAGES" bookworm "$R" "$MIRROR" >"$CHECK_DIR/debootstrap.log" 2>&1 ||
+# The base system by debootstrap, the rest by the chroot's own apt, which
+# resolves virtual packages (Open MPI's -dev needs one) where debootstrap
+# does not.
+debootstrap --variant=minbase bookworm "$R" "$MIRROR" >"$CHECK_DIR/debootstrap.log" 2>&1 ||
+  { tail -20 "$CHECK_DIR/debootstrap.log"; exit 1; }
+cp /etc/resolv.conf "$R/etc/resolv.conf"
+{ chroot "$R" apt-get update -qq && DEBIAN_FRONTEND=noninteractive chroot "$R" apt-get install -y -qq \
+    --no-install-recommends ${PACKAGES//,/ } && chroot "$R" apt-get clean; } >>"$CHECK_DIR/debootstrap.log" 2>&1 ||
   { tail -20 "$CHECK_DIR/debootstrap.log"; exit 1; }
 log "root file system in $(($(date +%s) - t0)) s"
 for absent in libhdf5-dev libcfitsio-dev clang libclang-dev sudo nasm yasm; do
@@ -85,7 +93,6 @@ done
 # reached the way this machine reaches them.
 cp /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
 [[ -f /etc/pip.conf ]] && cp /etc/pip.conf "$R/etc/pip.conf"
-cp /etc/resolv.conf "$R/etc/resolv.conf"
 # What Open MPI and Python need of a running system.
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys" && mount --make-rslave "$R/sys"

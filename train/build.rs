@@ -19,4 +19,15 @@ fn main() {
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .warnings(false)
         .compile("sciflow_shim");
+    allow_bzip2_error_handler_twice();
+}
+
+/// cfitsio (linked in by sciflow-ingest) and bzip2 (linked in by tch's zip
+/// support) each define bzip2's error hook `bz_internal_error`, both as a
+/// stub that reports an error; a program that pulls in both objects fails
+/// to link. The linker keeps the first. Link arguments reach only this
+/// package's own programs, so eval and pipeline, whose programs link both
+/// too, say the same in their build scripts.
+fn allow_bzip2_error_handler_twice() {
+    println!("cargo:rustc-link-arg=-Wl,--allow-multiple-definition");
 }
