@@ -22,12 +22,12 @@ fn main() {
     allow_bzip2_error_handler_twice();
 }
 
-/// cfitsio (linked in by sciflow-ingest) and bzip2 (linked in by tch's zip
-/// support) each define bzip2's error hook `bz_internal_error`, both as a
-/// stub that reports an error; a program that pulls in both objects fails
-/// to link. The linker keeps the first. Link arguments reach only this
-/// package's own programs, so eval and pipeline, whose programs link both
-/// too, say the same in their build scripts.
+/// cfitsio (built from source by fitsio-sys) and bzip2 (sciflow-ingest's
+/// `.fits.bz2` reader, tch's zip support) each define bzip2's error hook
+/// `bz_internal_error`, both as a stub that reports an error; a program
+/// that pulls in both objects fails to link. The linker keeps the first.
+/// Link arguments reach only this package's own programs, so ingest, eval
+/// and pipeline say the same in their build scripts.
 fn allow_bzip2_error_handler_twice() {
     println!("cargo:rustc-link-arg=-Wl,--allow-multiple-definition");
 }

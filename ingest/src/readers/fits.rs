@@ -1,7 +1,8 @@
 //! FITS images through cfitsio.
 //!
 //! cfitsio applies BSCALE/BZERO while reading (so unsigned 16-bit images come
-//! out right), opens whole-file `.gz` and `.bz2` compression, and presents a
+//! out right), opens whole-file `.gz` compression (`.bz2` is decompressed
+//! here first: the cfitsio built from source has no bzip2), and presents a
 //! tile-compressed (`.fz`, RICE_1 or GZIP) HDU as an ordinary image. Pixels
 //! are read with NaN as cfitsio's null value, so integer `BLANK` pixels and a
 //! compressed image's nulls arrive as NaN. This module adds zero-weight
@@ -214,6 +215,21 @@ pub fn read_frame(path: &Path, hdu: Option<&Hdu>, weight: Option<&Hdu>) -> Resul
 }
 
 fn open(path: &Path, hdu: Option<&Hdu>) -> Result<FitsFile> {
+    let bz2 = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bz2"));
+    if bz2 {
+        // cfitsio keeps its own descriptor, so the temporary file's name
+        // can go (when `plain` drops) once it is open.
+        let plain = decompress_bzip2(path)?;
+        return FitsFile::open(plain.path()).map_err(|source| Error::Fits {
+            path: path.to_path_buf(),
+            hdu: hdu
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "(first with data)".into()),
+            source,
+        });
+    }
     FitsFile::open(path).map_err(|source| Error::Fits {
         path: path.to_path_buf(),
         hdu: hdu
@@ -221,6 +237,25 @@ fn open(path: &Path, hdu: Option<&Hdu>) -> Result<FitsFile> {
             .unwrap_or_else(|| "(first with data)".into()),
         source,
     })
+}
+
+/// `path` (bzip2) decompressed into a temporary file.
+fn decompress_bzip2(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let io = |op: &'static str| {
+        move |source: std::io::Error| Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let file = std::fs::File::open(path).map_err(io("failed to open"))?;
+    let mut plain = tempfile::Builder::new()
+        .suffix(".fits")
+        .tempfile()
+        .map_err(io("failed to make a temporary file to decompress"))?;
+    let mut reader = bzip2::read::BzDecoder::new(std::io::BufReader::new(file));
+    std::io::copy(&mut reader, plain.as_file_mut()).map_err(io("failed to decompress (bzip2)"))?;
+    Ok(plain)
 }
 
 /// The HDU asked for (or the first with image data): its index, handle and
