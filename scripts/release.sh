@@ -87,8 +87,12 @@ stays_behind() {
   esac
   return 1
 }
+# Only what the programs name themselves: what MPI or libtorch load in turn
+# is theirs to bring.
 for p in "${PROGRAMS[@]}"; do
-  LD_LIBRARY_PATH="$LIBTORCH/lib" ldd "$D/libexec/$p" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }'
+  needed="$(readelf -d "$D/libexec/$p" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')"
+  LD_LIBRARY_PATH="$LIBTORCH/lib" ldd "$D/libexec/$p" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }' |
+    while read -r name path; do if grep -qxF "$name" <<<"$needed"; then echo "$path"; fi; done
 done | sort -u | while read -r lib; do
   name="$(basename "$lib")"
   stays_behind "$name" || cp -L "$lib" "$D/lib/$name"
@@ -101,9 +105,9 @@ find "$D/workflows" -name '.*.yaml' -delete
 "$PIPELINE_PYTHON" scripts/third_party.py >"$D/THIRD-PARTY.md"
 
 # The lowest glibc the programs and carried libraries ask for.
-GLIBC="$(for f in "$D"/libexec/* "$D"/lib/*; do [[ -f "$f" ]] && objdump -T "$f"; done |
+GLIBC="$(for f in "$D"/libexec/* "$D"/lib/*; do if [[ -f "$f" ]]; then objdump -T "$f"; fi; done |
   grep -o 'GLIBC_[0-9.]*' | sort -u -V | tail -1)"
-GLIBCXX="$(for f in "$D"/libexec/* "$D"/lib/*; do [[ -f "$f" ]] && objdump -T "$f"; done |
+GLIBCXX="$(for f in "$D"/libexec/* "$D"/lib/*; do if [[ -f "$f" ]]; then objdump -T "$f"; fi; done |
   grep -o 'GLIBCXX_[0-9.]*' | sort -u -V | tail -1)"
 printf 'glibc %s\nlibstdc++ %s\n' "${GLIBC#GLIBC_}" "${GLIBCXX#GLIBCXX_}" >"$D/REQUIRES"
 
