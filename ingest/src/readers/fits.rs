@@ -218,19 +218,15 @@ fn open(path: &Path, hdu: Option<&Hdu>) -> Result<FitsFile> {
     let bz2 = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("bz2"));
-    if bz2 {
-        // cfitsio keeps its own descriptor, so the temporary file's name
-        // can go (when `plain` drops) once it is open.
-        let plain = decompress_bzip2(path)?;
-        return FitsFile::open(plain.path()).map_err(|source| Error::Fits {
-            path: path.to_path_buf(),
-            hdu: hdu
-                .map(|h| h.to_string())
-                .unwrap_or_else(|| "(first with data)".into()),
-            source,
-        });
-    }
-    FitsFile::open(path).map_err(|source| Error::Fits {
+    // cfitsio keeps its own descriptor, so the temporary file's name can go
+    // (when `plain` drops) once it is open.
+    let plain = if bz2 {
+        Some(decompress_bzip2(path)?)
+    } else {
+        None
+    };
+    let opened = plain.as_ref().map_or(path, |p| p.path());
+    FitsFile::open(opened).map_err(|source| Error::Fits {
         path: path.to_path_buf(),
         hdu: hdu
             .map(|h| h.to_string())
