@@ -148,7 +148,11 @@ LIBCLANG_LINE=""
 if [[ -z "${LIBCLANG_PATH:-}" ]] && ! have llvm-config && ! { ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; }; then
   "$PY" -c 'import clang.native' 2>/dev/null || { log "no libclang on this machine: installing PyPI's libclang for bindgen"; pip_q libclang; }
   LIBCLANG_DIR="$("$PY" -c 'import clang.native, os; print(os.path.dirname(clang.native.__file__))')"
-  LIBCLANG_LINE="LIBCLANG_PATH = \"$LIBCLANG_DIR\""
+  # The wheel carries the library without clang's own headers (stddef.h),
+  # which mpi.h includes: bindgen reads the C compiler's instead.
+  CC_INCLUDE="$("${CC:-cc}" -print-file-name=include)"
+  LIBCLANG_LINE="LIBCLANG_PATH = \"$LIBCLANG_DIR\"
+BINDGEN_EXTRA_CLANG_ARGS = \"-I$CC_INCLUDE\""
 fi
 
 # --- Cargo environment -----------------------------------------------------
