@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use crate::diagnostics::Diagnostics;
+use crate::workflow::diagnostics::Diagnostics;
 
 /// What can stop a workflow.
 #[derive(Debug, thiserror::Error)]

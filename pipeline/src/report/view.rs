@@ -292,7 +292,7 @@ mod tests {
             "stages": {"train": {"uses": "train.classifier", "after": ["dataset"], "with": {"data": "/w/dataset", "model": {"arch": "small_cnn"}, "xs": [{"a": 1}]}}}
         });
         let text = yaml(&v);
-        let back = crate::yaml::parse(&text).unwrap().to_json();
+        let back = crate::workflow::yaml::parse(&text).unwrap().to_json();
         assert_eq!(back, v, "{text}");
     }
 

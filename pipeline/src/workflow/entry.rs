@@ -51,10 +51,10 @@ pub(super) fn compile_stage(
         Some(Node {
             value: Value::Str(u),
             pos,
-        }) => match registry::lookup(u) {
+        }) => match stages::lookup(u) {
             Some(k) => Some(k),
             None => {
-                let known: Vec<&str> = registry::REGISTRY.iter().map(|k| k.name).collect();
+                let known: Vec<&str> = stages::REGISTRY.iter().map(|k| k.name).collect();
                 cx.err(
                     Some(*pos),
                     join(&path, "uses"),
@@ -129,7 +129,7 @@ pub(super) fn compile_stage(
         None => Resources::default(),
         Some(r) => {
             let json = r.to_json();
-            let checked = crate::stage::typed::<Resources>(&json)
+            let checked = crate::stages::kind::typed::<Resources>(&json)
                 .and_then(|res| res.check(kind).map(|()| res));
             check_block(&json, r, &res_path, cx, |_| checked.clone().map(|_| ()));
             checked.unwrap_or_default()
@@ -155,7 +155,7 @@ fn check_block(
     with: &Node,
     with_path: &str,
     cx: &mut Ctx,
-    check: impl Fn(&Json) -> Result<(), crate::stage::ConfigError>,
+    check: impl Fn(&Json) -> Result<(), crate::stages::kind::ConfigError>,
 ) {
     let Err(e) = check(config) else {
         return;

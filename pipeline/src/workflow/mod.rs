@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
-pub use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::registry;
-use crate::resources::Resources;
-use crate::stage::StageKind;
-use crate::yaml::{self, Node, Pos, Value};
+pub use self::diagnostics::{Diagnostic, Diagnostics};
+use self::resources::Resources;
+use self::yaml::{Node, Pos, Value};
+use crate::stages;
+use crate::stages::kind::StageKind;
 pub use sciflow_train::Reproducible;
 
 /// A stage of a compiled workflow.
@@ -193,7 +193,7 @@ pub fn compile(text: &str, file: &Path, overrides: &[String]) -> Result<Workflow
             Some(Node {
                 value: Value::Str(u),
                 ..
-            }) => registry::lookup(u).map(|k| (n.as_str(), k)),
+            }) => stages::lookup(u).map(|k| (n.as_str(), k)),
             _ => None,
         })
         .collect();
@@ -294,13 +294,17 @@ fn dynamic_outputs(
     dyn_outputs
 }
 
+pub mod dag;
+pub mod diagnostics;
 mod entry;
 mod foreach;
 mod header;
 mod order;
 mod refs;
+pub mod resources;
 #[cfg(test)]
 mod tests;
+pub mod yaml;
 
 use foreach::expand_foreach;
 use order::order;

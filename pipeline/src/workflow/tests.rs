@@ -387,3 +387,32 @@ fn the_reproducibility_mode_is_read_and_can_be_set() {
         "{text}"
     );
 }
+
+// The registry's own checks sit here, where YAML is parsed: every kind's
+// example must be a valid `with:` block.
+#[test]
+fn names_are_unique_and_every_example_checks() {
+    let mut names: Vec<&str> = stages::REGISTRY.iter().map(|k| k.name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), stages::REGISTRY.len());
+    for kind in stages::REGISTRY {
+        let node = yaml::parse(kind.example).unwrap();
+        let json = node.to_json();
+        (kind.check)(&json).unwrap_or_else(|e| panic!("{}: {e:?}", kind.name));
+        assert!(!kind.outputs.is_empty(), "{}", kind.name);
+    }
+}
+
+#[test]
+fn check_reports_the_path_of_a_bad_value() {
+    let kind = stages::lookup("train.classifier").unwrap();
+    let v: Json = serde_json::json!({"data": "d", "epochs": 0});
+    let e = (kind.check)(&v).unwrap_err();
+    assert_eq!(e.path, "epochs");
+    let v: Json =
+        serde_json::json!({"data": "d", "epochs": 2, "model": {"arch": "small_cnn", "widht": 3}});
+    let e = (kind.check)(&v).unwrap_err();
+    assert_eq!(e.path, "model.widht");
+    assert!(e.message.contains("unknown field `widht`"), "{}", e.message);
+}

@@ -21,6 +21,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+mod mounts;
+mod prune;
+mod queries;
+
+pub use queries::{Artifact, RunInfo, RunRow, StageRunRow};
+
 /// What a stage's current output was made from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageState {
@@ -48,75 +54,6 @@ pub struct StageState {
     pub seed: Option<u64>,
 }
 
-/// One row of `pipeline history`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunRow {
-    /// Run id.
-    pub id: i64,
-    /// Unix seconds.
-    pub started: f64,
-    /// Unix seconds, when finished.
-    pub finished: Option<f64>,
-    /// `running`, `ok` or `failed`.
-    pub status: String,
-    /// Workflow name.
-    pub workflow: String,
-    /// Ranks.
-    pub world_size: i64,
-    /// Stages executed.
-    pub executed: i64,
-    /// Stages skipped as up to date.
-    pub skipped: i64,
-}
-
-/// Everything recorded about one run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunInfo {
-    /// Run id.
-    pub id: i64,
-    /// Unix seconds.
-    pub started: f64,
-    /// Unix seconds, when finished.
-    pub finished: Option<f64>,
-    /// `running`, `ok`, `failed` or `interrupted`.
-    pub status: String,
-    /// Workflow name.
-    pub workflow: String,
-    /// The workflow file.
-    pub file: String,
-    /// Ranks.
-    pub world_size: i64,
-    /// The host of rank 0.
-    pub host: String,
-    /// The command line.
-    pub argv: String,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// The workflow as run (params and every reference resolved), as JSON.
-    pub resolved: Option<String>,
-}
-
-/// One row of `pipeline show`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StageRunRow {
-    /// Stage name.
-    pub stage: String,
-    /// Its kind, `name@version`.
-    pub kind: String,
-    /// `ran`, `skipped` or `failed`.
-    pub status: String,
-    /// Why it ran or was skipped.
-    pub reason: String,
-    /// Seconds it took (0 when skipped).
-    pub seconds: f64,
-    /// Fingerprint.
-    pub fingerprint: String,
-    /// Ranks that took part.
-    pub ranks: i64,
-    /// The error, when it failed.
-    pub error: Option<String>,
-}
-
 /// A file's path, size in bytes and BLAKE3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHash {
@@ -138,30 +75,6 @@ pub struct Metric {
     pub name: String,
     /// The value.
     pub value: f64,
-}
-
-/// An output file recorded for a stage run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Artifact {
-    /// The stage that wrote it.
-    pub stage: String,
-    /// The file.
-    pub path: String,
-    /// Its size in bytes.
-    pub bytes: i64,
-    /// BLAKE3 of its content, hex.
-    pub blake3: String,
-}
-
-impl Artifact {
-    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Artifact> {
-        Ok(Artifact {
-            stage: r.get(0)?,
-            path: r.get(1)?,
-            bytes: r.get(2)?,
-            blake3: r.get(3)?,
-        })
-    }
 }
 
 /// The records database.
@@ -286,7 +199,7 @@ impl Records {
         // WAL needs memory shared between the processes, which a network
         // filesystem cannot give; there the rollback journal and its
         // file locks keep concurrent jobs' records consistent.
-        let journal = match crate::mounts::network_filesystem(&dir) {
+        let journal = match mounts::network_filesystem(&dir) {
             Some(fs) => {
                 tracing::debug!("{} is on {fs}: rollback journal", path.display());
                 "DELETE"
@@ -599,201 +512,6 @@ impl Records {
         let error = (!missing.is_empty()).then(|| format!("not completed: {}", missing.join(", ")));
         self.end_run(run_id, error.as_deref())?;
         Ok(missing)
-    }
-
-    /// Every stage with a recorded current output.
-    pub fn recorded_stages(&self) -> Result<Vec<String>, Error> {
-        self.rows("SELECT stage FROM stage_state ORDER BY stage", [], |r| {
-            r.get(0)
-        })
-    }
-
-    /// Forgets a stage's current output (its directory was removed).
-    pub fn forget_stage(&self, stage: &str) -> Result<(), Error> {
-        self.conn
-            .execute("DELETE FROM stage_state WHERE stage = ?1", params![stage])
-            .map_err(self.err())?;
-        Ok(())
-    }
-
-    /// Runs beyond the `keep` latest that made no current output (whose
-    /// records `clean` may drop), oldest first.
-    pub fn runs_beyond(&self, keep: usize) -> Result<Vec<i64>, Error> {
-        let current: std::collections::HashSet<i64> = self
-            .rows("SELECT state FROM stage_state", [], |r| {
-                r.get::<_, String>(0)
-            })?
-            .iter()
-            .filter_map(|t| serde_json::from_str::<StageState>(t).ok())
-            .map(|s| s.run_id)
-            .collect();
-        let ids: Vec<i64> = self.rows(
-            "SELECT id FROM runs WHERE status != 'running' ORDER BY id DESC LIMIT -1 OFFSET ?1",
-            params![keep as i64],
-            |r| r.get(0),
-        )?;
-        let mut ids: Vec<i64> = ids.into_iter().filter(|i| !current.contains(i)).collect();
-        ids.reverse();
-        Ok(ids)
-    }
-
-    /// Drops runs and everything recorded under them, then compacts the
-    /// database; returns the bytes it shrank by.
-    pub fn drop_runs(&mut self, ids: &[i64]) -> Result<u64, Error> {
-        let before = self.size_on_disk();
-        self.batch(|r| {
-            for id in ids {
-                r.conn
-                    .execute_batch(&format!(
-                        "DELETE FROM artifacts WHERE stage_run_id IN (SELECT id FROM stage_runs WHERE run_id = {id});
-                         DELETE FROM metrics WHERE stage_run_id IN (SELECT id FROM stage_runs WHERE run_id = {id});
-                         DELETE FROM stage_runs WHERE run_id = {id};
-                         DELETE FROM runs WHERE id = {id};"
-                    ))
-                    .map_err(r.err())?;
-            }
-            Ok(())
-        })?;
-        self.conn
-            .execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
-            .map_err(self.err())?;
-        Ok(before.saturating_sub(self.size_on_disk()))
-    }
-
-    fn size_on_disk(&self) -> u64 {
-        ["", "-wal"]
-            .iter()
-            .filter_map(|ext| {
-                let mut p = self.path.clone().into_os_string();
-                p.push(ext);
-                std::fs::metadata(p).ok()
-            })
-            .map(|m| m.len())
-            .sum()
-    }
-
-    /// The most recent runs, newest first.
-    pub fn history(&self, limit: usize) -> Result<Vec<RunRow>, Error> {
-        self.rows(
-            "SELECT r.id, r.started, r.finished, r.status, r.workflow, r.world_size,
-                    (SELECT COUNT(*) FROM stage_runs s WHERE s.run_id = r.id AND s.status != 'skipped'),
-                    (SELECT COUNT(*) FROM stage_runs s WHERE s.run_id = r.id AND s.status = 'skipped')
-             FROM runs r ORDER BY r.id DESC LIMIT ?1",
-            params![limit as i64],
-            |r| {
-                Ok(RunRow {
-                    id: r.get(0)?,
-                    started: r.get(1)?,
-                    finished: r.get(2)?,
-                    status: r.get(3)?,
-                    workflow: r.get(4)?,
-                    world_size: r.get(5)?,
-                    executed: r.get(6)?,
-                    skipped: r.get(7)?,
-                })
-            },
-        )
-    }
-
-    /// Everything recorded about run `id`, if there is one.
-    pub fn run_info(&self, id: i64) -> Result<Option<RunInfo>, Error> {
-        let mut rows = self.rows(
-            "SELECT id, started, finished, status, workflow, file, world_size, host, argv, error, resolved
-             FROM runs WHERE id = ?1",
-            params![id],
-            |r| {
-                Ok(RunInfo {
-                    id: r.get(0)?,
-                    started: r.get(1)?,
-                    finished: r.get(2)?,
-                    status: r.get(3)?,
-                    workflow: r.get(4)?,
-                    file: r.get(5)?,
-                    world_size: r.get(6)?,
-                    host: r.get(7)?,
-                    argv: r.get(8)?,
-                    error: r.get(9)?,
-                    resolved: r.get(10)?,
-                })
-            },
-        )?;
-        Ok(rows.pop())
-    }
-
-    /// Stores the workflow as run `id` resolved it.
-    pub fn set_resolved(&self, id: i64, resolved: &str) -> Result<(), Error> {
-        self.conn
-            .execute(
-                "UPDATE runs SET resolved = ?1 WHERE id = ?2",
-                params![resolved, id],
-            )
-            .map_err(self.err())?;
-        Ok(())
-    }
-
-    /// The newest run's id.
-    pub fn last_run(&self) -> Result<Option<i64>, Error> {
-        self.conn
-            .query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0))
-            .map_err(self.err())
-    }
-
-    /// The stages of a run, in order.
-    pub fn stage_runs(&self, run_id: i64) -> Result<Vec<StageRunRow>, Error> {
-        self.rows(
-            "SELECT stage, status, reason, COALESCE(seconds, 0), fingerprint, ranks, error, kind
-             FROM stage_runs WHERE run_id = ?1 ORDER BY id",
-            params![run_id],
-            |r| {
-                Ok(StageRunRow {
-                    stage: r.get(0)?,
-                    status: r.get(1)?,
-                    reason: r.get(2)?,
-                    seconds: r.get(3)?,
-                    fingerprint: r.get(4)?,
-                    ranks: r.get(5)?,
-                    error: r.get(6)?,
-                    kind: r.get(7)?,
-                })
-            },
-        )
-    }
-
-    /// Artifacts of a run's stages, in the order they were recorded.
-    pub fn artifacts(&self, run_id: i64) -> Result<Vec<Artifact>, Error> {
-        self.rows(
-            "SELECT s.stage, a.path, a.size, a.blake3 FROM artifacts a
-             JOIN stage_runs s ON s.id = a.stage_run_id WHERE s.run_id = ?1 ORDER BY a.rowid",
-            params![run_id],
-            Artifact::from_row,
-        )
-    }
-
-    /// Artifacts `stage` wrote in run `run_id`.
-    pub fn stage_artifacts(&self, run_id: i64, stage: &str) -> Result<Vec<Artifact>, Error> {
-        self.rows(
-            "SELECT s.stage, a.path, a.size, a.blake3 FROM artifacts a
-             JOIN stage_runs s ON s.id = a.stage_run_id
-             WHERE s.run_id = ?1 AND s.stage = ?2 ORDER BY a.rowid",
-            params![run_id, stage],
-            Artifact::from_row,
-        )
-    }
-
-    /// Metrics of the most recent execution of `stage`.
-    pub fn metrics(&self, stage: &str) -> Result<Vec<Metric>, Error> {
-        self.rows(
-            "SELECT step, name, value FROM metrics WHERE stage_run_id =
-               (SELECT MAX(stage_run_id) FROM metrics WHERE stage = ?1) ORDER BY rowid",
-            params![stage],
-            |r| {
-                Ok(Metric {
-                    step: r.get(0)?,
-                    name: r.get(1)?,
-                    value: r.get(2)?,
-                })
-            },
-        )
     }
 }
 

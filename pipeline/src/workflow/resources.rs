@@ -11,7 +11,7 @@ use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stage::{ConfigError, StageKind};
+use crate::stages::kind::{ConfigError, StageKind, Threads};
 
 /// A stage's `resources:` block, as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,15 +36,6 @@ pub struct Resources {
     /// Slurm partition (queue).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
-}
-
-/// How many cores a stage of a kind takes per rank when its entry does not say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Threads {
-    /// Every core the run has (its share per rank): compute-bound kinds.
-    All,
-    /// One: kinds that mostly wait (external commands) or draw figures.
-    One,
 }
 
 impl Resources {
@@ -230,8 +221,8 @@ mod tests {
 
     #[test]
     fn defaults_come_from_the_kind_and_rank_zero_kinds_refuse_ranks() {
-        let train = crate::registry::lookup("train.classifier").unwrap();
-        let cmd = crate::registry::lookup("command").unwrap();
+        let train = crate::stages::lookup("train.classifier").unwrap();
+        let cmd = crate::stages::lookup("command").unwrap();
         let none = Resources::default();
         assert_eq!((none.ranks(train, 4), none.threads(train, 8)), (4, 8));
         assert_eq!((none.ranks(cmd, 4), none.threads(cmd, 8)), (1, 1));

@@ -11,9 +11,8 @@ use serde_json::Value;
 
 use sciflow_train::Comm;
 
-use crate::progress::Progress;
 use crate::records::Metric;
-use crate::resources::Threads;
+use crate::stages::progress::Progress;
 use crate::Error;
 
 /// Numbers a stage reports while it runs (stage step, name, value); rank 0
@@ -115,6 +114,15 @@ pub struct StageKind {
     pub run: fn(&StageContext<'_>) -> Result<(), Error>,
 }
 
+/// How many cores a stage of a kind takes per rank when its entry does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// Every core the run has (its share per rank): compute-bound kinds.
+    All,
+    /// One: kinds that mostly wait (external commands) or draw figures.
+    One,
+}
+
 /// How a stage kind runs, apart from what it does.
 #[derive(Debug, Clone, Copy)]
 pub struct Props {
@@ -130,8 +138,8 @@ pub struct Props {
     /// Cores per rank when the stage's `resources:` do not say.
     pub threads: Threads,
     /// The external files and directories whose content the stage depends on,
-    /// given its resolved config and the workdir (upstream outputs excluded).
-    pub inputs: fn(&Value, &Path) -> Vec<PathBuf>,
+    /// given its resolved config (upstream outputs excluded).
+    pub inputs: fn(&Value, &InputScope<'_>) -> Vec<PathBuf>,
     /// Its outputs may depend on libtorch's CPU kernels, so the workflow's
     /// reproducibility mode is part of its fingerprint. False only for kinds
     /// that provably run none (the ingest crate does not link libtorch).
@@ -195,8 +203,19 @@ pub(crate) fn config<T: DeserializeOwned>(ctx: &StageContext<'_>) -> Result<T, E
     })
 }
 
+/// What a kind's input rule is given.
+pub struct InputScope<'a> {
+    /// The workdir: what lies inside it is made by stages, not an input.
+    pub workdir: &'a Path,
+    /// The external inputs of every stage of another workflow file under
+    /// the given overrides (for the `workflow` kind). The engine provides it:
+    /// stage kinds never load workflows themselves.
+    pub workflow_inputs: &'a dyn Fn(&Path, &[String]) -> Vec<PathBuf>,
+}
+
 /// Paths named in a config that exist outside the workdir (the default input rule).
-pub fn external_paths(config: &serde_json::Value, workdir: &Path) -> Vec<PathBuf> {
+pub fn external_paths(config: &serde_json::Value, scope: &InputScope<'_>) -> Vec<PathBuf> {
+    let workdir = scope.workdir;
     let mut out = Vec::new();
     let mut stack = vec![config];
     while let Some(v) = stack.pop() {

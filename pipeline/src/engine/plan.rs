@@ -6,9 +6,13 @@
 //! them one stage at a time as it goes.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
-use crate::fingerprint::{config_diff, fingerprint, hash_path};
+use serde_json::Value;
+
+use crate::engine::fingerprint::{config_diff, fingerprint, hash_path};
 use crate::records::Records;
+use crate::stages::kind::{InputScope, StageKind};
 use crate::workflow::{Reproducible, Stage, Workflow};
 use crate::Error;
 
@@ -111,7 +115,7 @@ pub fn decide(
 ) -> Result<Decision, Error> {
     let mode = stage_mode(wf, stage);
     let mut inputs = Vec::new();
-    for p in (stage.kind.props.inputs)(&stage.config, &wf.workdir) {
+    for p in stage_inputs(stage.kind, &stage.config, &wf.workdir) {
         if !p.exists() {
             return Err(Error::Stage {
                 stage: stage.name.clone(),
@@ -219,6 +223,28 @@ pub fn decide(
     Ok(decision(run, reasons))
 }
 
+/// The external inputs of a stage: its kind's rule, given the means to ask
+/// for another workflow's (the `workflow` kind's file).
+pub fn stage_inputs(kind: &StageKind, config: &Value, workdir: &Path) -> Vec<PathBuf> {
+    let scope = InputScope {
+        workdir,
+        workflow_inputs: &workflow_inputs,
+    };
+    (kind.props.inputs)(config, &scope)
+}
+
+/// Every external input of every stage of the workflow `file` (under
+/// `overrides`); none when it does not load (its own run then says why).
+fn workflow_inputs(file: &Path, overrides: &[String]) -> Vec<PathBuf> {
+    let Ok(wf) = crate::workflow::load(file, overrides) else {
+        return Vec::new();
+    };
+    wf.stages
+        .iter()
+        .flat_map(|s| stage_inputs(s.kind, &s.config, &wf.workdir))
+        .collect()
+}
+
 /// What `pipeline plan` shows for one stage.
 #[derive(Debug, Clone)]
 pub struct PlanLine {
@@ -249,4 +275,23 @@ pub fn plan(wf: &Workflow, selection: &Selection) -> Result<Vec<PlanLine>, Error
         }
         Ok(lines)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workflow_stages_inputs_are_its_file_and_what_its_stages_read() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let file = root.join("workflows/waveforms.yaml");
+        let kind = crate::stages::lookup("workflow").unwrap();
+        let cfg = serde_json::json!({"file": file, "until": "train"});
+        let inputs = stage_inputs(kind, &cfg, Path::new("/nonexistent-workdir"));
+        assert!(inputs.contains(&file), "{inputs:?}");
+        assert!(
+            inputs.iter().any(|p| p.ends_with("data/make_bank.py")),
+            "{inputs:?}"
+        );
+    }
 }
