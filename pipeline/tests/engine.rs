@@ -1476,3 +1476,131 @@ fn a_submissions_jobs_join_its_run_even_after_a_whole_run_marked_it_interrupted(
         .unwrap();
     assert!(row.contains(" ok "), "{history}");
 }
+
+/// Two command stages, the second reading the first; the first writes the
+/// time, so each of its runs changes its output.
+fn stamp_workflow(dir: &Path) -> PathBuf {
+    let wf = dir.join("stamp.yaml");
+    std::fs::write(
+        &wf,
+        r#"version: 1
+name: stamp
+workdir: wd
+stages:
+  stamp:
+    uses: command
+    with:
+      argv: ["sh", "-c", "date +%s%N > {out}/t.txt"]
+      outputs: { t: t.txt }
+  copy:
+    uses: command
+    with:
+      argv: ["cp ${stamp.t} $PIPELINE_OUT/t.txt"]
+      shell: true
+      outputs: { t: t.txt }
+"#,
+    )
+    .unwrap();
+    wf
+}
+
+#[test]
+fn a_changed_default_reruns_its_stage_and_what_reads_it_and_plan_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = stamp_workflow(dir.path());
+    ok(pipeline(dir.path()).arg("run").arg(&wf).output().unwrap());
+    let wd = dir.path().join("wd");
+    // The records say `stamp` ran with `shell: true` by default: as if this
+    // build's default of `with.shell` (false) had changed since.
+    let records = sciflow_pipeline::records::Records::open(&wd).unwrap();
+    let mut state = records.stage_state("stamp").unwrap().unwrap();
+    let resolved = state
+        .resolved
+        .as_mut()
+        .expect("the resolved config is recorded");
+    assert_eq!(resolved["shell"], serde_json::json!(false), "{resolved}");
+    assert_eq!(
+        resolved["env"],
+        serde_json::json!({}),
+        "defaults filled in: {resolved}"
+    );
+    resolved["shell"] = serde_json::json!(true);
+    records.set_stage_state("stamp", &state).unwrap();
+    drop(records);
+
+    let (plan, _) = ok(pipeline(dir.path()).arg("plan").arg(&wf).output().unwrap());
+    assert!(
+        plan.contains("run    stamp")
+            && plan.contains("default of `with.shell` changed: true -> false"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("config stages.stamp"),
+        "the block as written is unchanged: {plan}"
+    );
+    assert!(
+        plan.contains("run    copy") && plan.contains("upstream `stamp` runs first"),
+        "{plan}"
+    );
+    let (_, err) = ok(pipeline(dir.path()).arg("run").arg(&wf).output().unwrap());
+    assert!(
+        err.contains("stamp: running (command): default of `with.shell` changed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("copy: running (command): upstream `stamp` output changed"),
+        "{err}"
+    );
+    let (plan, _) = ok(pipeline(dir.path()).arg("plan").arg(&wf).output().unwrap());
+    assert!(plan.starts_with("nothing to run"), "{plan}");
+}
+
+#[test]
+fn states_recorded_before_resolved_configs_stay_fresh_and_are_upgraded() {
+    use sciflow_pipeline::engine::fingerprint::written_fingerprint;
+    let dir = tempfile::tempdir().unwrap();
+    let wf = command_workflow(dir.path());
+    ok(pipeline(dir.path()).arg("run").arg(&wf).output().unwrap());
+    let wd = dir.path().join("wd");
+    // Rewrite both states as the previous version recorded them: no resolved
+    // configuration, the fingerprint of the `with:` block as written.
+    let records = sciflow_pipeline::records::Records::open(&wd).unwrap();
+    let mut now = Vec::new();
+    for stage in ["gen", "count"] {
+        let mut s = records.stage_state(stage).unwrap().unwrap();
+        now.push(s.fingerprint.clone());
+        s.resolved = None;
+        s.fingerprint =
+            written_fingerprint(&s.kind, &s.config, s.reproducible, &s.inputs, &s.upstream);
+        assert_ne!(s.fingerprint, now[now.len() - 1]);
+        records.set_stage_state(stage, &s).unwrap();
+    }
+    drop(records);
+    let (plan, _) = ok(pipeline(dir.path()).arg("plan").arg(&wf).output().unwrap());
+    assert!(
+        plan.starts_with("nothing to run: 2 stage(s) up to date"),
+        "{plan}"
+    );
+    let (_, err) = ok(pipeline(dir.path()).arg("run").arg(&wf).output().unwrap());
+    assert!(
+        err.contains("gen: up to date") && err.contains("count: up to date"),
+        "{err}"
+    );
+    let records = sciflow_pipeline::records::Records::open(&wd).unwrap();
+    for (stage, fp) in ["gen", "count"].iter().zip(&now) {
+        let s = records.stage_state(stage).unwrap().unwrap();
+        assert!(s.resolved.is_some(), "{stage}: resolved config recorded");
+        assert_eq!(&s.fingerprint, fp, "{stage}: today's fingerprint recorded");
+    }
+    // A legacy state whose written fingerprint no longer matches reruns.
+    let mut s = records.stage_state("gen").unwrap().unwrap();
+    s.resolved = None;
+    s.fingerprint = "0".repeat(64);
+    records.set_stage_state("gen", &s).unwrap();
+    drop(records);
+    let (plan, _) = ok(pipeline(dir.path()).arg("plan").arg(&wf).output().unwrap());
+    assert!(
+        plan.contains("run    gen") && plan.contains("fingerprint changed"),
+        "{plan}"
+    );
+}

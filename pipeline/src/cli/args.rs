@@ -157,8 +157,9 @@ pub enum Command {
     /// Show what `run` would do, and why.
     ///
     /// Reasons: never run, output missing or modified, a config key changed
-    /// (old -> new value), an input file changed, an upstream output changed,
-    /// forced.
+    /// (old -> new value), a default of the stage's kind changed (`default
+    /// of with.KEY changed`), an input file changed, an upstream output
+    /// changed, forced.
     Plan {
         #[command(flatten)]
         wf: WorkflowArgs,

@@ -90,10 +90,49 @@ pub fn hash_path(records: &Records, path: &Path) -> Result<(String, Vec<FileHash
     Ok((hasher.finalize().to_hex().to_string(), files))
 }
 
-/// The fingerprint of a stage: its kind and version, its resolved config
-/// (canonical JSON, keys sorted), the reproducibility mode, the hashes of its
+/// The fingerprint of a stage: its kind and version, the configuration it
+/// runs with (`resolved`: its typed config with every default, as canonical
+/// JSON with keys sorted), the reproducibility mode, the hashes of its
 /// external inputs and the output hashes of the stages it depends on.
 pub fn fingerprint(
+    kind: &str,
+    resolved: &Value,
+    reproducible: Reproducible,
+    inputs: &[(String, String)],
+    upstream: &[(String, String)],
+) -> String {
+    digest(
+        b"sciflow-stage-v2\0",
+        kind,
+        resolved,
+        reproducible,
+        inputs,
+        upstream,
+    )
+}
+
+/// The fingerprint as versions before 2 of the records computed it, over
+/// the `with:` block as written: a state recorded then that matches it is
+/// fresh, and is upgraded rather than rerun.
+pub fn written_fingerprint(
+    kind: &str,
+    config: &Value,
+    reproducible: Reproducible,
+    inputs: &[(String, String)],
+    upstream: &[(String, String)],
+) -> String {
+    digest(
+        b"sciflow-stage-v1\0",
+        kind,
+        config,
+        reproducible,
+        inputs,
+        upstream,
+    )
+}
+
+fn digest(
+    tag: &[u8],
     kind: &str,
     config: &Value,
     reproducible: Reproducible,
@@ -101,7 +140,7 @@ pub fn fingerprint(
     upstream: &[(String, String)],
 ) -> String {
     let mut h = blake3::Hasher::new();
-    h.update(b"sciflow-stage-v1\0");
+    h.update(tag);
     h.update(kind.as_bytes());
     h.update(&[0]);
     // serde_json's map keeps keys sorted, so this serialisation is canonical.
@@ -121,8 +160,45 @@ pub fn fingerprint(
     h.finalize().to_hex().to_string()
 }
 
-/// Differences between two configs as `path: old -> new` lines.
-pub fn config_diff(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) {
+/// One difference between two configurations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigChange {
+    /// Dotted path of the key (`with.model.width`).
+    pub path: String,
+    /// Its value before (`None`: unset).
+    pub old: Option<Value>,
+    /// Its value now (`None`: unset).
+    pub new: Option<Value>,
+}
+
+impl ConfigChange {
+    /// Whether this change is about `other`'s key or a key around or inside it.
+    pub fn overlaps(&self, other: &ConfigChange) -> bool {
+        let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}."));
+        inside(&self.path, &other.path) || inside(&other.path, &self.path)
+    }
+}
+
+impl std::fmt::Display for ConfigChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Option<Value>| v.as_ref().map_or("(unset)".to_string(), Value::to_string);
+        write!(
+            f,
+            "{}: {} -> {}",
+            self.path,
+            show(&self.old),
+            show(&self.new)
+        )
+    }
+}
+
+/// Differences between two configs, key by key, under `path`.
+pub fn config_diff(old: &Value, new: &Value, path: &str, out: &mut Vec<ConfigChange>) {
+    let change = |path: String, old: Option<&Value>, new: Option<&Value>| ConfigChange {
+        path,
+        old: old.cloned(),
+        new: new.cloned(),
+    };
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
             let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
@@ -136,9 +212,8 @@ pub fn config_diff(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) 
                 };
                 match (a.get(k), b.get(k)) {
                     (Some(x), Some(y)) => config_diff(x, y, &p, out),
-                    (Some(x), None) => out.push(format!("{p}: {x} -> (unset)")),
-                    (None, Some(y)) => out.push(format!("{p}: (unset) -> {y}")),
-                    (None, None) => {}
+                    (x, y) if x.is_some() || y.is_some() => out.push(change(p, x, y)),
+                    _ => {}
                 }
             }
         }
@@ -147,7 +222,7 @@ pub fn config_diff(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) 
                 config_diff(x, y, &format!("{path}.{i}"), out);
             }
         }
-        (a, b) if a != b => out.push(format!("{path}: {a} -> {b}")),
+        (a, b) if a != b => out.push(change(path.to_string(), Some(a), Some(b))),
         _ => {}
     }
 }
@@ -167,7 +242,7 @@ mod tests {
             &mut out,
         );
         assert_eq!(
-            out,
+            out.iter().map(ToString::to_string).collect::<Vec<_>>(),
             vec![
                 "with.epochs: 6 -> 10",
                 "with.lr: 0.1 -> (unset)",

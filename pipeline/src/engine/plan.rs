@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::engine::fingerprint::{config_diff, fingerprint, hash_path};
+use crate::engine::fingerprint::{config_diff, fingerprint, hash_path, written_fingerprint};
 use crate::records::Records;
 use crate::stages::kind::{InputScope, StageKind};
 use crate::workflow::{Reproducible, Stage, Workflow};
@@ -87,6 +87,9 @@ pub struct Decision {
     pub inputs: Vec<(String, String)>,
     /// Upstream stages and their output hashes.
     pub upstream: Vec<(String, String)>,
+    /// Up to date by the fingerprint of a state recorded before resolved
+    /// configurations were: the executor records it anew.
+    pub upgrade: bool,
 }
 
 pub(crate) fn kind_id(stage: &Stage) -> String {
@@ -146,7 +149,7 @@ pub fn decide(
     }
     let kind = kind_id(stage);
     let fp = if reasons.is_empty() {
-        fingerprint(&kind, &stage.config, mode, &inputs, &upstream)
+        fingerprint(&kind, &stage.resolved, mode, &inputs, &upstream)
     } else {
         String::new()
     };
@@ -156,6 +159,7 @@ pub fn decide(
         fingerprint: fp.clone(),
         inputs: inputs.clone(),
         upstream: upstream.clone(),
+        upgrade: false,
     };
     if forced {
         reasons.insert(0, "forced".into());
@@ -181,14 +185,27 @@ pub fn decide(
     if old.reproducible != mode {
         reasons.push(format!("reproducible: {} -> {mode}", old.reproducible));
     }
-    let mut diff = Vec::new();
-    config_diff(
-        &old.config,
-        &stage.config,
-        &format!("stages.{}.with", stage.name),
-        &mut diff,
-    );
-    reasons.extend(diff.into_iter().map(|d| format!("config {d}")));
+    let mut written = Vec::new();
+    config_diff(&old.config, &stage.config, "with", &mut written);
+    let prefix = format!("stages.{}.", stage.name);
+    reasons.extend(written.iter().map(|d| format!("config {prefix}{d}")));
+    // What the `with:` block did not change but the kind's defaults did.
+    if let Some(was) = &old.resolved {
+        let mut resolved = Vec::new();
+        config_diff(was, &stage.resolved, "with", &mut resolved);
+        for d in resolved
+            .iter()
+            .filter(|d| !written.iter().any(|w| w.overlaps(d)))
+        {
+            let show = |v: &Option<Value>| v.as_ref().map_or("(unset)".into(), Value::to_string);
+            reasons.push(format!(
+                "default of `{}` changed: {} -> {}",
+                d.path,
+                show(&d.old),
+                show(&d.new)
+            ));
+        }
+    }
     let old_inputs: HashMap<&str, &str> = old
         .inputs
         .iter()
@@ -215,12 +232,24 @@ pub fn decide(
     if now_hash != old.output_hash {
         reasons.push("output was modified since it was written".into());
     }
+    let mut upgrade = false;
     if reasons.is_empty() && fp != old.fingerprint {
-        // Parts of the fingerprint that no rule above names (e.g. input order).
-        reasons.push("fingerprint changed".into());
+        // A state recorded before resolved configurations were has the
+        // fingerprint of its `with:` block as written: when that still
+        // matches, nothing it recorded has changed.
+        upgrade = old.resolved.is_none()
+            && old.fingerprint
+                == written_fingerprint(&kind, &stage.config, mode, &inputs, &upstream);
+        if !upgrade {
+            // Parts of the fingerprint that no rule above names (e.g. input order).
+            reasons.push("fingerprint changed".into());
+        }
     }
     let run = !reasons.is_empty();
-    Ok(decision(run, reasons))
+    Ok(Decision {
+        upgrade: upgrade && !run,
+        ..decision(run, reasons)
+    })
 }
 
 /// The external inputs of a stage: its kind's rule, given the means to ask

@@ -131,6 +131,16 @@ impl<'a> Root<'a> {
                 ranks,
             )?;
             tracing::info!("{}: up to date", stage.name);
+            if d.upgrade {
+                // Made before configurations were recorded with their
+                // defaults, and fresh by the fingerprint of that time: from
+                // now on its configuration is recorded and compared.
+                if let Some(mut state) = self.records.stage_state(&stage.name)? {
+                    state.fingerprint = d.fingerprint.clone();
+                    state.resolved = Some(stage.resolved.clone());
+                    self.records.set_stage_state(&stage.name, &state)?;
+                }
+            }
         }
         Ok(d)
     }
@@ -199,6 +209,7 @@ impl<'a> Root<'a> {
                     fingerprint: d.fingerprint,
                     kind: kind_id(stage),
                     config: stage.config.clone(),
+                    resolved: Some(stage.resolved.clone()),
                     inputs: d.inputs,
                     upstream: d.upstream,
                     output_hash,

@@ -34,8 +34,12 @@ pub struct StageState {
     pub fingerprint: String,
     /// Its kind and version, `name@version`.
     pub kind: String,
-    /// The resolved config then.
+    /// The `with:` block then, references resolved, as written.
     pub config: serde_json::Value,
+    /// The configuration it ran with, every default filled in (`None` in
+    /// states written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<serde_json::Value>,
     /// Input path -> BLAKE3 then.
     pub inputs: Vec<(String, String)>,
     /// Upstream stage -> output hash then.

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::stages::kind::{config, typed, ConfigError, InputScope, StageContext};
+use crate::stages::kind::{config, resolved, typed, ConfigError, InputScope, StageContext};
 use crate::Error;
 
 fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -28,7 +28,7 @@ fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Stri
 }
 
 /// Configuration of a `command` stage.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CommandConfig {
     /// Program and arguments; `{out}` in an argument becomes the stage's output
@@ -50,7 +50,7 @@ struct CommandConfig {
     env: BTreeMap<String, String>,
 }
 
-pub(crate) fn check_command(v: &Value) -> Result<(), ConfigError> {
+pub(crate) fn resolve_command(v: &Value) -> Result<Value, ConfigError> {
     let cfg: CommandConfig = typed(v)?;
     let err = |path: &str, message: String| {
         Err(ConfigError {
@@ -67,7 +67,8 @@ pub(crate) fn check_command(v: &Value) -> Result<(), ConfigError> {
             "with `shell: true`, give the command line as one string".into(),
         );
     }
-    check_outputs(&cfg.outputs)
+    check_outputs(&cfg.outputs)?;
+    Ok(resolved(&cfg))
 }
 
 pub(crate) fn command_inputs(config: &Value, _scope: &InputScope<'_>) -> Vec<PathBuf> {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use sciflow_train::Comm;
@@ -108,8 +109,11 @@ pub struct StageKind {
     pub outputs: &'static [Output],
     /// How it runs (most kinds take [`Props::ROOT`] or [`Props::COLLECTIVE`]).
     pub props: Props,
-    /// Checks a `with:` block (types, unknown keys) without I/O.
-    pub check: fn(&Value) -> Result<(), ConfigError>,
+    /// Checks a `with:` block (types, unknown keys) without I/O and returns
+    /// the configuration the stage runs with: serialised from its typed
+    /// config, every default filled in. The fingerprint covers it, so a
+    /// changed default reruns the stages it changes.
+    pub resolve: fn(&Value) -> Result<Value, ConfigError>,
     /// Runs the stage.
     pub run: fn(&StageContext<'_>) -> Result<(), Error>,
 }
@@ -191,8 +195,14 @@ pub(crate) fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ConfigError> {
     })
 }
 
-pub(crate) fn check<T: DeserializeOwned>(v: &Value) -> Result<(), ConfigError> {
-    typed::<T>(v).map(|_| ())
+/// The `resolve` of a kind whose typed config `T` says all there is to check.
+pub(crate) fn resolve<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, ConfigError> {
+    typed::<T>(v).map(|c| resolved(&c))
+}
+
+/// A typed config as JSON, defaults and all.
+pub(crate) fn resolved<T: Serialize>(config: &T) -> Value {
+    serde_json::to_value(config).expect("stage configs serialise to JSON")
 }
 
 /// Deserialises a config that `check` accepted at plan time.

@@ -21,11 +21,11 @@ use sciflow_ingest::writers::waveforms::WaveformsConfig;
 use sciflow_train::regressor::RegressorConfig;
 use sciflow_train::ClassifierConfig;
 
-use self::command::{check_command, command_inputs, run_command};
+use self::command::{command_inputs, resolve_command, run_command};
 use self::eval::*;
 use self::ingest::*;
-use self::kind::{check, Output, Props, StageKind, Threads};
-use self::subworkflow::{check_subworkflow, run_subworkflow, subworkflow_inputs};
+use self::kind::{resolve, Output, Props, StageKind, Threads};
+use self::subworkflow::{resolve_subworkflow, run_subworkflow, subworkflow_inputs};
 use self::train::*;
 
 mod command;
@@ -47,7 +47,7 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "labels", path: "labels.csv", doc: "objid,label,image table" },
         ],
         props: Props { libtorch: false, ..Props::ROOT },
-        check: check::<SynthConfig>,
+        resolve: resolve::<SynthConfig>,
         run: run_synthetic_galaxies,
     },
     StageKind {
@@ -56,7 +56,7 @@ pub static REGISTRY: &[StageKind] = &[
         example: "labels: data/gz1/labels.csv\nsize: 64\ncrop: 0.5\nnormalisation: { kind: asinh, softening: 3.0 }\nsplit: { val: 0.1, test: 0.2 }\nshard_size: 256\non_error: skip\n",
         outputs: &[Output { name: "dataset", path: "", doc: "the dataset directory" }],
         props: Props { inputs: galaxy_inputs, libtorch: false, ..Props::COLLECTIVE },
-        check: check::<GalaxyImagesConfig>,
+        resolve: resolve::<GalaxyImagesConfig>,
         run: run_galaxy_images,
     },
     StageKind {
@@ -66,7 +66,7 @@ pub static REGISTRY: &[StageKind] = &[
         outputs: &[Output { name: "dataset", path: "", doc: "the dataset directory" }],
         // 2: the phase is 0 at the peak (`align_phase`, default).
         props: Props { version: 2, libtorch: false, ..Props::COLLECTIVE },
-        check: check::<WaveformsConfig>,
+        resolve: resolve::<WaveformsConfig>,
         run: run_waveforms,
     },
     StageKind {
@@ -75,7 +75,7 @@ pub static REGISTRY: &[StageKind] = &[
         example: "count: 2048\nchannels: 3\nsize: 224\nclasses: 1000\nshard_size: 64\n",
         outputs: &[Output { name: "dataset", path: "", doc: "the dataset directory" }],
         props: Props { libtorch: false, ..Props::COLLECTIVE },
-        check: check::<RandomImagesConfig>,
+        resolve: resolve::<RandomImagesConfig>,
         run: run_random_images,
     },
     StageKind {
@@ -87,7 +87,7 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "labels", path: "labels.csv", doc: "objid,label,image table (image holds {band})" },
         ],
         props: Props { libtorch: false, ..Props::ROOT },
-        check: check::<ResurveyConfig>,
+        resolve: resolve::<ResurveyConfig>,
         run: run_resurvey,
     },
     StageKind {
@@ -97,7 +97,7 @@ pub static REGISTRY: &[StageKind] = &[
         outputs: &[Output { name: "model", path: "", doc: "weights.safetensors, model.json, history.json" }],
         // 2: the optimizers' square roots no longer go through MKL (kernels::sqrt_).
         props: Props { version: 2, checkpoints: true, ..Props::COLLECTIVE },
-        check: check::<ClassifierConfig>,
+        resolve: resolve::<ClassifierConfig>,
         run: run_train_classifier,
     },
     StageKind {
@@ -107,7 +107,7 @@ pub static REGISTRY: &[StageKind] = &[
         outputs: &[Output { name: "model", path: "", doc: "weights.safetensors, model.json, history.json" }],
         // 2: the optimizers' square roots no longer go through MKL (kernels::sqrt_).
         props: Props { version: 2, checkpoints: true, ..Props::COLLECTIVE },
-        check: check::<RegressorConfig>,
+        resolve: resolve::<RegressorConfig>,
         run: run_train_regressor,
     },
     StageKind {
@@ -119,7 +119,7 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "predictions", path: "predictions.parquet", doc: "sample_id, predicted q, chi1z, chi2z and the true values" },
         ],
         props: Props::ROOT,
-        check: check::<EvalRegressorConfig>,
+        resolve: resolve::<EvalRegressorConfig>,
         run: run_eval_regressor,
     },
     StageKind {
@@ -131,7 +131,7 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "sidecar", path: "figure.json", doc: "the plotted numbers" },
         ],
         props: Props { threads: Threads::One, ..Props::ROOT },
-        check: check::<ScalingFigureConfig>,
+        resolve: resolve::<ScalingFigureConfig>,
         run: run_scaling_figure,
     },
     StageKind {
@@ -143,7 +143,7 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "predictions", path: "what_if.json", doc: "step seconds, hours and efficiency at each GPU count" },
         ],
         props: Props { threads: Threads::One, ..Props::ROOT },
-        check: check::<WhatIfConfig>,
+        resolve: resolve::<WhatIfConfig>,
         run: run_what_if,
     },
     StageKind {
@@ -155,7 +155,7 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "metrics", path: "metrics.json", doc: "median_overlap, p05_overlap, parameter errors" },
         ],
         props: Props::ROOT,
-        check: check::<OverlapConfig>,
+        resolve: resolve::<OverlapConfig>,
         run: run_eval_overlap,
     },
     StageKind {
@@ -169,7 +169,7 @@ pub static REGISTRY: &[StageKind] = &[
         ],
         // 2: also mistakes.png and mistakes.json.
         props: Props { version: 2, ..Props::ROOT },
-        check: check::<EvalClassifierConfig>,
+        resolve: resolve::<EvalClassifierConfig>,
         run: run_eval_classifier,
     },
     StageKind {
@@ -181,7 +181,7 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "summary", path: "cv.json", doc: "per figure: mean, std (n - 1), min, max and each run's value" },
         ],
         props: Props { threads: Threads::One, ..Props::ROOT },
-        check: check::<CvSummaryConfig>,
+        resolve: resolve::<CvSummaryConfig>,
         run: run_cv_summary,
     },
     StageKind {
@@ -190,7 +190,7 @@ pub static REGISTRY: &[StageKind] = &[
         example: "argv: [python3, data/make_bank.py, --n, \"100\", --out, \"{out}/bank.h5\"]\ninputs: [data/make_bank.py]\noutputs: { bank: bank.h5 }\n",
         outputs: &[Output { name: "dir", path: "", doc: "the stage directory (also holds stdout.log and stderr.log); `with.outputs` names more" }],
         props: Props { dynamic_outputs: true, inputs: command_inputs, threads: Threads::One, ..Props::ROOT },
-        check: check_command,
+        resolve: resolve_command,
         run: run_command,
     },
     StageKind {
@@ -199,7 +199,7 @@ pub static REGISTRY: &[StageKind] = &[
         example: "file: ${workflow.dir}/waveforms.yaml\nranks: 2\nuntil: train\nset: { params.epochs: 2 }\noutputs: { train: wd/train }\n",
         outputs: &[Output { name: "dir", path: "", doc: "the stage directory (its workdir is `wd/`; stdout.log and stderr.log); `with.outputs` names more" }],
         props: Props { dynamic_outputs: true, inputs: subworkflow_inputs, ..Props::ROOT },
-        check: check_subworkflow,
+        resolve: resolve_subworkflow,
         run: run_subworkflow,
     },
 ];

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::stages::command::{check_outputs, execute};
-use crate::stages::kind::{config, typed, ConfigError, InputScope, StageContext};
+use crate::stages::kind::{config, resolved, typed, ConfigError, InputScope, StageContext};
 use crate::Error;
 
 fn one() -> NonZeroUsize {
@@ -22,7 +22,7 @@ fn one() -> NonZeroUsize {
 }
 
 /// Configuration of a `workflow` stage.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubworkflowConfig {
     /// The workflow file to run.
@@ -69,7 +69,7 @@ fn set_words(set: &BTreeMap<String, Value>) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn check_subworkflow(v: &Value) -> Result<(), ConfigError> {
+pub(crate) fn resolve_subworkflow(v: &Value) -> Result<Value, ConfigError> {
     let cfg: SubworkflowConfig = typed(v)?;
     if cfg.set.contains_key("workdir") {
         return Err(ConfigError {
@@ -85,7 +85,8 @@ pub(crate) fn check_subworkflow(v: &Value) -> Result<(), ConfigError> {
             });
         }
     }
-    check_outputs(&cfg.outputs)
+    check_outputs(&cfg.outputs)?;
+    Ok(resolved(&cfg))
 }
 
 /// The workflow file and the external inputs of every stage it would run.
@@ -177,8 +178,8 @@ mod tests {
             ]
         );
         let bad = serde_json::json!({"file": "w.yaml", "set": {"workdir": "/x"}});
-        assert_eq!(check_subworkflow(&bad).unwrap_err().path, "set.workdir");
+        assert_eq!(resolve_subworkflow(&bad).unwrap_err().path, "set.workdir");
         let bad = serde_json::json!({"file": "w.yaml", "outputs": {"t": "../t"}});
-        assert_eq!(check_subworkflow(&bad).unwrap_err().path, "outputs.t");
+        assert_eq!(resolve_subworkflow(&bad).unwrap_err().path, "outputs.t");
     }
 }

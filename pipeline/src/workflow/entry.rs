@@ -124,14 +124,20 @@ pub(super) fn compile_stage(
     }
     let kind = kind?;
     let config = with.to_json();
-    check_block(&config, &with, &with_path, cx, kind.check);
+    let resolved = (kind.resolve)(&config);
+    check_block(
+        resolved.as_ref().map(|_| ()).map_err(Clone::clone),
+        &with,
+        &with_path,
+        cx,
+    );
     let resources = match &res_node {
         None => Resources::default(),
         Some(r) => {
             let json = r.to_json();
             let checked = crate::stages::kind::typed::<Resources>(&json)
                 .and_then(|res| res.check(kind).map(|()| res));
-            check_block(&json, r, &res_path, cx, |_| checked.clone().map(|_| ()));
+            check_block(checked.clone().map(|_| ()), r, &res_path, cx);
             checked.unwrap_or_default()
         }
     };
@@ -141,6 +147,7 @@ pub(super) fn compile_stage(
         name: sname.to_string(),
         kind,
         config,
+        resolved: resolved.unwrap_or(Json::Null),
         needs,
         resources,
         pos: spos,
@@ -151,13 +158,12 @@ pub(super) fn compile_stage(
 /// at the YAML node it is about: the key of an unknown field, else the
 /// deepest node that exists.
 fn check_block(
-    config: &Json,
+    checked: Result<(), crate::stages::kind::ConfigError>,
     with: &Node,
     with_path: &str,
     cx: &mut Ctx,
-    check: impl Fn(&Json) -> Result<(), crate::stages::kind::ConfigError>,
 ) {
-    let Err(e) = check(config) else {
+    let Err(e) = checked else {
         return;
     };
     let mut positions = HashMap::new();

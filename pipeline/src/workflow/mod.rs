@@ -27,6 +27,9 @@ pub struct Stage {
     pub kind: &'static StageKind,
     /// The `with:` block with every reference resolved.
     pub config: Json,
+    /// The configuration it runs with: `config` through its kind's typed
+    /// config, every default filled in (what the fingerprint covers).
+    pub resolved: Json,
     /// Stages it depends on.
     pub needs: Vec<String>,
     /// What it asks for (its `resources:` block; the kind's defaults fill the rest).

@@ -399,7 +399,7 @@ fn names_are_unique_and_every_example_checks() {
     for kind in stages::REGISTRY {
         let node = yaml::parse(kind.example).unwrap();
         let json = node.to_json();
-        (kind.check)(&json).unwrap_or_else(|e| panic!("{}: {e:?}", kind.name));
+        (kind.resolve)(&json).unwrap_or_else(|e| panic!("{}: {e:?}", kind.name));
         assert!(!kind.outputs.is_empty(), "{}", kind.name);
     }
 }
@@ -408,11 +408,11 @@ fn names_are_unique_and_every_example_checks() {
 fn check_reports_the_path_of_a_bad_value() {
     let kind = stages::lookup("train.classifier").unwrap();
     let v: Json = serde_json::json!({"data": "d", "epochs": 0});
-    let e = (kind.check)(&v).unwrap_err();
+    let e = (kind.resolve)(&v).unwrap_err();
     assert_eq!(e.path, "epochs");
     let v: Json =
         serde_json::json!({"data": "d", "epochs": 2, "model": {"arch": "small_cnn", "widht": 3}});
-    let e = (kind.check)(&v).unwrap_err();
+    let e = (kind.resolve)(&v).unwrap_err();
     assert_eq!(e.path, "model.widht");
     assert!(e.message.contains("unknown field `widht`"), "{}", e.message);
 }
