@@ -9,6 +9,7 @@ use tch::Kind;
 
 use sciflow_ingest::contract::SplitManifest;
 use sciflow_ingest::files::{write_atomic, write_parquet};
+use sciflow_ingest::pixels::StoreAs;
 use sciflow_ingest::writers::galaxy_images::{write_dataset, GalaxyImagesConfig};
 use sciflow_ingest::{DatasetInfo, Loader, LoaderConfig, Split, SplitFractions};
 use sciflow_train::classifier::to_tensors;
@@ -319,6 +320,13 @@ fn prepare_images(reference: &Path, images: &Path, out: &Path, threads: usize) -
         images.to_path_buf()
     };
     cfg.split = SplitFractions::new(0.0, 1.0);
+    // Stored as the reference was (a dataset written before `dtype` existed
+    // is F32), so the network sees inputs made the same way.
+    cfg.dtype = match info.x.dtype.as_str() {
+        "U8" => StoreAs::U8,
+        "F16" => StoreAs::F16,
+        _ => StoreAs::F32,
+    };
     let dir = out.join("data");
     tracing::info!(
         "preparing {} as {} was prepared ({}x{} px, {:?})",

@@ -19,10 +19,12 @@ use std::path::{Path, PathBuf};
 use polars::prelude::{DataFrame, ParquetReader, SerReader};
 use serde::{Deserialize, Serialize};
 
+use crate::preprocess::Normalisation;
 use crate::{Error, Result};
 
-/// Version of the on-disk dataset contract written into `dataset.json`.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk dataset contract written into `dataset.json`:
+/// 2 lets `x` be U8 or F16, with `decode` (version 1 datasets read as before).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// How samples are split into train, validation and test, stratified by
 /// class: held-out fractions, or k-fold cross-validation (`folds`, `fold`),
@@ -248,6 +250,21 @@ impl TensorSchema {
     }
 }
 
+/// How the loader turns a stored `x` into the network's input (U8 images):
+/// each value becomes `v * scale + offset`, then each sample is normalised.
+/// Without it, `x` is the input as stored (widened to f32 from F16).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputDecode {
+    /// Factor on each stored value (8-bit pixels: 1/255, the [0, 1] values
+    /// the ingest read).
+    pub scale: f32,
+    /// Added after `scale`.
+    pub offset: f32,
+    /// The normalisation the ingest stage asked for, applied per sample.
+    pub normalisation: Normalisation,
+}
+
 /// Sample counts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -314,6 +331,9 @@ pub struct DatasetInfo {
     pub kind: String,
     /// Inputs.
     pub x: TensorSchema,
+    /// How `x` becomes the network's input, when it is not that as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<InputDecode>,
     /// Targets (class indices into `class_names`).
     pub y: TensorSchema,
     /// Class names, by label index (classification; empty otherwise).
@@ -343,6 +363,7 @@ impl DatasetInfo {
             format_version: FORMAT_VERSION,
             kind: kind.into(),
             x,
+            decode: None,
             y,
             class_names: Vec::new(),
             target_names: Vec::new(),

@@ -29,6 +29,7 @@ pub mod files;
 pub mod generators;
 pub mod loader;
 pub mod native;
+pub mod pixels;
 pub mod preprocess;
 pub mod readers;
 pub mod spline;

@@ -18,6 +18,10 @@
 //! epoch's samples again from the start, as PyTorch's `DistributedSampler`
 //! pads with repeats.
 //!
+//! Compact datasets (`x` stored as U8 or F16, [`crate::pixels`]) are turned
+//! into the network's f32 input by the reader threads, a whole shard at a
+//! time, so every consumer sees the batches an F32 dataset would give.
+//!
 //! The position in an epoch is a batch count: [`Loader::epoch_from`] replays
 //! the same random choices without assembling the skipped batches, so a
 //! resumed run sees exactly the batches an uninterrupted one would.
@@ -33,7 +37,7 @@ use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 
-use crate::contract::{DatasetInfo, ShardRecord, Split};
+use crate::contract::{DatasetInfo, InputDecode, ShardRecord, Split};
 use crate::{Error, Result};
 
 /// How batches are formed.
@@ -99,10 +103,47 @@ pub struct Batch {
     pub targets: Vec<f32>,
 }
 
-/// A memory-mapped shard with the byte ranges of its tensors.
+/// How a dataset stores `x`, and what makes it the network's input.
+#[derive(Debug, Clone)]
+struct XFormat {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    decode: Option<InputDecode>,
+}
+
+impl XFormat {
+    fn of(info: &DatasetInfo, dir: &Path) -> Result<Self> {
+        let dtype = match info.x.dtype.as_str() {
+            "F32" => Dtype::F32,
+            "F16" => Dtype::F16,
+            "U8" => Dtype::U8,
+            other => {
+                return Err(Error::format(
+                    dir.join("dataset.json"),
+                    Some("x.dtype".into()),
+                    format!("expected F32, F16 or U8, found {other}"),
+                ))
+            }
+        };
+        Ok(XFormat {
+            dtype,
+            shape: info.x.sample_shape.clone(),
+            decode: info.decode,
+        })
+    }
+
+    /// Whether values need more than reading as f32.
+    fn converts(&self) -> bool {
+        self.dtype != Dtype::F32 || self.decode.is_some()
+    }
+}
+
+/// A memory-mapped shard with the byte ranges of its tensors, and its
+/// inputs decoded to f32 when they are stored otherwise.
 struct ShardData {
     map: Mmap,
     x: std::ops::Range<usize>,
+    decoded: Option<Vec<f32>>,
     y: std::ops::Range<usize>,
     samples: usize,
 }
@@ -112,9 +153,10 @@ impl ShardData {
     fn open(
         path: &Path,
         record: &ShardRecord,
-        sample_len: usize,
+        format: &XFormat,
         target_len: Option<usize>,
     ) -> Result<Self> {
+        let sample_len: usize = format.shape.iter().product();
         let file = std::fs::File::open(path).map_err(|e| Error::io("failed to open", path, e))?;
         // SAFETY: shards are written once under a temporary name and renamed into
         // place, never modified afterwards, so the mapping cannot change under us.
@@ -141,22 +183,44 @@ impl ShardData {
             Ok(start..start + t.data().len())
         };
         let n = record.samples;
-        let x = range("x", Dtype::F32, n * sample_len)?;
+        let x = range("x", format.dtype, n * sample_len)?;
         let y = match target_len {
             None => range("y", Dtype::I64, n)?,
             Some(len) => range("y", Dtype::F32, n * len)?,
         };
+        let decoded = format.converts().then(|| {
+            let mut out = Vec::with_capacity(n * sample_len);
+            crate::pixels::decode(
+                format.dtype,
+                &map[x.clone()],
+                &format.shape,
+                format.decode.as_ref(),
+                &mut out,
+            );
+            out
+        });
         Ok(ShardData {
             map,
             x,
+            decoded,
             y,
             samples: n,
         })
     }
 
-    fn sample_x(&self, i: usize, sample_len: usize) -> &[u8] {
-        let start = self.x.start + i * sample_len * 4;
-        &self.map[start..start + sample_len * 4]
+    /// Appends sample `i`'s input values.
+    fn extend_x(&self, i: usize, sample_len: usize, out: &mut Vec<f32>) {
+        match &self.decoded {
+            Some(values) => out.extend_from_slice(&values[i * sample_len..(i + 1) * sample_len]),
+            None => {
+                let start = self.x.start + i * sample_len * 4;
+                out.extend(
+                    self.map[start..start + sample_len * 4]
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
+            }
+        }
     }
 
     fn label(&self, i: usize) -> i64 {
@@ -176,6 +240,7 @@ impl ShardData {
 pub struct Loader {
     dir: PathBuf,
     info: Arc<DatasetInfo>,
+    format: XFormat,
     shards: Vec<ShardRecord>,
     config: LoaderConfig,
 }
@@ -190,6 +255,7 @@ impl Loader {
             )));
         }
         let info = DatasetInfo::load(dir)?;
+        let format = XFormat::of(&info, dir)?;
         let shards: Vec<ShardRecord> = info
             .shards
             .iter()
@@ -210,6 +276,7 @@ impl Loader {
         Ok(Loader {
             dir: dir.to_path_buf(),
             info: Arc::new(info),
+            format,
             shards,
             config,
         })
@@ -290,10 +357,11 @@ impl Loader {
             shard_rx.push(rx);
             let mine: Vec<ShardRecord> = shards.iter().skip(w).step_by(workers).cloned().collect();
             let dir = self.dir.clone();
+            let format = self.format.clone();
             handles.push(std::thread::spawn(move || {
                 for rec in mine {
-                    let data = ShardData::open(&dir.join(&rec.file), &rec, sample_len, targets)
-                        .map(Arc::new);
+                    let data =
+                        ShardData::open(&dir.join(&rec.file), &rec, &format, targets).map(Arc::new);
                     let failed = data.is_err();
                     if tx.send(data).is_err() || failed {
                         return;
@@ -384,12 +452,7 @@ fn assemble(
     let mut y = Vec::new();
     let mut targets = Vec::new();
     for (shard, i) in items {
-        x.extend(
-            shard
-                .sample_x(*i, sample_len)
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
+        shard.extend_x(*i, sample_len, &mut x);
         match target_len {
             None => y.push(shard.label(*i)),
             Some(len) => targets.extend(shard.target(*i, len)),
@@ -581,6 +644,7 @@ mod tests {
             format_version: crate::contract::FORMAT_VERSION,
             kind: "image_classification".into(),
             x: schema("x", "F32", vec![1]),
+            decode: None,
             y: schema("y", "I64", vec![]),
             class_names: Vec::new(),
             target_names: Vec::new(),

@@ -299,7 +299,8 @@ mod tests {
         );
         // The default mode adds nothing to the fingerprint of a `with:` block
         // as written: states recorded before modes existed still match it.
-        let written = written_fingerprint("k@1", &json!({"a": 1}), N, &[("f".into(), "h".into())], &[]);
+        let written =
+            written_fingerprint("k@1", &json!({"a": 1}), N, &[("f".into(), "h".into())], &[]);
         let mut before = blake3::Hasher::new();
         before.update(b"sciflow-stage-v1\0k@1\0{\"a\":1}\0f\x01h");
         assert_eq!(written, before.finalize().to_hex().to_string());

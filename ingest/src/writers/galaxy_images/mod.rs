@@ -1,5 +1,8 @@
 //! `ingest.galaxy_images`: labelled images (FITS, JPEG, PNG) in, a dataset
-//! out (`x` `[n, C, H, W]` f32, `y` `[n]` i64 class indices).
+//! out (`x` `[n, C, H, W]`, `y` `[n]` i64 class indices). `x` is stored as
+//! `dtype:` says ([`crate::pixels`]): 8-bit pixels from JPEG and PNG by
+//! default, normalised by the loader; FITS values after normalisation, f32
+//! by default.
 //!
 //! The plan (which sample goes to which split, shard and position) depends
 //! only on the labels table, the seed and the shard size, never on the number
@@ -16,8 +19,9 @@ use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{
-    DatasetInfo, OnError, Provenance, Reject, Split, SplitFractions, TensorSchema,
+    DatasetInfo, InputDecode, OnError, Provenance, Reject, Split, SplitFractions, TensorSchema,
 };
+use crate::pixels::{self, StoreAs};
 use crate::preprocess::{normalise, Image, Normalisation};
 use crate::readers::catalog::{read_catalog, CatalogOptions, LabelRow, LabelRule};
 use crate::readers::fits::{self, Hdu};
@@ -79,6 +83,11 @@ pub struct GalaxyImagesConfig {
     /// Pixel scaling.
     #[serde(default)]
     pub normalisation: Normalisation,
+    /// How `x` is stored: `auto` (u8 when every image is JPEG or PNG, f32
+    /// otherwise), `u8` (8-bit images only; the loader normalises), `f16` or
+    /// `f32` (values after normalisation).
+    #[serde(default)]
+    pub dtype: StoreAs,
     /// Validation and test fractions; the rest is training data.
     #[serde(default)]
     pub split: SplitFractions,
@@ -108,6 +117,7 @@ impl GalaxyImagesConfig {
             image_path: None,
             nan: NanPolicy::Fill,
             normalisation: Normalisation::default(),
+            dtype: StoreAs::Auto,
             split: SplitFractions::default(),
             shard_size: default_shard_size(),
             on_error: OnError::Skip,
@@ -164,6 +174,8 @@ impl ManifestRow for Row {
 struct Header {
     classes: Vec<String>,
     channels: usize,
+    /// The stored dtype of `x` (safetensors name), decided once from the plan.
+    dtype: String,
 }
 
 struct Plan {
@@ -256,10 +268,54 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
         Some(c) => c.get(),
         None => detect_channels(config, shards.iter().flat_map(|s| s.members.iter()))?,
     };
+    let dtype = stored_dtype(config, &rows)?;
     Ok(Plan {
-        header: Header { classes, channels },
+        header: Header {
+            classes,
+            channels,
+            dtype: dtype_name(dtype).into(),
+        },
         shards,
     })
+}
+
+/// The dtype `x` is stored in: `dtype:` resolved against the sources (8-bit
+/// when every image, as its path names it, is a JPEG or PNG).
+fn stored_dtype(config: &GalaxyImagesConfig, rows: &[LabelRow]) -> Result<Dtype> {
+    let eight_bit = |r: &LabelRow| {
+        let ext = r
+            .image
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        matches!(ext.as_deref(), Some("jpg" | "jpeg" | "png"))
+    };
+    let not_8bit = rows.iter().find(|r| !eight_bit(r));
+    if config.dtype == StoreAs::U8 {
+        if let Some(r) = not_8bit {
+            return Err(Error::Config(format!(
+                "`dtype: u8` stores 8-bit images (JPEG, PNG); sample {} is {} (use f16 or f32)",
+                r.id,
+                r.image.display()
+            )));
+        }
+    }
+    Ok(config.dtype.resolve(not_8bit.is_none()))
+}
+
+fn dtype_name(dtype: Dtype) -> &'static str {
+    match dtype {
+        Dtype::U8 => "U8",
+        Dtype::F16 => "F16",
+        _ => "F32",
+    }
+}
+
+fn dtype_of(name: &str) -> Dtype {
+    match name {
+        "U8" => Dtype::U8,
+        "F16" => Dtype::F16,
+        _ => Dtype::F32,
+    }
 }
 
 /// The band count of the first image that reads, in plan order (so every rank agrees).
@@ -347,11 +403,16 @@ fn read_sample(row: &LabelRow, config: &GalaxyImagesConfig) -> Result<(Image, St
     ))
 }
 
+/// Reads, crops, resizes and (unless `x` is stored as 8-bit pixels, which
+/// the loader normalises) normalises one sample; appends it to `out` as
+/// `dtype`.
 fn load_sample(
     row: &LabelRow,
     config: &GalaxyImagesConfig,
     channels: usize,
-) -> Result<(Vec<f32>, String)> {
+    dtype: Dtype,
+    out: &mut Vec<u8>,
+) -> Result<String> {
     let path = &row.image;
     let (img, hash) = read_sample(row, config)?;
     let img = match (img.channels, channels) {
@@ -378,7 +439,11 @@ fn load_sample(
     let size = config.size.get();
     // Already centre-cropped by `read_file`.
     let mut img = img.resize(size, size);
-    let bad = normalise(&mut img, config.normalisation);
+    let norm = match dtype {
+        Dtype::U8 => Normalisation::None,
+        _ => config.normalisation,
+    };
+    let bad = normalise(&mut img, norm);
     if bad * 2 > img.data.len() {
         return Err(Error::format(
             path,
@@ -386,7 +451,17 @@ fn load_sample(
             format!("{bad} of {} pixels are NaN or infinite", img.data.len()),
         ));
     }
-    Ok((img.data, hash))
+    pixels::encode(dtype, &img.data, out).map_err(|v| {
+        Error::format(
+            path,
+            None,
+            format!(
+                "a value after normalisation, {v}, is beyond half precision's ±{} (`dtype: f16`); use f32",
+                pixels::F16_MAX
+            ),
+        )
+    })?;
+    Ok(hash)
 }
 
 impl DatasetWriter for GalaxyImagesConfig {
@@ -403,13 +478,14 @@ impl DatasetWriter for GalaxyImagesConfig {
         let plan = plan(config, seed)?;
         let size = config.size.get();
         let channels = plan.header.channels;
+        let dtype = dtype_of(&plan.header.dtype);
         let layout = Layout {
-            x: (Dtype::F32, vec![channels, size, size]),
+            x: (dtype, vec![channels, size, size]),
             y: (Dtype::I64, vec![]),
         };
         let head = Part::new(plan.header, Vec::new());
         job.write(&layout, &plan.shards, head, |shard, out, tick| {
-            fill_shard(config, channels, shard, out, tick)
+            fill_shard(config, channels, dtype, shard, out, tick)
         })
     }
 
@@ -453,7 +529,11 @@ impl DatasetWriter for GalaxyImagesConfig {
         let size = config.size.get();
         let mut info = DatasetInfo::new(
             "image_classification",
-            TensorSchema::new("x", "F32", vec![all.header.channels, size, size]),
+            TensorSchema::new(
+                "x",
+                &all.header.dtype,
+                vec![all.header.channels, size, size],
+            ),
             TensorSchema::new("y", "I64", vec![]),
             Provenance::new(
                 config.labels.to_string_lossy().into_owned(),
@@ -464,6 +544,13 @@ impl DatasetWriter for GalaxyImagesConfig {
             ),
         );
         info.class_names = all.header.classes.clone();
+        if all.header.dtype == "U8" {
+            info.decode = Some(InputDecode {
+                scale: 1.0 / 255.0,
+                offset: 0.0,
+                normalisation: config.normalisation,
+            });
+        }
         all.publish(dir, &mut manifest, info)
     }
 }
@@ -471,17 +558,15 @@ impl DatasetWriter for GalaxyImagesConfig {
 fn fill_shard(
     config: &GalaxyImagesConfig,
     channels: usize,
+    dtype: Dtype,
     shard: &Planned<Vec<(LabelRow, i64)>>,
     out: &mut ShardBuffer<Row>,
     tick: &dyn Fn(usize),
 ) -> Result<()> {
     for (row, label) in &shard.members {
-        match load_sample(row, config, channels) {
-            Ok((data, hash)) => {
-                out.x.reserve(data.len() * 4);
-                for v in &data {
-                    out.x.extend_from_slice(&v.to_le_bytes());
-                }
+        let stored = out.x.len();
+        match load_sample(row, config, channels, dtype, &mut out.x) {
+            Ok(hash) => {
                 out.y.extend(label.to_le_bytes());
                 out.rows.push(Row {
                     sample_id: row.id.clone(),
@@ -494,6 +579,7 @@ fn fill_shard(
                 });
             }
             Err(e) if config.on_error == OnError::Skip => {
+                out.x.truncate(stored);
                 tracing::warn!("skipping sample {}: {e}", row.id);
                 out.rejects.push(Reject {
                     sample_id: row.id.clone(),

@@ -18,6 +18,7 @@ fn gz1_config() -> GalaxyImagesConfig {
         image_path: None,
         nan: NanPolicy::Fill,
         normalisation: Normalisation::Standardize,
+        dtype: StoreAs::Auto,
         split: SplitFractions::new(0.25, 0.25),
         shard_size: NonZeroUsize::new(3).unwrap(),
         on_error: OnError::Skip,
@@ -376,5 +377,128 @@ fn missing_pixels_are_filled_or_reject_the_sample_as_configured() {
     assert!(
         reason.contains("g2.fits") && reason.contains("missing"),
         "{reason}"
+    );
+}
+
+/// Every sample of a split, in shard order, as the loader yields it.
+fn loaded(dir: &Path, split: Split) -> (Vec<f32>, Vec<usize>) {
+    let mut cfg = crate::loader::LoaderConfig::new(1000, 0);
+    cfg.shuffle = false;
+    cfg.even_steps = false;
+    let l = crate::loader::Loader::new(dir, split, cfg).unwrap();
+    let b = l.epoch(0).next().unwrap().unwrap();
+    (b.x, b.shape)
+}
+
+#[test]
+fn jpegs_are_stored_as_8_bit_pixels_and_normalised_by_the_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (u8_dir, f32_dir) = (dir.path().join("u8"), dir.path().join("f32"));
+    let info = write_dataset(&gz1_config(), 1, &u8_dir, 2, &|_| {}).unwrap();
+    let f32_cfg = GalaxyImagesConfig {
+        dtype: StoreAs::F32,
+        ..gz1_config()
+    };
+    let info32 = write_dataset(&f32_cfg, 1, &f32_dir, 2, &|_| {}).unwrap();
+    // The default for JPEGs: U8, with how the loader makes the input.
+    assert_eq!(info.x.dtype, "U8");
+    assert_eq!(info32.x.dtype, "F32");
+    assert_eq!(
+        info.decode,
+        Some(InputDecode {
+            scale: 1.0 / 255.0,
+            offset: 0.0,
+            normalisation: Normalisation::Standardize
+        })
+    );
+    assert_eq!(info32.decode, None);
+    let bytes = |i: &DatasetInfo| i.shards.iter().map(|s| s.bytes).sum::<u64>() as f64;
+    let ratio = bytes(&info) / bytes(&info32);
+    assert!(ratio < 0.3, "U8 shards take {ratio:.3} of the F32 ones");
+    // The same samples in the same order; each band standardised by the
+    // loader; the values those of the F32 dataset but for the 8-bit rounding
+    // (at most half a step, 0.5/255, over the band's deviation).
+    let (x8, shape) = loaded(&u8_dir, Split::Train);
+    let (x32, shape32) = loaded(&f32_dir, Split::Train);
+    assert_eq!(shape, shape32);
+    let plane = shape[2] * shape[3];
+    let mut worst = 0.0f32;
+    for (a, b) in x8.chunks(plane).zip(x32.chunks(plane)) {
+        let mean = a.iter().sum::<f32>() / plane as f32;
+        let var = a.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / plane as f32;
+        assert!(
+            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+            "{mean} {var}"
+        );
+        worst = a
+            .iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(worst, f32::max);
+    }
+    assert!(worst > 0.0 && worst < 0.2, "largest difference {worst}");
+}
+
+#[test]
+fn fits_values_in_half_precision_and_what_it_cannot_hold_is_refused_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = |v: f32| -> Vec<f32> { (0..64).map(|i| v + i as f32 * 0.37).collect() };
+    let mut csv = String::from("objid,label,image\n");
+    for (k, scale) in [1.0f32, 2.0, 3.0, 4.0].iter().enumerate() {
+        let path = dir.path().join(format!("g{k}.fits"));
+        crate::readers::fits::write_image(&path, &Image::new(1, 8, 8, img(*scale)).unwrap(), &[])
+            .unwrap();
+        csv.push_str(&format!("{k},{},g{k}.fits\n", ["a", "b"][k % 2]));
+    }
+    std::fs::write(dir.path().join("labels.csv"), &csv).unwrap();
+    let cfg = |dtype| GalaxyImagesConfig {
+        size: NonZeroUsize::new(8).unwrap(),
+        split: SplitFractions::new(0.0, 0.0),
+        normalisation: Normalisation::Asinh { softening: 3.0 },
+        dtype,
+        ..GalaxyImagesConfig::new(dir.path().join("labels.csv"))
+    };
+    let h = write_dataset(&cfg(StoreAs::F16), 1, &dir.path().join("f16"), 1, &|_| {}).unwrap();
+    let f = write_dataset(&cfg(StoreAs::Auto), 1, &dir.path().join("f32"), 1, &|_| {}).unwrap();
+    assert_eq!((h.x.dtype.as_str(), f.x.dtype.as_str()), ("F16", "F32"));
+    assert_eq!(h.decode, None);
+    let (a, _) = loaded(&dir.path().join("f16"), Split::Train);
+    let (b, _) = loaded(&dir.path().join("f32"), Split::Train);
+    assert_eq!(a.len(), b.len());
+    for (p, q) in a.iter().zip(&b) {
+        assert!((p - q).abs() <= 1e-3 * q.abs().max(1.0), "{p} vs {q}");
+    }
+    // `u8` is for 8-bit images only.
+    let e = write_dataset(&cfg(StoreAs::U8), 1, &dir.path().join("u8"), 1, &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`dtype: u8` stores 8-bit images") && e.contains("g0.fits"),
+        "{e}"
+    );
+    // Raw values beyond ±65504 in half precision: the file is named.
+    crate::readers::fits::write_image(
+        &dir.path().join("big.fits"),
+        &Image::new(1, 8, 8, img(1.0e5)).unwrap(),
+        &[],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("big.csv"),
+        "objid,label,image\n9,a,big.fits\n",
+    )
+    .unwrap();
+    let big = GalaxyImagesConfig {
+        labels: dir.path().join("big.csv"),
+        normalisation: Normalisation::None,
+        on_error: OnError::Fail,
+        ..cfg(StoreAs::F16)
+    };
+    let e = write_dataset(&big, 1, &dir.path().join("big"), 1, &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("big.fits") && e.contains("half precision"),
+        "{e}"
     );
 }

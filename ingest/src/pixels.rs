@@ -1,0 +1,131 @@
+//! How an image dataset stores its pixels, and how the loader turns them
+//! back into the network's input.
+//!
+//! Three stored types (safetensors dtypes), chosen per dataset by `dtype:`:
+//!
+//! - `U8`: for 8-bit sources (JPEG, PNG), the pixels after crop and resize,
+//!   rounded to 1/255 steps, before any normalisation. `dataset.json`'s
+//!   `decode` says how the loader makes the input: `x * scale + offset` (the
+//!   [0, 1] values ingest read), then the stage's `normalisation` per sample.
+//!   A quarter of the bytes of F32; the rounding is below the 8-bit source's
+//!   own step.
+//! - `F16`: for float sources (FITS), the values after the normalisation the
+//!   ingest applied. Half precision keeps 11 significant bits (a relative
+//!   step of 2^-11, about 5e-4) over ±65504; a value beyond that range is
+//!   refused, naming its file. Half the bytes of F32.
+//! - `F32`: values after normalisation, as every dataset before had them.
+
+use safetensors::tensor::Dtype;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::InputDecode;
+use crate::preprocess::{normalise, Image};
+
+/// What an ingest stage's `dtype:` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreAs {
+    /// `u8` when every image is 8-bit (JPEG, PNG), else `f32`: FITS pixels
+    /// are physical values whose range a stage's normalisation may leave
+    /// wide (`none`), so halving them is the user's choice (`f16`).
+    #[default]
+    Auto,
+    /// 8-bit pixels, normalised by the loader (8-bit sources only).
+    U8,
+    /// Half-precision values after normalisation.
+    F16,
+    /// Single-precision values after normalisation.
+    F32,
+}
+
+impl StoreAs {
+    /// The dtype stored, given whether every source is an 8-bit image.
+    pub fn resolve(self, eight_bit: bool) -> Dtype {
+        match self {
+            StoreAs::Auto if eight_bit => Dtype::U8,
+            StoreAs::Auto | StoreAs::F32 => Dtype::F32,
+            StoreAs::U8 => Dtype::U8,
+            StoreAs::F16 => Dtype::F16,
+        }
+    }
+}
+
+/// The largest magnitude half precision holds.
+pub const F16_MAX: f32 = 65504.0;
+
+/// Appends `values` stored as `dtype` (little-endian). U8 takes values in
+/// [0, 1] (clamped; missing values, already zeroed, stay 0). Returns the
+/// first value F16 cannot hold, if any (nothing is appended then).
+pub fn encode(dtype: Dtype, values: &[f32], out: &mut Vec<u8>) -> Result<(), f32> {
+    match dtype {
+        Dtype::U8 => out.extend(
+            values
+                .iter()
+                .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8),
+        ),
+        Dtype::F16 => {
+            if let Some(&v) = values.iter().find(|v| v.is_nan() || v.abs() > F16_MAX) {
+                return Err(v);
+            }
+            out.reserve(values.len() * 2);
+            for &v in values {
+                out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
+            }
+        }
+        _ => {
+            out.reserve(values.len() * 4);
+            for &v in values {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes per stored value.
+pub fn width(dtype: Dtype) -> usize {
+    dtype.bitsize() / 8
+}
+
+/// Appends the network input of `samples` stored samples of `shape`
+/// (`[channels, height, width]` for images) held in `bytes`: widened to f32,
+/// then `decode`'s scale, offset and per-sample normalisation where given.
+pub fn decode(
+    dtype: Dtype,
+    bytes: &[u8],
+    shape: &[usize],
+    decode: Option<&InputDecode>,
+    out: &mut Vec<f32>,
+) {
+    let start = out.len();
+    match dtype {
+        Dtype::U8 => out.extend(bytes.iter().map(|&b| b as f32)),
+        Dtype::F16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        ),
+        _ => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+    }
+    let Some(d) = decode else { return };
+    let len: usize = shape.iter().product();
+    let (channels, height, width) = match *shape {
+        [c, h, w] => (c, h, w),
+        [h, w] => (1, h, w),
+        _ => (1, 1, len),
+    };
+    for sample in out[start..].chunks_exact_mut(len.max(1)) {
+        let mut img = Image {
+            channels,
+            height,
+            width,
+            data: sample.iter().map(|&v| v * d.scale + d.offset).collect(),
+        };
+        normalise(&mut img, d.normalisation);
+        sample.copy_from_slice(&img.data);
+    }
+}
