@@ -88,19 +88,31 @@ read -r ours1 py1 < <(best_of 1)
 read -r oursn pyn < <(best_of "$N_CORES")
 
 # Same samples on both sides, and nearly the same pixels (the decoders, DCT
-# scaling and resampling filters differ).
-"$PIPELINE_PYTHON" - "$W/wd/sdss" "$W/py" <<'PY'
-import sys
+# scaling and resampling filters differ). Ours is U8 (the default for JPEGs),
+# turned into the network's input by the README's numpy lines; the baseline
+# writes F32 after standardising, as our ingest did before.
+"$PIPELINE_PYTHON" - "$W/wd/sdss" "$W/py" README.md <<'PY'
+import json, re, sys
 import numpy as np, pyarrow.parquet as pq
 from safetensors.numpy import load_file
 
+text = open(sys.argv[3], encoding="utf-8").read()
+section = text[text.index("### A compact dataset's input"):]
+scope = {}
+exec(re.search(r"```python\n(.*?)```", section, re.S).group(1), scope)
+
 def load(d):
     m = pq.read_table(f"{d}/manifest.parquet")
+    try:
+        info = json.load(open(f"{d}/dataset.json"))
+    except FileNotFoundError:
+        info = {}
     shards = {}
     out = {}
     for i, s, k in zip(*(m.column(c).to_pylist() for c in ["sample_id", "shard", "index"])):
         if s not in shards:
-            shards[s] = load_file(f"{d}/shards/shard-{s:05d}.safetensors")["x"]
+            x = load_file(f"{d}/shards/shard-{s:05d}.safetensors")["x"]
+            shards[s] = scope["network_input"](x, info)
         out[str(i)] = shards[s][k]
     return out
 
@@ -110,6 +122,15 @@ r = np.array([np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1] for i in sorted(a)])
 print(f"both wrote the same {len(a)} samples; pixel correlation per sample: median {np.median(r):.4f}, min {r.min():.4f}")
 assert np.median(r) > 0.98, "the two outputs disagree"
 PY
+# What each side stores: our U8 shards against the baseline's F32 ones
+# (what our F32 datasets held, byte for byte in size).
+BYTES_OURS=$(cat "$W"/wd/sdss/shards/* | wc -c)
+BYTES_PY=$(cat "$W"/py/shards/* | wc -c)
+awk -v a="$BYTES_OURS" -v b="$BYTES_PY" 'BEGIN {
+  printf "RESULT ingest_dataset_bytes_ours_u8 %d bytes goal -\n", a
+  printf "RESULT ingest_dataset_bytes_f32 %d bytes goal -\n", b
+  printf "RESULT ingest_dataset_bytes_ratio %.3f fraction goal 0.30\n", a / b
+}'
 awk -v n="$N" -v c="$N_CORES" -v o1="$ours1" -v p1="$py1" -v on="$oursn" -v pn="$pyn" 'BEGIN {
   printf "RESULT ingest_ours_1_thread %.0f images/s goal -\n", n / o1
   printf "RESULT ingest_python_1_process %.0f images/s goal -\n", n / p1

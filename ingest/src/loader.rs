@@ -19,8 +19,10 @@
 //! pads with repeats.
 //!
 //! Compact datasets (`x` stored as U8 or F16, [`crate::pixels`]) are turned
-//! into the network's f32 input by the reader threads, a whole shard at a
-//! time, so every consumer sees the batches an F32 dataset would give.
+//! into the network's f32 input as each sample is copied into its batch, so
+//! every consumer sees the batches an F32 dataset would give. (Decoding a
+//! whole shard in the reader threads was measured slower: a fresh buffer
+//! per shard costs page faults and a second copy.)
 //!
 //! The position in an epoch is a batch count: [`Loader::epoch_from`] replays
 //! the same random choices without assembling the skipped batches, so a
@@ -138,12 +140,12 @@ impl XFormat {
     }
 }
 
-/// A memory-mapped shard with the byte ranges of its tensors, and its
-/// inputs decoded to f32 when they are stored otherwise.
+/// A memory-mapped shard with the byte ranges of its tensors, and how its
+/// inputs are stored.
 struct ShardData {
     map: Mmap,
     x: std::ops::Range<usize>,
-    decoded: Option<Vec<f32>>,
+    format: XFormat,
     y: std::ops::Range<usize>,
     samples: usize,
 }
@@ -188,21 +190,10 @@ impl ShardData {
             None => range("y", Dtype::I64, n)?,
             Some(len) => range("y", Dtype::F32, n * len)?,
         };
-        let decoded = format.converts().then(|| {
-            let mut out = Vec::with_capacity(n * sample_len);
-            crate::pixels::decode(
-                format.dtype,
-                &map[x.clone()],
-                &format.shape,
-                format.decode.as_ref(),
-                &mut out,
-            );
-            out
-        });
         Ok(ShardData {
             map,
             x,
-            decoded,
+            format: format.clone(),
             y,
             samples: n,
         })
@@ -210,16 +201,23 @@ impl ShardData {
 
     /// Appends sample `i`'s input values.
     fn extend_x(&self, i: usize, sample_len: usize, out: &mut Vec<f32>) {
-        match &self.decoded {
-            Some(values) => out.extend_from_slice(&values[i * sample_len..(i + 1) * sample_len]),
-            None => {
-                let start = self.x.start + i * sample_len * 4;
-                out.extend(
-                    self.map[start..start + sample_len * 4]
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                );
-            }
+        let width = crate::pixels::width(self.format.dtype);
+        let start = self.x.start + i * sample_len * width;
+        let bytes = &self.map[start..start + sample_len * width];
+        if self.format.converts() {
+            crate::pixels::decode(
+                self.format.dtype,
+                bytes,
+                &self.format.shape,
+                self.format.decode.as_ref(),
+                out,
+            );
+        } else {
+            out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
         }
     }
 

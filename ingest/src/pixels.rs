@@ -19,7 +19,7 @@ use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::InputDecode;
-use crate::preprocess::{normalise, Image};
+use crate::preprocess::{normalise, Image, Normalisation};
 
 /// What an ingest stage's `dtype:` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -58,11 +58,15 @@ pub const F16_MAX: f32 = 65504.0;
 /// first value F16 cannot hold, if any (nothing is appended then).
 pub fn encode(dtype: Dtype, values: &[f32], out: &mut Vec<u8>) -> Result<(), f32> {
     match dtype {
-        Dtype::U8 => out.extend(
-            values
-                .iter()
-                .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8),
-        ),
+        Dtype::U8 => {
+            // Rounds half up (values are non-negative): a plain loop the
+            // compiler vectorises, where `f32::round` is a call per value.
+            let start = out.len();
+            out.resize(start + values.len(), 0);
+            for (o, &v) in out[start..].iter_mut().zip(values) {
+                *o = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+            }
+        }
         Dtype::F16 => {
             if let Some(&v) = values.iter().find(|v| v.is_nan() || v.abs() > F16_MAX) {
                 return Err(v);
@@ -87,9 +91,15 @@ pub fn width(dtype: Dtype) -> usize {
     dtype.bitsize() / 8
 }
 
-/// Appends the network input of `samples` stored samples of `shape`
+/// Appends the network input of the stored samples of `shape`
 /// (`[channels, height, width]` for images) held in `bytes`: widened to f32,
 /// then `decode`'s scale, offset and per-sample normalisation where given.
+///
+/// For 8-bit pixels the statistics of `standardize` and `standardize_joint`
+/// are those of the integers, exact in f64 (`x = v * scale + offset` has
+/// mean `mean(v) * scale + offset` and deviation `sd(v) * |scale|`); they are
+/// sums a vectorised loop takes in one pass. Other normalisations run
+/// [`normalise`] on the f32 values, as the ingest does.
 pub fn decode(
     dtype: Dtype,
     bytes: &[u8],
@@ -97,6 +107,31 @@ pub fn decode(
     decode: Option<&InputDecode>,
     out: &mut Vec<f32>,
 ) {
+    let len: usize = shape.iter().product::<usize>().max(1);
+    let (channels, height, width) = match *shape {
+        [c, h, w] => (c, h, w),
+        [h, w] => (1, h, w),
+        _ => (1, 1, len),
+    };
+    if let (Dtype::U8, Some(d)) = (dtype, decode) {
+        match d.normalisation {
+            Normalisation::Standardize => {
+                for sample in bytes.chunks_exact(len) {
+                    for band in sample.chunks_exact(height * width) {
+                        standardize_u8(band, d, false, out);
+                    }
+                }
+                return;
+            }
+            Normalisation::StandardizeJoint => {
+                for sample in bytes.chunks_exact(len) {
+                    standardize_u8(sample, d, true, out);
+                }
+                return;
+            }
+            _ => {}
+        }
+    }
     let start = out.len();
     match dtype {
         Dtype::U8 => out.extend(bytes.iter().map(|&b| b as f32)),
@@ -112,13 +147,7 @@ pub fn decode(
         ),
     }
     let Some(d) = decode else { return };
-    let len: usize = shape.iter().product();
-    let (channels, height, width) = match *shape {
-        [c, h, w] => (c, h, w),
-        [h, w] => (1, h, w),
-        _ => (1, 1, len),
-    };
-    for sample in out[start..].chunks_exact_mut(len.max(1)) {
+    for sample in out[start..].chunks_exact_mut(len) {
         let mut img = Image {
             channels,
             height,
@@ -127,5 +156,37 @@ pub fn decode(
         };
         normalise(&mut img, d.normalisation);
         sample.copy_from_slice(&img.data);
+    }
+}
+
+/// One band (or, `joint`, one whole sample) of 8-bit pixels, standardised
+/// with the exact mean and deviation of its integers.
+fn standardize_u8(values: &[u8], d: &InputDecode, joint: bool, out: &mut Vec<f32>) {
+    // Sums of at most 2^24 values below 2^16 fit u64 exactly.
+    let (mut s, mut ss) = (0u64, 0u64);
+    for chunk in values.chunks(1 << 16) {
+        let (mut a, mut b) = (0u32, 0u32);
+        for &v in chunk {
+            a += v as u32;
+            b += (v as u32) * (v as u32);
+        }
+        s += a as u64;
+        ss += b as u64;
+    }
+    // Mean s/n and variance (n ss - s^2) / n^2, each one rounding of exact
+    // integers (below 2^53 for images up to 150,000 values a sample).
+    let n = values.len().max(1) as u128;
+    let mean_v = s as f64 / n as f64;
+    let var_v = (n * ss as u128 - (s as u128) * (s as u128)) as f64 / (n * n) as f64;
+    let (scale, offset) = (d.scale as f64, d.offset as f64);
+    let mean = mean_v * scale + offset;
+    let sd = (var_v.sqrt() * scale.abs()).max(1e-12);
+    let x = |v: u8| v as f32 * d.scale + d.offset;
+    if joint {
+        // As `normalise` does it: in f64, from the f32 values.
+        out.extend(values.iter().map(|&v| ((x(v) as f64 - mean) / sd) as f32));
+    } else {
+        let (mean, sd) = (mean as f32, sd as f32);
+        out.extend(values.iter().map(|&v| (x(v) - mean) / sd));
     }
 }

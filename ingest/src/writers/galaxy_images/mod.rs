@@ -439,11 +439,12 @@ fn load_sample(
     let size = config.size.get();
     // Already centre-cropped by `read_file`.
     let mut img = img.resize(size, size);
-    let norm = match dtype {
-        Dtype::U8 => Normalisation::None,
-        _ => config.normalisation,
+    // 8-bit pixels are stored as read (the loader normalises them) and have
+    // no missing values to count; other values are normalised here.
+    let bad = match dtype {
+        Dtype::U8 => 0,
+        _ => normalise(&mut img, config.normalisation),
     };
-    let bad = normalise(&mut img, norm);
     if bad * 2 > img.data.len() {
         return Err(Error::format(
             path,
