@@ -1557,7 +1557,7 @@ fn a_changed_default_reruns_its_stage_and_what_reads_it_and_plan_names_it() {
 
 #[test]
 fn states_recorded_before_resolved_configs_stay_fresh_and_are_upgraded() {
-    use sciflow_pipeline::engine::fingerprint::written_fingerprint;
+    use sciflow_pipeline::engine::fingerprint::{fingerprint, Basis};
     let dir = tempfile::tempdir().unwrap();
     let wf = command_workflow(dir.path());
     ok(pipeline(dir.path()).arg("run").arg(&wf).output().unwrap());
@@ -1570,8 +1570,14 @@ fn states_recorded_before_resolved_configs_stay_fresh_and_are_upgraded() {
         let mut s = records.stage_state(stage).unwrap().unwrap();
         now.push(s.fingerprint.clone());
         s.resolved = None;
-        s.fingerprint =
-            written_fingerprint(&s.kind, &s.config, s.reproducible, &s.inputs, &s.upstream);
+        s.fingerprint = fingerprint(
+            Basis::Written,
+            &s.kind,
+            &s.config,
+            s.reproducible,
+            &s.inputs,
+            &s.upstream,
+        );
         assert_ne!(s.fingerprint, now[now.len() - 1]);
         records.set_stage_state(stage, &s).unwrap();
     }

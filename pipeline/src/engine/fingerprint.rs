@@ -90,55 +90,33 @@ pub fn hash_path(records: &Records, path: &Path) -> Result<(String, Vec<FileHash
     Ok((hasher.finalize().to_hex().to_string(), files))
 }
 
-/// The fingerprint of a stage: its kind and version, the configuration it
-/// runs with (`resolved`: its typed config with every default, as canonical
-/// JSON with keys sorted), the reproducibility mode, the hashes of its
-/// external inputs and the output hashes of the stages it depends on.
+/// What a fingerprint covers of a stage's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// The configuration it runs with (its typed config with every default):
+    /// today's fingerprints.
+    Resolved,
+    /// The `with:` block as written: how versions before 2 of the records
+    /// computed it. A state recorded then that still matches is fresh, and
+    /// is upgraded rather than rerun.
+    Written,
+}
+
+/// The fingerprint of a stage: its kind and version, its configuration on
+/// `basis` (canonical JSON, keys sorted), the reproducibility mode, the hashes
+/// of its external inputs and the output hashes of the stages it depends on.
 pub fn fingerprint(
-    kind: &str,
-    resolved: &Value,
-    reproducible: Reproducible,
-    inputs: &[(String, String)],
-    upstream: &[(String, String)],
-) -> String {
-    digest(
-        b"sciflow-stage-v2\0",
-        kind,
-        resolved,
-        reproducible,
-        inputs,
-        upstream,
-    )
-}
-
-/// The fingerprint as versions before 2 of the records computed it, over
-/// the `with:` block as written: a state recorded then that matches it is
-/// fresh, and is upgraded rather than rerun.
-pub fn written_fingerprint(
+    basis: Basis,
     kind: &str,
     config: &Value,
     reproducible: Reproducible,
     inputs: &[(String, String)],
     upstream: &[(String, String)],
 ) -> String {
-    digest(
-        b"sciflow-stage-v1\0",
-        kind,
-        config,
-        reproducible,
-        inputs,
-        upstream,
-    )
-}
-
-fn digest(
-    tag: &[u8],
-    kind: &str,
-    config: &Value,
-    reproducible: Reproducible,
-    inputs: &[(String, String)],
-    upstream: &[(String, String)],
-) -> String {
+    let tag: &[u8] = match basis {
+        Basis::Resolved => b"sciflow-stage-v2\0",
+        Basis::Written => b"sciflow-stage-v1\0",
+    };
     let mut h = blake3::Hasher::new();
     h.update(tag);
     h.update(kind.as_bytes());
@@ -254,18 +232,40 @@ mod tests {
     #[test]
     fn fingerprint_covers_each_part() {
         const N: Reproducible = Reproducible::Native;
-        let base = fingerprint("k@1", &json!({"a": 1}), N, &[("f".into(), "h".into())], &[]);
-        assert_ne!(
-            base,
-            fingerprint("k@2", &json!({"a": 1}), N, &[("f".into(), "h".into())], &[])
-        );
-        assert_ne!(
-            base,
-            fingerprint("k@1", &json!({"a": 2}), N, &[("f".into(), "h".into())], &[])
+        let base = fingerprint(
+            Basis::Resolved,
+            "k@1",
+            &json!({"a": 1}),
+            N,
+            &[("f".into(), "h".into())],
+            &[],
         );
         assert_ne!(
             base,
             fingerprint(
+                Basis::Resolved,
+                "k@2",
+                &json!({"a": 1}),
+                N,
+                &[("f".into(), "h".into())],
+                &[]
+            )
+        );
+        assert_ne!(
+            base,
+            fingerprint(
+                Basis::Resolved,
+                "k@1",
+                &json!({"a": 2}),
+                N,
+                &[("f".into(), "h".into())],
+                &[]
+            )
+        );
+        assert_ne!(
+            base,
+            fingerprint(
+                Basis::Resolved,
                 "k@1",
                 &json!({"a": 1}),
                 N,
@@ -276,6 +276,7 @@ mod tests {
         assert_ne!(
             base,
             fingerprint(
+                Basis::Resolved,
                 "k@1",
                 &json!({"a": 1}),
                 N,
@@ -286,6 +287,7 @@ mod tests {
         assert_ne!(
             base,
             fingerprint(
+                Basis::Resolved,
                 "k@1",
                 &json!({"a": 1}),
                 Reproducible::Portable,
@@ -295,12 +297,25 @@ mod tests {
         );
         assert_eq!(
             base,
-            fingerprint("k@1", &json!({"a": 1}), N, &[("f".into(), "h".into())], &[])
+            fingerprint(
+                Basis::Resolved,
+                "k@1",
+                &json!({"a": 1}),
+                N,
+                &[("f".into(), "h".into())],
+                &[]
+            )
         );
         // The default mode adds nothing to the fingerprint of a `with:` block
         // as written: states recorded before modes existed still match it.
-        let written =
-            written_fingerprint("k@1", &json!({"a": 1}), N, &[("f".into(), "h".into())], &[]);
+        let written = fingerprint(
+            Basis::Written,
+            "k@1",
+            &json!({"a": 1}),
+            N,
+            &[("f".into(), "h".into())],
+            &[],
+        );
         let mut before = blake3::Hasher::new();
         before.update(b"sciflow-stage-v1\0k@1\0{\"a\":1}\0f\x01h");
         assert_eq!(written, before.finalize().to_hex().to_string());

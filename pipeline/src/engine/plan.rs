@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::engine::fingerprint::{config_diff, fingerprint, hash_path, written_fingerprint};
+use crate::engine::fingerprint::{config_diff, fingerprint, hash_path, Basis};
 use crate::records::Records;
 use crate::stages::kind::{InputScope, StageKind};
 use crate::workflow::{Reproducible, Stage, Workflow};
@@ -149,7 +149,14 @@ pub fn decide(
     }
     let kind = kind_id(stage);
     let fp = if reasons.is_empty() {
-        fingerprint(&kind, &stage.resolved, mode, &inputs, &upstream)
+        fingerprint(
+            Basis::Resolved,
+            &kind,
+            &stage.resolved,
+            mode,
+            &inputs,
+            &upstream,
+        )
     } else {
         String::new()
     };
@@ -239,7 +246,14 @@ pub fn decide(
         // matches, nothing it recorded has changed.
         upgrade = old.resolved.is_none()
             && old.fingerprint
-                == written_fingerprint(&kind, &stage.config, mode, &inputs, &upstream);
+                == fingerprint(
+                    Basis::Written,
+                    &kind,
+                    &stage.config,
+                    mode,
+                    &inputs,
+                    &upstream,
+                );
         if !upgrade {
             // Parts of the fingerprint that no rule above names (e.g. input order).
             reasons.push("fingerprint changed".into());
