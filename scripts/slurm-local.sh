@@ -72,7 +72,10 @@ $SUDO rm -f /etc/slurm/cgroup.conf
 
 stop
 $SUDO munged --force 2>/dev/null
-$SUDO slurmctld
+# -c: start without the jobs a previous run left queued (a requeued or
+# dependent job would take the node again, and a test waiting for it to be
+# idle would wait in vain).
+$SUDO slurmctld -c
 $SUDO slurmd
 for _ in $(seq 1 30); do
   if sinfo -h -o '%t' 2>/dev/null | grep -qx idle; then
