@@ -322,11 +322,7 @@ fn prepare_images(reference: &Path, images: &Path, out: &Path, threads: usize) -
     cfg.split = SplitFractions::new(0.0, 1.0);
     // Stored as the reference was (a dataset written before `dtype` existed
     // is F32), so the network sees inputs made the same way.
-    cfg.dtype = match info.x.dtype.as_str() {
-        "U8" => StoreAs::U8,
-        "F16" => StoreAs::F16,
-        _ => StoreAs::F32,
-    };
+    cfg.dtype = StoreAs::like(&info.x.dtype);
     let dir = out.join("data");
     tracing::info!(
         "preparing {} as {} was prepared ({}x{} px, {:?})",

@@ -115,17 +115,12 @@ struct XFormat {
 
 impl XFormat {
     fn of(info: &DatasetInfo, dir: &Path) -> Result<Self> {
-        let dtype = match info.x.dtype.as_str() {
-            "F32" => Dtype::F32,
-            "F16" => Dtype::F16,
-            "U8" => Dtype::U8,
-            other => {
-                return Err(Error::format(
-                    dir.join("dataset.json"),
-                    Some("x.dtype".into()),
-                    format!("expected F32, F16 or U8, found {other}"),
-                ))
-            }
+        let Some(dtype) = crate::pixels::dtype_named(&info.x.dtype) else {
+            return Err(Error::format(
+                dir.join("dataset.json"),
+                Some("x.dtype".into()),
+                format!("expected F32, F16 or U8, found {}", info.x.dtype),
+            ));
         };
         Ok(XFormat {
             dtype,

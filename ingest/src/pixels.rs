@@ -50,6 +50,36 @@ impl StoreAs {
     }
 }
 
+impl StoreAs {
+    /// What to ask for to store as a dataset already does (its `x.dtype`).
+    pub fn like(stored: &str) -> StoreAs {
+        match dtype_named(stored) {
+            Some(Dtype::U8) => StoreAs::U8,
+            Some(Dtype::F16) => StoreAs::F16,
+            _ => StoreAs::F32,
+        }
+    }
+}
+
+/// The name `dataset.json` gives a stored dtype (`x.dtype`).
+pub fn dtype_name(dtype: Dtype) -> &'static str {
+    match dtype {
+        Dtype::U8 => "U8",
+        Dtype::F16 => "F16",
+        _ => "F32",
+    }
+}
+
+/// The stored dtype `dataset.json` names, if it is one `x` may have.
+pub fn dtype_named(name: &str) -> Option<Dtype> {
+    match name {
+        "U8" => Some(Dtype::U8),
+        "F16" => Some(Dtype::F16),
+        "F32" => Some(Dtype::F32),
+        _ => None,
+    }
+}
+
 /// The largest magnitude half precision holds.
 pub const F16_MAX: f32 = 65504.0;
 
@@ -181,12 +211,20 @@ fn standardize_u8(values: &[u8], d: &InputDecode, joint: bool, out: &mut Vec<f32
     let (scale, offset) = (d.scale as f64, d.offset as f64);
     let mean = mean_v * scale + offset;
     let sd = (var_v.sqrt() * scale.abs()).max(1e-12);
-    let x = |v: u8| v as f32 * d.scale + d.offset;
+    let (scale, offset) = (d.scale, d.offset);
+    let start = out.len();
+    out.resize(start + values.len(), 0.0);
+    let dst = &mut out[start..];
+    // Plain indexed loops over locals: the compiler vectorises them.
     if joint {
         // As `normalise` does it: in f64, from the f32 values.
-        out.extend(values.iter().map(|&v| ((x(v) as f64 - mean) / sd) as f32));
+        for (o, &v) in dst.iter_mut().zip(values) {
+            *o = (((v as f32 * scale + offset) as f64 - mean) / sd) as f32;
+        }
     } else {
         let (mean, sd) = (mean as f32, sd as f32);
-        out.extend(values.iter().map(|&v| (x(v) - mean) / sd));
+        for (o, &v) in dst.iter_mut().zip(values) {
+            *o = (v as f32 * scale + offset - mean) / sd;
+        }
     }
 }

@@ -273,7 +273,7 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
         header: Header {
             classes,
             channels,
-            dtype: dtype_name(dtype).into(),
+            dtype: pixels::dtype_name(dtype).into(),
         },
         shards,
     })
@@ -300,22 +300,6 @@ fn stored_dtype(config: &GalaxyImagesConfig, rows: &[LabelRow]) -> Result<Dtype>
         }
     }
     Ok(config.dtype.resolve(not_8bit.is_none()))
-}
-
-fn dtype_name(dtype: Dtype) -> &'static str {
-    match dtype {
-        Dtype::U8 => "U8",
-        Dtype::F16 => "F16",
-        _ => "F32",
-    }
-}
-
-fn dtype_of(name: &str) -> Dtype {
-    match name {
-        "U8" => Dtype::U8,
-        "F16" => Dtype::F16,
-        _ => Dtype::F32,
-    }
 }
 
 /// The band count of the first image that reads, in plan order (so every rank agrees).
@@ -479,7 +463,7 @@ impl DatasetWriter for GalaxyImagesConfig {
         let plan = plan(config, seed)?;
         let size = config.size.get();
         let channels = plan.header.channels;
-        let dtype = dtype_of(&plan.header.dtype);
+        let dtype = pixels::dtype_named(&plan.header.dtype).unwrap_or(Dtype::F32);
         let layout = Layout {
             x: (dtype, vec![channels, size, size]),
             y: (Dtype::I64, vec![]),
