@@ -48,9 +48,7 @@ impl StoreAs {
             StoreAs::F16 => Dtype::F16,
         }
     }
-}
 
-impl StoreAs {
     /// What to ask for to store as a dataset already does (its `x.dtype`).
     pub fn like(stored: &str) -> StoreAs {
         match dtype_named(stored) {
