@@ -15,6 +15,8 @@
 //!   refused, naming its file. Half the bytes of F32.
 //! - `F32`: values after normalisation, as every dataset before had them.
 
+use std::path::Path;
+
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
@@ -39,14 +41,23 @@ pub enum StoreAs {
 }
 
 impl StoreAs {
-    /// The dtype stored, given whether every source is an 8-bit image.
-    pub fn resolve(self, eight_bit: bool) -> Dtype {
-        match self {
-            StoreAs::Auto if eight_bit => Dtype::U8,
-            StoreAs::Auto | StoreAs::F32 => Dtype::F32,
-            StoreAs::U8 => Dtype::U8,
-            StoreAs::F16 => Dtype::F16,
-        }
+    /// The dtype stored for these source images (8-bit when each, as its
+    /// path names it, is a JPEG or PNG), or, when `u8` is asked for, the
+    /// index of the first source that is not 8-bit.
+    pub fn resolve(self, sources: &[&Path]) -> Result<Dtype, usize> {
+        let eight_bit = |p: &Path| {
+            let ext = p
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase());
+            matches!(ext.as_deref(), Some("jpg" | "jpeg" | "png"))
+        };
+        let other = sources.iter().position(|p| !eight_bit(p));
+        Ok(match (self, other) {
+            (StoreAs::U8, Some(i)) => return Err(i),
+            (StoreAs::Auto, None) | (StoreAs::U8, None) => Dtype::U8,
+            (StoreAs::Auto | StoreAs::F32, _) => Dtype::F32,
+            (StoreAs::F16, _) => Dtype::F16,
+        })
     }
 
     /// What to ask for to store as a dataset already does (its `x.dtype`).

@@ -268,7 +268,14 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
         Some(c) => c.get(),
         None => detect_channels(config, shards.iter().flat_map(|s| s.members.iter()))?,
     };
-    let dtype = stored_dtype(config, &rows)?;
+    let sources: Vec<&Path> = rows.iter().map(|r| r.image.as_path()).collect();
+    let dtype = config.dtype.resolve(&sources).map_err(|i| {
+        Error::Config(format!(
+            "`dtype: u8` stores 8-bit images (JPEG, PNG); sample {} is {} (use f16 or f32)",
+            rows[i].id,
+            rows[i].image.display()
+        ))
+    })?;
     Ok(Plan {
         header: Header {
             classes,
@@ -277,29 +284,6 @@ fn plan(config: &GalaxyImagesConfig, seed: u64) -> Result<Plan> {
         },
         shards,
     })
-}
-
-/// The dtype `x` is stored in: `dtype:` resolved against the sources (8-bit
-/// when every image, as its path names it, is a JPEG or PNG).
-fn stored_dtype(config: &GalaxyImagesConfig, rows: &[LabelRow]) -> Result<Dtype> {
-    let eight_bit = |r: &LabelRow| {
-        let ext = r
-            .image
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase());
-        matches!(ext.as_deref(), Some("jpg" | "jpeg" | "png"))
-    };
-    let not_8bit = rows.iter().find(|r| !eight_bit(r));
-    if config.dtype == StoreAs::U8 {
-        if let Some(r) = not_8bit {
-            return Err(Error::Config(format!(
-                "`dtype: u8` stores 8-bit images (JPEG, PNG); sample {} is {} (use f16 or f32)",
-                r.id,
-                r.image.display()
-            )));
-        }
-    }
-    Ok(config.dtype.resolve(not_8bit.is_none()))
 }
 
 /// The band count of the first image that reads, in plan order (so every rank agrees).
