@@ -128,13 +128,11 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
     };
     let device = config.device.resolve()?;
     let (_vs, net, info) = load_model(&config.model, device)?;
-    let cfg = LoaderConfig {
-        shuffle: false,
-        shuffle_buffer: config.batch_size.get(),
-        even_steps: false,
-        ..LoaderConfig::new(config.batch_size.get(), 0)
-    };
-    let loader = Loader::new(&config.data, config.split, cfg.clone())?;
+    let loader = Loader::new(
+        &config.data,
+        config.split,
+        eval_loader(config.batch_size.get()),
+    )?;
     let ds = loader.info();
     let want = vec![info.in_channels, info.image_size, info.image_size];
     if ds.x.sample_shape != want || ds.class_names != info.class_names {
@@ -159,29 +157,14 @@ pub fn evaluate_classifier(config: &EvalClassifierConfig, out: &Path) -> Result<
     let (labels, probs) = score(&*net, device, &loader, k, config.tta)?;
     let threshold = match config.decision {
         Decision::Argmax => None,
-        Decision::ValThreshold => {
-            if k != 2 {
-                return Err(Error::Mismatch(format!(
-                    "decision: val_threshold needs two classes, the model has {k}"
-                )));
-            }
-            let val = Loader::new(reference, Split::Val, cfg.clone())?;
-            if val.is_empty() {
-                return Err(Error::Mismatch(format!(
-                    "decision: val_threshold needs a validation split; {} has none",
-                    reference.display()
-                )));
-            }
-            let (vl, vp) = score(&*net, device, &val, k, config.tta)?;
-            let p1: Vec<f32> = vp.iter().map(|p| p[1]).collect();
-            let t = crate::metrics::best_threshold(&vl, &p1);
-            tracing::info!(
-                "decision threshold {t:.3} on p({}) chosen on {} validation samples",
-                info.class_names[1],
-                vl.len()
-            );
-            Some(t)
-        }
+        Decision::ValThreshold => Some(val_threshold(
+            &*net,
+            device,
+            reference,
+            config.batch_size.get(),
+            &info.class_names,
+            config.tta,
+        )?),
     };
     let predicted: Vec<usize> = probs
         .iter()
@@ -278,20 +261,7 @@ fn score(
         for batch in loader.epoch(0) {
             let batch = batch?;
             let (x, _) = to_tensors(&batch).map_err(Error::Model)?;
-            let x = to_device(x, device);
-            let p = if tta {
-                let mut sum = net.forward_t(&x, false).softmax(-1, Kind::Float);
-                for r in 1..8 {
-                    let rot = x.rot90(r % 4, [2, 3]);
-                    let v = if r >= 4 { rot.flip([3]) } else { rot };
-                    sum += net.forward_t(&v, false).softmax(-1, Kind::Float);
-                }
-                (sum / 8.0).contiguous()
-            } else {
-                net.forward_t(&x, false)
-                    .softmax(-1, Kind::Float)
-                    .contiguous()
-            };
+            let p = probabilities(net, &to_device(x, device), tta);
             let n = batch.y.len() * k;
             let mut flat = vec![0.0f32; n];
             p.copy_data(&mut flat, n);
@@ -301,6 +271,66 @@ fn score(
         Ok(())
     })?;
     Ok((labels, probs))
+}
+
+/// Class probabilities of a batch `[n, k]` (contiguous), averaged over the
+/// eight rotations and flips of each image with `tta`; call without
+/// gradients.
+pub(crate) fn probabilities(net: &dyn tch::nn::ModuleT, x: &tch::Tensor, tta: bool) -> tch::Tensor {
+    let mut sum = net.forward_t(x, false).softmax(-1, Kind::Float);
+    if tta {
+        for r in 1..8 {
+            let rot = x.rot90(r % 4, [2, 3]);
+            let v = if r >= 4 { rot.flip([3]) } else { rot };
+            sum += net.forward_t(&v, false).softmax(-1, Kind::Float);
+        }
+        sum /= 8.0;
+    }
+    sum.contiguous()
+}
+
+/// The threshold on the second class's probability most accurate on the
+/// validation split of `reference` (`decision: val_threshold`).
+pub(crate) fn val_threshold(
+    net: &dyn tch::nn::ModuleT,
+    device: tch::Device,
+    reference: &Path,
+    batch_size: usize,
+    class_names: &[String],
+    tta: bool,
+) -> Result<f64> {
+    let k = class_names.len();
+    if k != 2 {
+        return Err(Error::Mismatch(format!(
+            "decision: val_threshold needs two classes, the model has {k}"
+        )));
+    }
+    let val = Loader::new(reference, Split::Val, eval_loader(batch_size))?;
+    if val.is_empty() {
+        return Err(Error::Mismatch(format!(
+            "decision: val_threshold needs a validation split; {} has none",
+            reference.display()
+        )));
+    }
+    let (vl, vp) = score(net, device, &val, k, tta)?;
+    let p1: Vec<f32> = vp.iter().map(|p| p[1]).collect();
+    let t = crate::metrics::best_threshold(&vl, &p1);
+    tracing::info!(
+        "decision threshold {t:.3} on p({}) chosen on {} validation samples",
+        class_names[1],
+        vl.len()
+    );
+    Ok(t)
+}
+
+/// The loader of an evaluation: every sample once, in shard order.
+fn eval_loader(batch_size: usize) -> LoaderConfig {
+    LoaderConfig {
+        shuffle: false,
+        shuffle_buffer: batch_size,
+        even_steps: false,
+        ..LoaderConfig::new(batch_size, 0)
+    }
 }
 
 /// Ingests a labelled folder or table with the settings `reference` was

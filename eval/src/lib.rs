@@ -7,6 +7,7 @@
 pub mod classifier;
 pub mod cv;
 pub mod figures;
+pub mod infer;
 pub mod metrics;
 pub mod mistakes;
 pub mod overlap;
@@ -42,4 +43,15 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
         what,
         source,
     })
+}
+
+/// Runs `f` on this thread with one libtorch thread, then restores the
+/// count: results computed this way are the same bits however many cores
+/// the process has.
+pub(crate) fn one_thread<T>(f: impl FnOnce() -> T) -> T {
+    let before = tch::get_num_threads();
+    tch::set_num_threads(1);
+    let out = f();
+    tch::set_num_threads(before);
+    out
 }

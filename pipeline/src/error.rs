@@ -124,6 +124,7 @@ impl Error {
     pub fn preempted(&self) -> bool {
         match self {
             Error::Train(sciflow_train::Error::Preempted { .. }) => true,
+            Error::Eval(sciflow_eval::Error::Model(sciflow_train::Error::Preempted { .. })) => true,
             Error::StageFailed { source, .. } => source.preempted(),
             _ => false,
         }

@@ -274,6 +274,14 @@ pub trait Task {
 
     /// The description written as `model.json` beside the weights.
     fn info(&self) -> &Self::Info;
+
+    /// What the exported TorchScript module (`model.pt`) returns for a batch
+    /// of inputs as the loader yields them: by default the network's output
+    /// in evaluation mode. Tasks whose network predicts in scaled units
+    /// return physical ones here, as their own prediction does.
+    fn export(&self, net: &dyn ModuleT, x: &Tensor) -> Tensor {
+        net.forward_t(x, false)
+    }
 }
 
 /// Reports from a running [`fit`].
@@ -519,6 +527,21 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
     };
     if comm.rank() == 0 {
         crate::model_dir::save(out, &vs, task.info())?;
+        // Traced on the CPU, so the module runs anywhere PyTorch does; the
+        // batch dimension is free (nothing in the networks reads it).
+        // Constants of the traced graph: frozen (no gradient), as the
+        // tracer requires.
+        vs.set_device(Device::Cpu);
+        vs.freeze();
+        let sample: Vec<i64> = train
+            .info()
+            .x
+            .sample_shape
+            .iter()
+            .map(|&d| d as i64)
+            .collect();
+        let example = Tensor::zeros([&[2], &sample[..]].concat(), (Kind::Float, Device::Cpu));
+        crate::model_dir::save_torchscript(out, &example, &|x| task.export(net.as_ref(), x))?;
         report.save(out)?;
     }
     Ok(report)

@@ -1,6 +1,7 @@
-//! A model directory: `weights.safetensors` (the network's variables) and
+//! A model directory: `weights.safetensors` (the network's variables),
 //! `model.json` (what network, trained on what, for what outputs), written
-//! and read the same way for every task.
+//! and read the same way for every task, and `model.pt`, the network as a
+//! TorchScript module for use without this tool (`torch.jit.load`).
 
 use std::path::Path;
 
@@ -14,6 +15,9 @@ use crate::{Error, Result};
 pub const WEIGHTS: &str = "weights.safetensors";
 /// The description's file name.
 pub const MODEL_JSON: &str = "model.json";
+
+/// The TorchScript module's file name.
+pub const TORCHSCRIPT: &str = "model.pt";
 
 /// The key of `model.json` that records the CPU kernels the model was
 /// trained with ([`crate::kernels::Kernels`]); no task's description has it.
@@ -47,6 +51,32 @@ pub fn save_weights(vs: &nn::VarStore, path: &Path) -> Result<()> {
         .collect();
     tch::Tensor::write_safetensors(&named, path)
         .map_err(Error::torch(format!("failed to write {}", path.display())))
+}
+
+/// Writes `model.pt` into `dir`: `forward` traced by libtorch's tracer on
+/// `example`, a batch of inputs. The weights become the module's constants,
+/// so it needs nothing else; it is written under a temporary name and
+/// renamed into place.
+pub fn save_torchscript(
+    dir: &Path,
+    example: &tch::Tensor,
+    forward: &dyn Fn(&tch::Tensor) -> tch::Tensor,
+) -> Result<()> {
+    let path = dir.join(TORCHSCRIPT);
+    let module = tch::no_grad(|| {
+        tch::CModule::create_by_tracing(
+            "SciflowModel",
+            "forward",
+            std::slice::from_ref(example),
+            &mut |xs| vec![forward(&xs[0])],
+        )
+    })
+    .map_err(Error::torch(format!("failed to trace {}", path.display())))?;
+    let tmp = dir.join(format!("{TORCHSCRIPT}.tmp"));
+    module
+        .save(&tmp)
+        .map_err(Error::torch(format!("failed to write {}", tmp.display())))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("failed to rename into", &path, e))
 }
 
 /// Reads `model.json` from `dir` as `I` (`what` names the description in errors).

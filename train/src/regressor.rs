@@ -374,6 +374,17 @@ impl Task for Regression {
     fn info(&self) -> &RegressorInfo {
         &self.info
     }
+
+    /// Physical q, chi1z, chi2z, as [`Regressor::predict`] gives them.
+    fn export(&self, net: &dyn ModuleT, x: &Tensor) -> Tensor {
+        let (mean, std) = (
+            self.mean.to_device(x.device()),
+            self.std.to_device(x.device()),
+        );
+        self.info
+            .outputs
+            .decode(&(net.forward_t(x, false) * std + mean))
+    }
 }
 
 /// Trains the regressor; rank 0 writes `weights.safetensors`, `model.json`

@@ -56,6 +56,9 @@ pub struct CatalogOptions {
     /// Image path template relative to the table's folder, `{id}` replaced by
     /// the row's id; `None` reads the `image` column.
     pub image_path: Option<String>,
+    /// Images to classify, not to learn from: no class is read (a `label`
+    /// column, if any, is ignored) and every row is kept, with an empty label.
+    pub unlabelled: bool,
 }
 
 /// The rows kept, and how many the label rule left out.
@@ -138,6 +141,7 @@ pub fn read_catalog(path: &Path, opts: &CatalogOptions) -> Result<Catalog> {
     let n = df.height();
     let ids = text(&id_col)?;
     let labels: Vec<Option<String>> = match &opts.label_rule {
+        _ if opts.unlabelled => vec![Some(String::new()); n],
         LabelRule::Column => text("label")?,
         LabelRule::Gz1Debiased { threshold } => {
             if !(0.5..1.0).contains(threshold) {
@@ -190,11 +194,11 @@ pub fn read_catalog(path: &Path, opts: &CatalogOptions) -> Result<Catalog> {
         let (Some(id), Some(label), Some(image)) = (&ids[i], &labels[i], &images[i]) else {
             return Err(Error::format(path, line(), "empty id, label or image"));
         };
-        if label.is_empty() && opts.label_rule != LabelRule::Column {
+        if label.is_empty() && opts.label_rule != LabelRule::Column && !opts.unlabelled {
             left_out += 1;
             continue;
         }
-        if id.is_empty() || label.is_empty() || image.is_empty() {
+        if id.is_empty() || (label.is_empty() && !opts.unlabelled) || image.is_empty() {
             return Err(Error::format(path, line(), "empty id, label or image"));
         }
         if !seen.insert(id.clone()) {
@@ -229,7 +233,11 @@ pub fn read_catalog(path: &Path, opts: &CatalogOptions) -> Result<Catalog> {
         return Err(Error::format(
             path,
             None,
-            format!("the table has no labelled rows ({left_out} left out by the label rule)"),
+            if opts.unlabelled {
+                "the table has no rows".to_string()
+            } else {
+                format!("the table has no labelled rows ({left_out} left out by the label rule)")
+            },
         ));
     }
     Ok(Catalog { rows, left_out })
@@ -326,6 +334,7 @@ mod tests {
         let opts = |t| CatalogOptions {
             label_rule: LabelRule::Gz1Debiased { threshold: t },
             image_path: Some("frames/{id}.fits".into()),
+            unlabelled: false,
         };
         let c = read_catalog(&p, &opts(0.8)).unwrap();
         // Row 4 (P_EL_DEBIASED 0.885) is elliptical, row 6 (P_CS_DEBIASED 0.857)

@@ -1,7 +1,7 @@
 //! The kinds of stage, in one place: what a kind is ([`kind`]), the
 //! registry of every kind ([`REGISTRY`]), and the adapters that turn a stage
 //! library's typed config and function into a workflow stage ([`ingest`],
-//! [`train`], [`eval`], [`command`], [`subworkflow`]).
+//! [`train`], [`eval`], [`infer`], [`command`], [`subworkflow`]).
 //!
 //! Each entry names the kind's outputs (what `${stage.output}` resolves to),
 //! says whether every MPI rank takes part (collective) or rank 0 alone runs
@@ -9,6 +9,8 @@
 //! by the workflow language and the engine; it never looks back into them.
 
 use sciflow_eval::cv::CvSummaryConfig;
+use sciflow_eval::infer::classifier::InferClassifierConfig;
+use sciflow_eval::infer::regressor::InferRegressorConfig;
 use sciflow_eval::paper::ScalingFigureConfig;
 use sciflow_eval::regressor::{EvalRegressorConfig, OverlapConfig};
 use sciflow_eval::whatif::WhatIfConfig;
@@ -23,6 +25,7 @@ use sciflow_train::ClassifierConfig;
 
 use self::command::{command_inputs, resolve_command, run_command};
 use self::eval::*;
+use self::infer::{run_infer_classifier, run_infer_regressor};
 use self::ingest::*;
 use self::kind::{resolve, Output, Props, StageKind, Threads};
 use self::subworkflow::{resolve_subworkflow, run_subworkflow, subworkflow_inputs};
@@ -30,6 +33,7 @@ use self::train::*;
 
 mod command;
 mod eval;
+mod infer;
 mod ingest;
 pub mod kind;
 pub mod progress;
@@ -171,6 +175,34 @@ pub static REGISTRY: &[StageKind] = &[
         props: Props { version: 2, ..Props::ROOT },
         resolve: resolve::<EvalClassifierConfig>,
         run: run_eval_classifier,
+    },
+    StageKind {
+        name: "infer.classifier",
+        summary: "Catalogue unlabelled images with a trained classifier (class probabilities, chosen class), in chunks over MPI ranks, resumable",
+        example: "model: runs/x/train\ndata: runs/x/dataset\ninputs: data/gz1/images\ntta: true\nchunk_size: 1024\n",
+        outputs: &[
+            Output { name: "catalogue", path: "catalogue.parquet", doc: "objid, ra/dec when given, p_<class> per class, class, confidence, image" },
+            Output { name: "rejects", path: "rejects.parquet", doc: "inputs that could not be read: sample_id, source, reason" },
+            Output { name: "summary", path: "catalogue.json", doc: "model hash, counts, ranks, timing" },
+            Output { name: "report", path: "", doc: "the catalogue directory" },
+        ],
+        props: Props { checkpoints: true, ..Props::COLLECTIVE },
+        resolve: resolve::<InferClassifierConfig>,
+        run: run_infer_classifier,
+    },
+    StageKind {
+        name: "infer.regressor",
+        summary: "Predict q, chi1z, chi2z and chi_eff of waveforms (bank, LVC NR, SXS files) with a trained regressor, in chunks over MPI ranks, resumable",
+        example: "model: runs/x/train\ndata: runs/x/dataset\ninputs: [data/waveforms/lvcnr]\n",
+        outputs: &[
+            Output { name: "catalogue", path: "catalogue.parquet", doc: "sample_id, q, chi1z, chi2z, chi_eff, source" },
+            Output { name: "rejects", path: "rejects.parquet", doc: "inputs that could not be read: sample_id, source, reason" },
+            Output { name: "summary", path: "catalogue.json", doc: "model hash, counts, ranks, timing" },
+            Output { name: "report", path: "", doc: "the catalogue directory" },
+        ],
+        props: Props { checkpoints: true, ..Props::COLLECTIVE },
+        resolve: resolve::<InferRegressorConfig>,
+        run: run_infer_regressor,
     },
     StageKind {
         name: "eval.cv_summary",

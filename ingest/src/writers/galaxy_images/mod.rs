@@ -586,8 +586,12 @@ fn catalog_options(config: &GalaxyImagesConfig) -> CatalogOptions {
     CatalogOptions {
         label_rule: config.label_rule.clone(),
         image_path: config.image_path.clone(),
+        unlabelled: false,
     }
 }
+
+mod inputs;
+pub use inputs::{ImageInputs, ReadOptions};
 
 #[cfg(test)]
 mod tests;

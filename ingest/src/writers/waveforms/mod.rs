@@ -580,5 +580,8 @@ fn fill_shard(
     Ok(())
 }
 
+mod inputs;
+pub use inputs::WaveformInputs;
+
 #[cfg(test)]
 mod tests;
