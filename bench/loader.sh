@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N="${1:-4096}"
 SIZE="${2:-96}"
-PIPELINE_CUDA=1 bash scripts/setup.sh >/dev/null
+bash scripts/setup.sh >/dev/null
 # shellcheck disable=SC1091
 source .deps/env.sh
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 THREADS="${1:-$(nproc)}"
-PIPELINE_CUDA=1 bash scripts/setup.sh >/dev/null
+bash scripts/setup.sh >/dev/null
 # shellcheck disable=SC1091
 source .deps/env.sh
 export PATH="$HOME/.cargo/bin:$PATH"

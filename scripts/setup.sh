@@ -11,11 +11,6 @@
 # A second run with everything present takes a few seconds.
 #
 # Switches (environment variables):
-#   PIPELINE_CUDA=1   install the full CUDA build of PyTorch with its NVIDIA
-#                     runtime wheels (several GB), for machines with a GPU.
-#                     The default is a CPU-only setup that still uses the
-#                     CUDA-enabled wheel, plus only the two small CUDA runtime
-#                     libraries that libtorch_cpu.so links against.
 #   PIPELINE_SKIP_APT=1  never touch system packages, even as root.
 set -euo pipefail
 
@@ -26,6 +21,10 @@ VENV="$DEPS/venv"
 # PyTorch 2.11.0 is what the GPU machines we test on carry (2.11.0+cu130, the
 # same build as PyPI's wheel), and tch 0.24 is the tch for libtorch 2.11.
 TORCH_VERSION="2.11.0"
+# The smallest install libtorch runs with: PyPI's torch without its deps plus
+# the two CUDA runtime libraries libtorch_cpu.so links against. Enough for
+# the release archive (scripts/check-install.sh part b installs this), not
+# for `import torch`.
 CUDA_RUNTIME_WHEELS=("nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cupti==13.0.85")
 # Python side of tests and benchmarks, as module[:pip package]: interop checks
 # read our outputs, astropy writes the FITS test files, PIL + numpy are the
@@ -90,9 +89,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   python3 -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-# pip's output goes to a log that is shown only when pip fails: a --no-deps
-# install of torch makes pip list every CUDA wheel it "requires", which reads
-# like a failure when it is the intended, CPU-only set-up.
+# pip's output goes to a log that is shown only when pip fails: its progress
+# over a few GB of wheels says nothing the log line before it does not.
 pip_q() {
   if ! "$PY" -m pip install --disable-pip-version-check -q "$@" >"$DEPS/pip.log" 2>&1; then
     cat "$DEPS/pip.log" >&2
@@ -100,17 +98,13 @@ pip_q() {
   fi
 }
 
+# The whole wheel with the NVIDIA libraries it loads, even on machines with
+# no GPU: `import torch` needs them, and the test suite loads our TorchScript
+# models with PyTorch itself (torch.jit.load). About 3.4 GB and 50 s more
+# than libtorch alone; on GPU machines it is the CUDA build they need anyway.
 have_torch="$("$PY" -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null || true)"
-if [[ "$have_torch" != "$TORCH_VERSION" ]]; then
-  if [[ "${PIPELINE_CUDA:-0}" == 1 ]]; then
-    log "installing torch==$TORCH_VERSION with the full CUDA stack"
-    pip_q "torch==$TORCH_VERSION"
-  else
-    log "installing torch==$TORCH_VERSION (libtorch) without the CUDA stack"
-    pip_q --no-deps "torch==$TORCH_VERSION" "${CUDA_RUNTIME_WHEELS[@]}"
-  fi
-elif [[ "${PIPELINE_CUDA:-0}" == 1 ]] && ! "$PY" -c 'import torch' 2>/dev/null; then
-  log "completing the CUDA stack for torch==$TORCH_VERSION"
+if [[ "$have_torch" != "$TORCH_VERSION" ]] || ! "$PY" -c 'import torch' 2>/dev/null; then
+  log "installing torch==$TORCH_VERSION with the NVIDIA libraries it loads"
   pip_q "torch==$TORCH_VERSION"
 fi
 

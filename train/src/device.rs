@@ -43,8 +43,7 @@ impl DeviceSpec {
         let no_gpu = || {
             Error::Config(format!(
                 "device `{self}` asked for, but libtorch sees no CUDA device on this machine \
-                 (use `device: cpu` or `auto`, or a build with the CUDA libraries: \
-                 PIPELINE_CUDA=1 scripts/setup.sh)"
+                 (use `device: cpu` or `auto`, or run where a GPU and its driver are)"
             ))
         };
         match self {
