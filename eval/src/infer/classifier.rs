@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use sciflow_ingest::contract::Reject;
 use sciflow_ingest::writers::galaxy_images::{ImageInputs, ReadOptions};
+use sciflow_train::learner::channels_last_weights;
+use sciflow_train::shim::channels_last;
 use sciflow_train::{load_model, DeviceSpec};
 
 use super::{
@@ -37,8 +39,9 @@ pub struct InferClassifierConfig {
     /// (`bands`, `cutout`, `hdu`, `image_path`).
     #[serde(default)]
     pub read: ReadOptions,
-    /// Samples per forward pass.
-    #[serde(default = "crate::default_batch")]
+    /// Samples per forward pass (CPU workers score fastest with small
+    /// batches; raise it on a GPU).
+    #[serde(default = "super::default_infer_batch")]
     pub batch_size: NonZeroUsize,
     /// Inputs per chunk: the unit of work of a rank, and of resuming.
     #[serde(default = "super::default_chunk")]
@@ -100,14 +103,24 @@ pub fn infer_classifier(
         let (vs, net, _) = load_model(&config.model, device)?;
         nets.push((vs, net));
     }
+    // Channels-last weights and inputs: oneDNN's native layout, about twice
+    // as fast as NCHW on the CPU for these networks (and what GPUs train in).
+    for (vs, _) in &nets {
+        channels_last_weights(vs);
+    }
     let rows = inputs.rows();
     let coords = rows.iter().any(|r| r.ra.is_some());
     let len: usize = shape.iter().product();
     let batch = config.batch_size.get();
+    // Where this rank's time goes, for catalogue.json.
+    let (mut prepare_seconds, mut score_seconds) = (0.0, 0.0);
     let scored = run_chunks(rows.len(), chunks, |range| {
+        let t0 = Instant::now();
         let (x, ok, bad) = prepare_chunk(range, len, chunks.threads, &|i, out| {
             inputs.prepare(i, out).map(|_| ())
         });
+        let t1 = Instant::now();
+        prepare_seconds += (t1 - t0).as_secs_f64();
         let k = classes.len();
         let probs = score_batches(&mut nets, &x, len, batch, k, &|(_, net), b, p| {
             let n = (b.len() / len) as i64;
@@ -115,10 +128,14 @@ pub fn infer_classifier(
             let t = tch::Tensor::f_from_slice(b)
                 .and_then(|t| t.f_view(dims))
                 .map_err(|e| Error::Mismatch(format!("a batch of inputs: {e}")))?;
+            let t = channels_last(&t).ok_or_else(|| {
+                Error::Mismatch("libtorch refused a batch in channels-last order".into())
+            })?;
             let out = tch::no_grad(|| probabilities(&**net, &t.to_device(device), config.tta));
             out.to_device(tch::Device::Cpu).copy_data(p, p.len());
             Ok(())
         })?;
+        score_seconds += t1.elapsed().as_secs_f64();
         let chosen: Vec<usize> = probs
             .chunks(k)
             .map(|p| match threshold {
@@ -178,6 +195,8 @@ pub fn infer_classifier(
         Ok(ChunkOut { table, rejects })
     })?;
     let mut extra = serde_json::Map::new();
+    extra.insert("prepare_seconds".into(), serde_json::json!(prepare_seconds));
+    extra.insert("score_seconds".into(), serde_json::json!(score_seconds));
     extra.insert("class_names".into(), serde_json::json!(classes));
     extra.insert("decision_threshold".into(), serde_json::json!(threshold));
     extra.insert("tta".into(), serde_json::json!(config.tta));

@@ -31,8 +31,9 @@ pub struct InferRegressorConfig {
     /// What to score: a bank file, LVC NR or SXS files, or folders of them
     /// (`*.h5`).
     pub inputs: Vec<PathBuf>,
-    /// Samples per forward pass.
-    #[serde(default = "crate::default_batch")]
+    /// Samples per forward pass (CPU workers score fastest with small
+    /// batches; raise it on a GPU).
+    #[serde(default = "super::default_infer_batch")]
     pub batch_size: NonZeroUsize,
     /// Inputs per chunk: the unit of work of a rank, and of resuming.
     #[serde(default = "super::default_chunk")]
@@ -72,9 +73,14 @@ pub fn infer_regressor(
     }
     let len = shape[0] * shape[1];
     let batch = config.batch_size.get();
+    // Where this rank's time goes, for catalogue.json.
+    let (mut prepare_seconds, mut score_seconds) = (0.0, 0.0);
     let scored = run_chunks(inputs.len(), chunks, |range| {
+        let t0 = Instant::now();
         let (x, ok, bad) =
             prepare_chunk(range, len, chunks.threads, &|i, out| inputs.prepare(i, out));
+        let t1 = Instant::now();
+        prepare_seconds += (t1 - t0).as_secs_f64();
         let pred = score_batches(&mut regs, &x, len, batch, 3, &|reg, b, p| {
             let n = (b.len() / len) as i64;
             let t = tch::Tensor::f_from_slice(b)
@@ -87,6 +93,7 @@ pub fn infer_regressor(
             y.copy_data(p, p.len());
             Ok(())
         })?;
+        score_seconds += t1.elapsed().as_secs_f64();
         let col = |k: usize| pred.chunks(3).map(|p| p[k] as f64).collect::<Vec<f64>>();
         let chi_eff: Vec<f64> = pred
             .chunks(3)
@@ -118,6 +125,8 @@ pub fn infer_regressor(
         Ok(ChunkOut { table, rejects })
     })?;
     let mut extra = serde_json::Map::new();
+    extra.insert("prepare_seconds".into(), serde_json::json!(prepare_seconds));
+    extra.insert("score_seconds".into(), serde_json::json!(score_seconds));
     extra.insert(
         "targets".into(),
         serde_json::json!(["q", "chi1z", "chi2z", "chi_eff"]),

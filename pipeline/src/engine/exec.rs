@@ -406,7 +406,22 @@ impl Runner<'_> {
             checkpoint_dir: &dirs.checkpoints,
             resume: resume[0] == 1,
         };
-        let result = (stage.kind.run)(&ctx);
+        // A panic is a bug, but it must end as a failed stage: unwinding past
+        // the executor would leave the scheduler waiting for this stage's
+        // result, and the run hanging instead of exiting.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (stage.kind.run)(&ctx)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(Error::Stage {
+                        stage: stage.name.clone(),
+                        message: format!("panicked (a bug; please report it): {what}"),
+                    })
+                });
         let seconds = clock.elapsed().as_secs_f64();
         if let Err(e) = result {
             if let Some(root) = root {

@@ -3,13 +3,18 @@
 //! `--resume` continues a stopped run from them), and rank 0 writes the
 //! catalogue.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
 
 use sciflow_eval::infer::classifier::{infer_classifier, InferClassifierConfig};
 use sciflow_eval::infer::regressor::{infer_regressor, InferRegressorConfig};
 use sciflow_eval::infer::{CatalogueSummary, Chunks};
 
-use crate::stages::kind::{config, StageContext};
+use sciflow_ingest::writers::galaxy_images::list_inputs;
+
+use crate::stages::kind::{config, external_paths, InputScope, StageContext};
 use crate::Error;
 
 pub(super) fn run_infer_classifier(ctx: &StageContext<'_>) -> Result<(), Error> {
@@ -24,6 +29,35 @@ pub(super) fn run_infer_regressor(ctx: &StageContext<'_>) -> Result<(), Error> {
     infer_stage(ctx, cfg.chunk_size, |chunks| {
         infer_regressor(&cfg, ctx.out, chunks)
     })
+}
+
+/// The paths the config names and, for a table of images, every image it
+/// lists (one per band where the path holds `{band}`) that exists: a missing
+/// one is a reject row of the stage, not a missing input.
+pub(super) fn image_inputs(config: &Value, scope: &InputScope<'_>) -> Vec<PathBuf> {
+    let mut paths = external_paths(config, scope);
+    if let Ok(cfg) = serde_json::from_value::<InferClassifierConfig>(config.clone()) {
+        let listed = cfg.inputs.is_file() || cfg.inputs.join("labels.csv").is_file();
+        if listed && !cfg.inputs.starts_with(scope.workdir) {
+            let bands = cfg.read.bands.unwrap_or_default();
+            for row in list_inputs(&cfg.inputs, cfg.read.image_path).unwrap_or_default() {
+                let template = row.image.to_string_lossy().into_owned();
+                if template.contains("{band}") {
+                    paths.extend(
+                        bands
+                            .iter()
+                            .map(|b| PathBuf::from(template.replace("{band}", b))),
+                    );
+                } else {
+                    paths.push(row.image);
+                }
+            }
+        }
+    }
+    paths.retain(|p| !p.starts_with(scope.workdir) && p.exists());
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// What both kinds share: the chunks' directory, a progress bar of the

@@ -25,7 +25,7 @@ use sciflow_train::ClassifierConfig;
 
 use self::command::{command_inputs, resolve_command, run_command};
 use self::eval::*;
-use self::infer::{run_infer_classifier, run_infer_regressor};
+use self::infer::{image_inputs, run_infer_classifier, run_infer_regressor};
 use self::ingest::*;
 use self::kind::{resolve, Output, Props, StageKind, Threads};
 use self::subworkflow::{resolve_subworkflow, run_subworkflow, subworkflow_inputs};
@@ -186,7 +186,7 @@ pub static REGISTRY: &[StageKind] = &[
             Output { name: "summary", path: "catalogue.json", doc: "model hash, counts, ranks, timing" },
             Output { name: "report", path: "", doc: "the catalogue directory" },
         ],
-        props: Props { checkpoints: true, ..Props::COLLECTIVE },
+        props: Props { checkpoints: true, inputs: image_inputs, ..Props::COLLECTIVE },
         resolve: resolve::<InferClassifierConfig>,
         run: run_infer_classifier,
     },

@@ -157,8 +157,9 @@ impl ImageInputs {
     }
 }
 
-/// The rows of `source` (see [`ImageInputs::like`]), in order.
-fn list(source: &Path, image_path: Option<String>) -> Result<Vec<LabelRow>> {
+/// The rows of `source` (see [`ImageInputs::like`]), in order, their
+/// labels empty; `image_path` as [`ReadOptions::image_path`].
+pub fn list(source: &Path, image_path: Option<String>) -> Result<Vec<LabelRow>> {
     let table = |path: &Path| {
         let opts = CatalogOptions {
             image_path: image_path.clone(),

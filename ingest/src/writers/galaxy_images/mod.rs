@@ -591,7 +591,7 @@ fn catalog_options(config: &GalaxyImagesConfig) -> CatalogOptions {
 }
 
 mod inputs;
-pub use inputs::{ImageInputs, ReadOptions};
+pub use inputs::{list as list_inputs, ImageInputs, ReadOptions};
 
 #[cfg(test)]
 mod tests;
