@@ -192,7 +192,7 @@ fn concat_parquet(
                     file.try_clone()
                         .map_err(Error::io("failed to open", &tmp))?,
                 )
-                .batched(&df.schema())
+                .batched(df.schema())
                 .map_err(table_err("write", path))?,
             ),
         };
