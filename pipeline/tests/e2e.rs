@@ -373,7 +373,11 @@ fn the_waveform_workflow_runs_end_to_end_small() {
     // The inference stage catalogued the repository's LVC NR file.
     let c: serde_json::Value =
         serde_json::from_slice(&std::fs::read(wd.join("infer/catalogue.json")).unwrap()).unwrap();
-    assert_eq!((&c["catalogued"], &c["rejected"]), (&1.into(), &0.into()), "{c}");
+    assert_eq!(
+        (&c["catalogued"], &c["rejected"]),
+        (&1.into(), &0.into()),
+        "{c}"
+    );
     // The regenerated bank holds the predicted parameters, clipped to physical values.
     let bank =
         sciflow_ingest::readers::waveforms::read_bank(&wd.join("regenerate/bank.h5")).unwrap();
