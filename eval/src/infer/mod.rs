@@ -58,7 +58,8 @@ pub struct Chunks<'a> {
     pub dir: &'a Path,
     /// Inputs per chunk.
     pub size: NonZeroUsize,
-    /// Threads this rank prepares inputs with.
+    /// Threads this rank prepares inputs with, and CPU workers it scores
+    /// them with (one libtorch thread each).
     pub threads: usize,
     /// Called with the number of inputs each finished chunk covered.
     pub progress: &'a (dyn Fn(usize) + Sync),
