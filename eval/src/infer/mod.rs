@@ -418,3 +418,106 @@ pub(crate) fn finish(
     )?;
     Ok(Some(summary))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sciflow_train::Single;
+
+    fn chunks<'a>(dir: &'a Path, progress: &'a (dyn Fn(usize) + Sync)) -> Chunks<'a> {
+        Chunks {
+            comm: &Single,
+            dir,
+            size: NonZeroUsize::new(3).unwrap(),
+            threads: 2,
+            progress,
+        }
+    }
+
+    /// Inputs `range` as a table of their indices, odd ones rejected.
+    fn score(range: Range<usize>) -> Result<ChunkOut> {
+        let ok: Vec<u32> = range
+            .clone()
+            .filter(|i| i % 2 == 0)
+            .map(|i| i as u32)
+            .collect();
+        Ok(ChunkOut {
+            table: df!("i" => ok).unwrap(),
+            rejects: range
+                .filter(|i| i % 2 == 1)
+                .map(|i| Reject {
+                    sample_id: i.to_string(),
+                    source: format!("f{i}"),
+                    reason: format!("bad {i}"),
+                })
+                .collect(),
+        })
+    }
+
+    fn column(path: &Path, name: &str) -> Vec<String> {
+        let df = ParquetReader::new(std::fs::File::open(path).unwrap())
+            .finish()
+            .unwrap();
+        let c = df.column(name).unwrap().cast(&DataType::String).unwrap();
+        c.str()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn chunks_are_scored_once_and_gathered_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (work, out) = (dir.path().join("chunks"), dir.path().join("out"));
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let progress = |n: usize| {
+            seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        };
+        let c = chunks(&work, &progress);
+        assert_eq!(run_chunks(10, &c, score).unwrap(), 4);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 10);
+        // A second pass finds every chunk finished and scores none.
+        assert_eq!(run_chunks(10, &c, |_| panic!("scored again")).unwrap(), 0);
+        let listing = [Reject {
+            sample_id: "x".into(),
+            source: "x.txt".into(),
+            reason: "not an input".into(),
+        }];
+        assert_eq!(gather(10, &c, &listing, &out).unwrap(), (5, 6));
+        assert_eq!(column(&out.join(CATALOGUE), "i"), ["0", "2", "4", "6", "8"]);
+        assert_eq!(
+            column(&out.join(REJECTS), "sample_id"),
+            ["x", "1", "3", "5", "7", "9"]
+        );
+    }
+
+    #[test]
+    fn a_run_whose_every_input_fails_is_an_error_naming_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (work, out) = (dir.path().join("chunks"), dir.path().join("out"));
+        let c = chunks(&work, &|_| {});
+        run_chunks(4, &c, |range| {
+            let mut o = score(range.clone())?;
+            o.table = df!("i" => Vec::<u32>::new()).unwrap();
+            o.rejects = range
+                .map(|i| Reject {
+                    sample_id: i.to_string(),
+                    source: format!("f{i}"),
+                    reason: format!("bad {i}"),
+                })
+                .collect();
+            Ok(o)
+        })
+        .unwrap();
+        let err = gather(4, &c, &[], &out).unwrap_err().to_string();
+        assert!(
+            err.contains("none of the 4 input(s)") && err.contains("bad 0"),
+            "{err}"
+        );
+        assert!(
+            !out.join(CATALOGUE).exists(),
+            "no catalogue that looks complete"
+        );
+    }
+}

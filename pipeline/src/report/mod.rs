@@ -34,7 +34,11 @@ pub fn software() -> &'static (String, String) {
         // into a fresh buffer (zeroed pages, a copy) cost every run about
         // half a second.
         let hash = std::env::current_exe()
-            .and_then(|exe| blake3::Hasher::new().update_mmap_rayon(exe).map(|h| h.finalize()))
+            .and_then(|exe| {
+                blake3::Hasher::new()
+                    .update_mmap_rayon(exe)
+                    .map(|h| h.finalize())
+            })
             .map(|h| h.to_hex().to_string())
             .unwrap_or_else(|e| format!("unknown ({e})"));
         (version, hash)
