@@ -96,6 +96,9 @@ if [[ -d "$BUNDLE/data/gz1" ]] && timed_run galaxies workflows/galaxies.yaml --s
   result galaxies_train_seconds "$(train_seconds "$WORK/galaxies/train/history.json")" s
   result galaxies_test_accuracy "$(metric "$WORK/galaxies/evaluate/metrics.json" accuracy)" -
   result galaxies_test_auc "$(metric "$WORK/galaxies/evaluate/metrics.json" auc)" -
+  # The workflow's catalogue of the second survey, scored on the GPU.
+  result galaxies_catalogue_inputs_per_second "$(metric "$WORK/galaxies/catalogue/catalogue.json" inputs_per_second)" images/s
+  result galaxies_catalogue_score_seconds "$(metric "$WORK/galaxies/catalogue/catalogue.json" score_seconds)" s
 fi
 if [[ -f "$BUNDLE/data/bank.h5" ]]; then
   # The waveforms workflow from its dataset stage on, on the carried bank.
