@@ -41,5 +41,5 @@ mod shards;
 
 pub use contract::{DatasetInfo, OnError, Partition, Split, SplitFractions};
 pub use error::{Error, Result};
-pub use loader::{Batch, Loader, LoaderConfig};
+pub use loader::{Batch, Compact, Loader, LoaderConfig};
 pub use writers::galaxy_images::GalaxyImagesConfig;

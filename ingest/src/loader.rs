@@ -70,6 +70,11 @@ pub struct LoaderConfig {
     pub rank: usize,
     /// Number of ranks.
     pub world_size: usize,
+    /// Hand compact inputs (U8, and F16 without a decode step) over as
+    /// stored, in [`Batch::compact`], instead of decoding them here: a
+    /// consumer with a GPU copies a quarter (U8) or half (F16) of the bytes
+    /// and decodes there. F32 datasets are unaffected.
+    pub keep_compact: bool,
 }
 
 impl LoaderConfig {
@@ -87,6 +92,7 @@ impl LoaderConfig {
             seed,
             rank: 0,
             world_size: 1,
+            keep_compact: false,
         }
     }
 }
@@ -94,8 +100,11 @@ impl LoaderConfig {
 /// One batch: inputs `[n, ...sample_shape]` in one contiguous buffer, and labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    /// Input values, sample-major.
+    /// Input values, sample-major; empty when `compact` holds them.
     pub x: Vec<f32>,
+    /// The inputs as the dataset stores them, when the loader was asked to
+    /// keep them compact ([`LoaderConfig::keep_compact`]).
+    pub compact: Option<Compact>,
     /// Shape of `x`, batch axis first.
     pub shape: Vec<usize>,
     /// Class indices (classification datasets; empty otherwise).
@@ -103,6 +112,19 @@ pub struct Batch {
     /// Regression targets, sample-major, `target_len` per sample (datasets
     /// whose `y` is F32; empty otherwise).
     pub targets: Vec<f32>,
+}
+
+/// A batch's inputs as stored: `[n, ...sample_shape]` values of `dtype`,
+/// little-endian, and what turns them into the network's input (as
+/// [`crate::pixels::decode`] does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compact {
+    /// U8 or F16.
+    pub dtype: Dtype,
+    /// The stored bytes, sample-major.
+    pub bytes: Vec<u8>,
+    /// Scale, offset and per-sample normalisation (U8 datasets).
+    pub decode: Option<InputDecode>,
 }
 
 /// How a dataset stores `x`, and what makes it the network's input.
@@ -132,6 +154,12 @@ impl XFormat {
     /// Whether values need more than reading as f32.
     fn converts(&self) -> bool {
         self.dtype != Dtype::F32 || self.decode.is_some()
+    }
+
+    /// Whether [`Compact`] can carry these inputs: what the ingest writes
+    /// compactly (U8 with its decode, F16 already normalised).
+    fn compact(&self) -> bool {
+        self.dtype == Dtype::U8 || self.dtype == Dtype::F16 && self.decode.is_none()
     }
 }
 
@@ -194,11 +222,16 @@ impl ShardData {
         })
     }
 
-    /// Appends sample `i`'s input values.
-    fn extend_x(&self, i: usize, sample_len: usize, out: &mut Vec<f32>) {
+    /// Sample `i`'s stored bytes.
+    fn stored_x(&self, i: usize, sample_len: usize) -> &[u8] {
         let width = crate::pixels::width(self.format.dtype);
         let start = self.x.start + i * sample_len * width;
-        let bytes = &self.map[start..start + sample_len * width];
+        &self.map[start..start + sample_len * width]
+    }
+
+    /// Appends sample `i`'s input values.
+    fn extend_x(&self, i: usize, sample_len: usize, out: &mut Vec<f32>) {
+        let bytes = self.stored_x(i, sample_len);
         if self.format.converts() {
             crate::pixels::decode(
                 self.format.dtype,
@@ -366,6 +399,11 @@ impl Loader {
         let cfg = self.config.clone();
         let sample_shape = self.info.x.sample_shape.clone();
         let n_shards = shards.len();
+        let compact = (self.config.keep_compact && self.format.compact()).then(|| Compact {
+            dtype: self.format.dtype,
+            bytes: Vec::new(),
+            decode: self.format.decode,
+        });
         handles.push(std::thread::spawn(move || {
             let mut rng = epoch_rng(cfg.seed, epoch, cfg.rank as u64);
             let mut buffer: Vec<(Arc<ShardData>, usize)> = Vec::new();
@@ -412,7 +450,13 @@ impl Loader {
                     // Batches before `start` were consumed before a resume:
                     // the random choices above are replayed, the copy is not.
                     if sent >= start {
-                        let batch = assemble(&pending, &sample_shape, sample_len, targets);
+                        let batch = assemble(
+                            &pending,
+                            &sample_shape,
+                            sample_len,
+                            targets,
+                            compact.clone(),
+                        );
                         if batch_tx.send(Ok(batch)).is_err() {
                             return;
                         }
@@ -440,12 +484,23 @@ fn assemble(
     sample_shape: &[usize],
     sample_len: usize,
     target_len: Option<usize>,
+    compact: Option<Compact>,
 ) -> Batch {
-    let mut x = Vec::with_capacity(items.len() * sample_len);
+    let mut x = Vec::new();
+    let mut compact = compact;
+    match &mut compact {
+        Some(c) => c
+            .bytes
+            .reserve(items.len() * sample_len * c.dtype.bitsize() / 8),
+        None => x.reserve(items.len() * sample_len),
+    }
     let mut y = Vec::new();
     let mut targets = Vec::new();
     for (shard, i) in items {
-        shard.extend_x(*i, sample_len, &mut x);
+        match &mut compact {
+            Some(c) => c.bytes.extend_from_slice(shard.stored_x(*i, sample_len)),
+            None => shard.extend_x(*i, sample_len, &mut x),
+        }
         match target_len {
             None => y.push(shard.label(*i)),
             Some(len) => targets.extend(shard.target(*i, len)),
@@ -455,6 +510,7 @@ fn assemble(
     shape.extend_from_slice(sample_shape);
     Batch {
         x,
+        compact,
         shape,
         y,
         targets,

@@ -66,21 +66,18 @@ impl Task for Classification<'_> {
         Ok(net)
     }
 
-    fn prepare(&self, batch: &mut Batch, at: StepAt) {
-        if self.config.augment {
-            augment(
-                batch,
-                at.seed,
-                at.epoch,
-                at.rank,
-                at.step,
-                self.config.augment_shift,
-            );
+    fn prepare(&self, x: Tensor, at: StepAt) -> Result<Tensor> {
+        if !self.config.augment {
+            return Ok(x);
         }
+        augment(&x, at, self.config.augment_shift).map_err(Error::torch(format!(
+            "augmenting a batch of shape {:?}",
+            x.size()
+        )))
     }
 
-    fn tensors(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
-        to_tensors(batch)
+    fn expected(&self, batch: &Batch) -> Result<Tensor> {
+        Ok(Tensor::from_slice(&batch.y))
     }
 
     fn train_step(
@@ -158,12 +155,10 @@ pub fn train_classifier(config: &ClassifierConfig, run: Run<'_>) -> Result<Train
     fit(&config.loop_config(), &mut task, run)
 }
 
-/// Batch buffers as tensors; shapes come from the data, so they are checked.
+/// A batch as host tensors (inputs, class indices); shapes come from the
+/// data, so they are checked.
 pub fn to_tensors(batch: &Batch) -> Result<(Tensor, Tensor)> {
-    let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
-    let x = Tensor::from_slice(&batch.x)
-        .f_reshape(&shape)
-        .map_err(Error::torch(format!("batch of shape {:?}", batch.shape)))?;
+    let x = crate::input::inputs(batch, tch::Device::Cpu)?;
     Ok((x, Tensor::from_slice(&batch.y)))
 }
 
@@ -176,47 +171,77 @@ fn correct(logits: &Tensor, y: &Tensor) -> Tensor {
         .to_kind(Kind::Double)
 }
 
-/// Per-sample rotation by a multiple of 90 degrees and an optional flip,
-/// chosen by a hash of (seed, epoch, rank, step, sample) so runs repeat.
-fn augment(batch: &mut Batch, seed: u64, epoch: usize, rank: usize, step: usize, shift: usize) {
-    let (c, h, w) = (batch.shape[1], batch.shape[2], batch.shape[3]);
-    if h != w {
-        return;
-    }
-    let len = c * h * w;
-    let mut tmp = vec![0.0f32; h * w];
-    for (i, sample) in batch.x.chunks_exact_mut(len).enumerate() {
-        let r = splitmix(
-            seed ^ splitmix(
-                (epoch as u64) << 40 ^ (rank as u64) << 24 ^ (step as u64) << 10 ^ i as u64,
+/// A training image's moves: right-angle turns `k`, a mirror flip, and a
+/// shift `(dy, dx)` of up to `shift` pixels, chosen by a hash of (seed,
+/// epoch, rank, step, sample) so runs repeat.
+fn moves(at: StepAt, sample: usize, shift: usize) -> [i64; 4] {
+    let r = splitmix(
+        at.seed
+            ^ splitmix(
+                (at.epoch as u64) << 40
+                    ^ (at.rank as u64) << 24
+                    ^ (at.step as u64) << 10
+                    ^ sample as u64,
             ),
-        );
-        let (k, flip) = (r & 3, r & 4 != 0);
-        let span = 2 * shift as u64 + 1;
-        let (dy, dx) = (
-            ((r >> 8) % span) as isize - shift as isize,
-            ((r >> 24) % span) as isize - shift as isize,
-        );
-        if k == 0 && !flip && dy == 0 && dx == 0 {
-            continue;
-        }
-        let clamp = |v: isize| v.clamp(0, h as isize - 1) as usize;
-        for plane in sample.chunks_exact_mut(h * w) {
-            for y in 0..h {
-                for x in 0..w {
-                    let (mut sy, mut sx) = (clamp(y as isize - dy), clamp(x as isize - dx));
-                    if flip {
-                        sx = w - 1 - sx;
-                    }
-                    for _ in 0..k {
-                        (sy, sx) = (sx, h - 1 - sy);
-                    }
-                    tmp[y * w + x] = plane[sy * w + sx];
-                }
-            }
-            plane.copy_from_slice(&tmp);
-        }
+    );
+    let span = 2 * shift as u64 + 1;
+    [
+        (r & 3) as i64,
+        (r & 4 != 0) as i64,
+        ((r >> 8) % span) as i64 - shift as i64,
+        ((r >> 24) % span) as i64 - shift as i64,
+    ]
+}
+
+/// Each square image of `x` (`[n, c, h, w]`) moved by its [`moves`]: output
+/// pixel (y, x) reads the shifted position (edges repeated), mirrored, then
+/// turned `k` times. One gather wherever `x` lives, so a GPU batch is
+/// augmented there; a copy of values, the same bits on any device.
+fn augment(x: &Tensor, at: StepAt, shift: usize) -> std::result::Result<Tensor, tch::TchError> {
+    let size = x.size();
+    let [n, c, h, w] = size[..] else {
+        return Ok(x.shallow_clone());
+    };
+    if h != w {
+        return Ok(x.shallow_clone());
     }
+    let all: Vec<i64> = (0..n as usize).flat_map(|i| moves(at, i, shift)).collect();
+    if all.chunks(4).all(|m| m == [0, 0, 0, 0]) {
+        return Ok(x.shallow_clone());
+    }
+    let device = x.device();
+    let params = Tensor::from_slice(&all)
+        .f_view([n, 4, 1, 1])?
+        .f_to(device)?;
+    let param = |j: i64| params.f_select(1, j);
+    let (k, flip, dy, dx) = (param(0)?, param(1)?, param(2)?, param(3)?);
+    let ys = Tensor::f_arange(h, (Kind::Int64, device))?.f_view([1, h, 1])?;
+    let xs = Tensor::f_arange(w, (Kind::Int64, device))?.f_view([1, 1, w])?;
+    let last = h - 1;
+    let mut sy = ys
+        .f_sub(&dy)?
+        .f_clamp(0, last)?
+        .f_expand([n, h, w], false)?;
+    let mut sx = xs
+        .f_sub(&dx)?
+        .f_clamp(0, last)?
+        .f_expand([n, h, w], false)?;
+    let flipped = sx.f_neg()?.f_add_scalar(last)?;
+    sx = flipped.f_where_self(&flip.f_ne(0)?, &sx)?;
+    for turn in 0..3 {
+        let turns = k.f_gt(turn)?;
+        let (ty, tx) = (sx.shallow_clone(), sy.f_neg()?.f_add_scalar(last)?);
+        sy = ty.f_where_self(&turns, &sy)?;
+        sx = tx.f_where_self(&turns, &sx)?;
+    }
+    let index = sy
+        .f_mul_scalar(w)?
+        .f_add(&sx)?
+        .f_view([n, 1, h * w])?
+        .f_expand([n, c, h * w], false)?;
+    x.f_reshape([n, c, h * w])?
+        .f_gather(2, &index, false)?
+        .f_view([n, c, h, w])
 }
 
 fn splitmix(mut z: u64) -> u64 {
@@ -230,47 +255,84 @@ fn splitmix(mut z: u64) -> u64 {
 mod tests {
     use super::*;
 
+    fn at(seed: u64, step: usize) -> StepAt {
+        StepAt {
+            seed,
+            epoch: 0,
+            rank: 0,
+            step,
+        }
+    }
+
+    /// The moves spelt out pixel by pixel, as an independent oracle for the
+    /// gather: output (y, x) reads the shifted, clamped position, mirrored,
+    /// then turned `k` times.
+    fn moved_by_loops(x: &[f32], shape: [usize; 4], at: StepAt, shift: usize) -> Vec<f32> {
+        let [_, _, h, w] = shape;
+        let mut out = x.to_vec();
+        for (i, sample) in out.chunks_exact_mut(shape[1] * h * w).enumerate() {
+            let [k, flip, dy, dx] = moves(at, i, shift);
+            let clamp = |v: i64| v.clamp(0, h as i64 - 1) as usize;
+            for plane in sample.chunks_exact_mut(h * w) {
+                let src = plane.to_vec();
+                for y in 0..h {
+                    for x in 0..w {
+                        let (mut sy, mut sx) = (clamp(y as i64 - dy), clamp(x as i64 - dx));
+                        if flip == 1 {
+                            sx = w - 1 - sx;
+                        }
+                        for _ in 0..k {
+                            (sy, sx) = (sx, h - 1 - sy);
+                        }
+                        plane[y * w + x] = src[sy * w + sx];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn augmented(x: &[f32], shape: [usize; 4], at: StepAt, shift: usize) -> Vec<f32> {
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let t = Tensor::from_slice(x).view(&dims[..]);
+        Vec::<f32>::try_from(augment(&t, at, shift).unwrap().flatten(0, -1)).unwrap()
+    }
+
     #[test]
-    fn augmentation_permutes_pixels_and_repeats() {
-        let x: Vec<f32> = (0..2 * 16).map(|v| v as f32).collect();
-        let make = || Batch {
-            x: x.clone(),
-            shape: vec![2, 1, 4, 4],
-            y: vec![0, 1],
-            targets: Vec::new(),
-        };
-        let (mut a, mut b) = (make(), make());
-        augment(&mut a, 1, 0, 0, 0, 0);
-        augment(&mut b, 1, 0, 0, 0, 0);
-        assert_eq!(a, b);
-        for (orig, new) in x.chunks(16).zip(a.x.chunks(16)) {
-            let mut s1 = orig.to_vec();
-            let mut s2 = new.to_vec();
+    fn augmentation_moves_pixels_as_spelt_out_and_repeats() {
+        let shape = [3, 2, 5, 5];
+        let x: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|v| v as f32)
+            .collect();
+        let mut turned = false;
+        for step in 0..20 {
+            for shift in [0, 2] {
+                let a = augmented(&x, shape, at(1, step), shift);
+                assert_eq!(
+                    a,
+                    moved_by_loops(&x, shape, at(1, step), shift),
+                    "step {step}"
+                );
+                assert_eq!(a, augmented(&x, shape, at(1, step), shift), "repeats");
+                turned |= a != x;
+            }
+        }
+        assert!(turned, "some step moves some image");
+
+        // Without a shift the moves only permute each plane's pixels.
+        let a = augmented(&x, shape, at(7, 3), 0);
+        for (orig, new) in x.chunks(25).zip(a.chunks(25)) {
+            let (mut s1, mut s2) = (orig.to_vec(), new.to_vec());
             s1.sort_by(f32::total_cmp);
             s2.sort_by(f32::total_cmp);
             assert_eq!(s1, s2, "a rotation or flip only moves pixels");
         }
-        let moved = (0..20).any(|step| {
-            let mut c = make();
-            augment(&mut c, 1, 0, 0, step, 0);
-            c.x != x
-        });
-        assert!(moved);
-
-        // With a shift, pixels move by up to that many places, edges repeat.
-        let x: Vec<f32> = (0..64).map(|v| v as f32).collect();
+        // With one, some step repeats an edge.
         let shifted = (0..40).any(|step| {
-            let mut d = Batch {
-                x: x.clone(),
-                shape: vec![1, 1, 8, 8],
-                y: vec![0],
-                targets: Vec::new(),
-            };
-            augment(&mut d, 3, 0, 0, step, 2);
-            let mut sorted = d.x.clone();
-            sorted.sort_by(f32::total_cmp);
-            sorted.dedup();
-            sorted.len() < 64
+            let mut v = augmented(&x[..64], [1, 1, 8, 8], at(3, step), 2);
+            v.sort_by(f32::total_cmp);
+            v.dedup();
+            v.len() < 64
         });
         assert!(shifted, "some step shifts the image (repeating an edge)");
     }

@@ -22,6 +22,7 @@ use crate::checkpoint::{self, At, Checkpointing, Position};
 use crate::device::DeviceSpec;
 use crate::dist::Comm;
 use crate::history::{EpochStats, TrainHistory};
+use crate::input;
 use crate::optim::{LrPlan, LrScaling, LrSchedule, Optimizer, OptimizerKind};
 use crate::precision::Precision;
 use crate::preempt;
@@ -171,11 +172,14 @@ pub struct LoopConfig {
 
 impl LoopConfig {
     /// The loader of `split` for this rank: for `training`, batches shuffled
-    /// and even across ranks (padded with `pad`); otherwise in order.
+    /// and even across ranks (padded with `pad`); otherwise in order. With
+    /// `keep_compact`, compact inputs come as stored, for the device to
+    /// decode (see [`crate::input`]).
     pub fn loader(
         &self,
         split: Split,
         training: bool,
+        keep_compact: bool,
         seed: u64,
         comm: &dyn Comm,
     ) -> Result<Loader> {
@@ -194,6 +198,7 @@ impl LoopConfig {
                 seed,
                 rank: comm.rank(),
                 world_size: comm.size(),
+                keep_compact,
             },
         )?)
     }
@@ -236,12 +241,15 @@ pub trait Task {
     /// sets any initial weights.
     fn build(&mut self, vs: &mut nn::VarStore) -> Result<Box<dyn ModuleT>>;
 
-    /// Changes a training batch before its step (augmentation); by default none.
-    fn prepare(&self, _batch: &mut Batch, _at: StepAt) {}
+    /// Changes a training batch's inputs (`[n, ...sample_shape]`, on the
+    /// training device) before its step: augmentation; by default none.
+    fn prepare(&self, x: Tensor, _at: StepAt) -> Result<Tensor> {
+        Ok(x)
+    }
 
-    /// A batch's inputs and targets as (host) tensors; shapes come from the
-    /// data, so they are checked.
-    fn tensors(&self, batch: &Batch) -> Result<(Tensor, Tensor)>;
+    /// What the network should give for a batch (class indices, targets),
+    /// as a host tensor; shapes come from the data, so they are checked.
+    fn expected(&self, batch: &Batch) -> Result<Tensor>;
 
     /// The loss of a training batch of `n` samples (to back-propagate) and
     /// the batch's metric sums, [`Task::train_sums`] of them, as scalar
@@ -340,8 +348,11 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
         // (portable mode keeps its deterministic ones instead).
         tch::Cuda::cudnn_set_benchmark(true);
     }
-    let train = config.loader(Split::Train, true, seed, comm)?;
-    let val = config.loader(Split::Val, false, seed, comm)?;
+    // A GPU decodes compact inputs itself, after copying a quarter of the
+    // bytes; on the CPU the loader's worker threads decode them.
+    let on_gpu = device.is_cuda();
+    let train = config.loader(Split::Train, true, on_gpu, seed, comm)?;
+    let val = config.loader(Split::Val, false, on_gpu, seed, comm)?;
     if train.steps_per_epoch(0) == 0 {
         return Err(Error::Config(format!(
             "the training split of {} has too few samples for {} rank(s)",
@@ -415,20 +426,16 @@ pub fn fit<T: Task>(config: &LoopConfig, task: &mut T, run: Run<'_>) -> Result<T
         // One batch ahead: the next batch is read, prepared and its copy to
         // the device started while the device still works on this step.
         let stage = |batch: Batch, step: usize| -> Result<Staged> {
-            let mut batch = batch;
-            task.prepare(
-                &mut batch,
-                StepAt {
-                    seed,
-                    epoch,
-                    rank: comm.rank(),
-                    step,
-                },
-            );
-            let (x, y) = task.tensors(&batch)?;
+            let at = StepAt {
+                seed,
+                epoch,
+                rank: comm.rank(),
+                step,
+            };
+            let x = task.prepare(input::inputs(&batch, device)?, at)?;
             Ok(Staged {
-                x: to_device(x, device),
-                y: to_device(y, device),
+                x: input::layout(x),
+                y: input::upload(task.expected(&batch)?, device),
                 n: batch.shape[0] as f64,
             })
         };
@@ -554,24 +561,12 @@ struct Staged {
     n: f64,
 }
 
-/// Moves a host tensor to `device`: through pinned memory and without
-/// waiting for the copy on a GPU (the step that uses it is queued behind
-/// it on the same stream); as it is on the CPU.
-/// A 4-D batch (images) goes to channels-last order there, as the
-/// weights do on a GPU.
+/// Moves a host tensor to `device` ([`input::upload`]: pinned, without
+/// waiting for the copy; the step that uses it is queued behind it on the
+/// same stream); a 4-D batch (images) goes to channels-last order there, as
+/// the weights do on a GPU ([`input::layout`]).
 pub fn to_device(t: Tensor, device: Device) -> Tensor {
-    match device {
-        Device::Cpu => t,
-        _ => {
-            let t = t
-                .pin_memory(device)
-                .to_device_(device, t.kind(), true, false);
-            match t.dim() {
-                4 => crate::shim::channels_last(&t).unwrap_or(t),
-                _ => t,
-            }
-        }
-    }
+    input::layout(input::upload(t, device))
 }
 
 /// Puts every 4-D variable of `vs` in channels-last order: 2-D networks run
@@ -644,10 +639,10 @@ fn validate<T: Task>(
     tch::no_grad(|| -> Result<()> {
         for batch in loader.epoch(0) {
             let batch = batch?;
-            let (x, y) = task.tensors(&batch)?;
+            let x = input::layout(input::inputs(&batch, device)?);
+            let y = input::upload(task.expected(&batch)?, device);
             let n = batch.shape[0] as f64;
-            let batch_sums =
-                task.valid_step(net, &to_device(x, device), &to_device(y, device), n)?;
+            let batch_sums = task.valid_step(net, &x, &y, n)?;
             sums.add(&batch_sums, n);
         }
         Ok(())

@@ -30,6 +30,7 @@ pub mod cuda;
 pub mod device;
 pub mod dist;
 pub mod history;
+pub mod input;
 pub mod kernels;
 pub mod learner;
 pub mod model;

@@ -195,20 +195,21 @@ pub fn load_regressor(dir: &Path, device: tch::Device) -> Result<Regressor> {
     })
 }
 
-/// Batch buffers as tensors (x [n, C, T], targets [n, k]).
+/// A batch as host tensors (x `[n, C, T]`, targets `[n, k]`).
 pub fn regression_tensors(batch: &Batch) -> Result<(Tensor, Tensor)> {
-    let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
-    let x = Tensor::from_slice(&batch.x)
-        .f_reshape(&shape)
-        .map_err(Error::torch(format!("batch of shape {:?}", batch.shape)))?;
+    let x = crate::input::inputs(batch, tch::Device::Cpu)?;
+    Ok((x, regression_targets(batch)?))
+}
+
+/// A batch's targets, `[n, k]`; their count comes from the data, so it is checked.
+fn regression_targets(batch: &Batch) -> Result<Tensor> {
     let n = batch.shape[0] as i64;
-    let y = Tensor::from_slice(&batch.targets)
+    Tensor::from_slice(&batch.targets)
         .f_reshape([n, -1])
         .map_err(Error::torch(format!(
             "{} targets for {n} samples",
             batch.targets.len()
-        )))?;
-    Ok((x, y))
+        )))
 }
 
 /// The loss's extra terms.
@@ -323,8 +324,8 @@ impl Task for Regression {
         )))
     }
 
-    fn tensors(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
-        regression_tensors(batch)
+    fn expected(&self, batch: &Batch) -> Result<Tensor> {
+        regression_targets(batch)
     }
 
     fn train_step(
@@ -417,7 +418,7 @@ pub fn train_regressor(config: &RegressorConfig, run: Run<'_>) -> Result<TrainHi
     let loop_config = config.loop_config();
     // Statistics of the head's outputs over the whole training split (every
     // rank reads it all, in order, so all agree without communication).
-    let all = loop_config.loader(Split::Train, false, seed, &Single)?;
+    let all = loop_config.loader(Split::Train, false, false, seed, &Single)?;
     let mut rows: Vec<f32> = Vec::new();
     for b in all.epoch(0) {
         rows.extend_from_slice(&b?.targets);

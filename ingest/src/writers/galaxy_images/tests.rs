@@ -437,6 +437,30 @@ fn jpegs_are_stored_as_8_bit_pixels_and_normalised_by_the_loader() {
             .fold(worst, f32::max);
     }
     assert!(worst > 0.0 && worst < 0.2, "largest difference {worst}");
+
+    // Kept compact (for a GPU to decode), a batch holds the stored bytes,
+    // which decode into the very inputs the loader yields.
+    let mut cfg = crate::loader::LoaderConfig::new(1000, 0);
+    (cfg.shuffle, cfg.even_steps, cfg.keep_compact) = (false, false, true);
+    let l = crate::loader::Loader::new(&u8_dir, Split::Train, cfg).unwrap();
+    let b = l.epoch(0).next().unwrap().unwrap();
+    let c = b.compact.expect("a compact batch");
+    assert!(b.x.is_empty() && b.shape == shape);
+    assert_eq!(c.bytes.len(), x8.len());
+    let mut decoded = Vec::new();
+    crate::pixels::decode(
+        c.dtype,
+        &c.bytes,
+        &shape[1..],
+        c.decode.as_ref(),
+        &mut decoded,
+    );
+    assert_eq!(decoded, x8);
+    // An F32 dataset has nothing to keep compact.
+    let mut cfg = crate::loader::LoaderConfig::new(1000, 0);
+    cfg.keep_compact = true;
+    let l = crate::loader::Loader::new(&f32_dir, Split::Train, cfg).unwrap();
+    assert!(l.epoch(0).next().unwrap().unwrap().compact.is_none());
 }
 
 #[test]
