@@ -2,9 +2,13 @@
 //! (shuffled, sharded, worker threads, bounded prefetch) and hands every
 //! batch to libtorch as tensors; prints samples per second. The Python side
 //! of `bench/loader.sh` reads the same samples with PyTorch's DataLoader.
+//! With `--compact 1`, a compact (U8/F16) dataset's batches are handed over
+//! as stored, the tensor a GPU training copies to the device and decodes
+//! there ([`sciflow_train::input`]), so the figure is the loader's rate
+//! without the decoding.
 //!
 //! ```text
-//! cargo run --example loader_bench -- DATASET_DIR [--batch 64] [--workers 2] [--prefetch 4] [--epochs 3]
+//! cargo run --example loader_bench -- DATASET_DIR [--batch 64] [--workers 2] [--prefetch 4] [--epochs 3] [--compact 0|1]
 //! ```
 
 use std::time::Instant;
@@ -15,7 +19,7 @@ fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(dir) = argv.first().filter(|a| !a.starts_with('-')) else {
         eprintln!(
-            "usage: loader_bench DATASET_DIR [--batch N] [--workers N] [--prefetch N] [--epochs N]"
+            "usage: loader_bench DATASET_DIR [--batch N] [--workers N] [--prefetch N] [--epochs N] [--compact 0|1]"
         );
         std::process::exit(2)
     };
@@ -34,6 +38,7 @@ fn main() {
             "--workers" => cfg.workers = v,
             "--prefetch" => cfg.prefetch = v,
             "--epochs" => epochs = v,
+            "--compact" => cfg.keep_compact = v != 0,
             other => {
                 eprintln!("unknown argument `{other}`");
                 std::process::exit(2)
@@ -55,7 +60,18 @@ fn main() {
                 eprintln!("{e}");
                 std::process::exit(1)
             });
-            let (x, y) = sciflow_train::classifier::to_tensors(&batch).unwrap();
+            let (x, y) = match &batch.compact {
+                Some(c) => {
+                    let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
+                    let kind = match c.dtype {
+                        safetensors::Dtype::U8 => tch::Kind::Uint8,
+                        _ => tch::Kind::Half,
+                    };
+                    let x = tch::Tensor::f_from_data_size(&c.bytes, &shape, kind).unwrap();
+                    (x, tch::Tensor::from_slice(&batch.y))
+                }
+                None => sciflow_train::classifier::to_tensors(&batch).unwrap(),
+            };
             // Touch the tensors so the hand-off cannot be optimised away.
             check += x.flatten(0, -1).double_value(&[0]) + y.size()[0] as f64;
             n += batch.y.len();
@@ -71,6 +87,7 @@ fn main() {
             "batch": cfg.batch_size,
             "workers": cfg.workers,
             "prefetch": cfg.prefetch,
+            "compact": cfg.keep_compact,
             "samples_per_second": rates[rates.len() / 2],
         })
     );
