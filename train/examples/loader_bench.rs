@@ -61,15 +61,10 @@ fn main() {
                 std::process::exit(1)
             });
             let (x, y) = match &batch.compact {
-                Some(c) => {
-                    let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
-                    let kind = match c.dtype {
-                        safetensors::Dtype::U8 => tch::Kind::Uint8,
-                        _ => tch::Kind::Half,
-                    };
-                    let x = tch::Tensor::f_from_data_size(&c.bytes, &shape, kind).unwrap();
-                    (x, tch::Tensor::from_slice(&batch.y))
-                }
+                Some(c) => (
+                    sciflow_train::input::stored(&batch, c).unwrap(),
+                    tch::Tensor::from_slice(&batch.y),
+                ),
                 None => sciflow_train::classifier::to_tensors(&batch).unwrap(),
             };
             // Touch the tensors so the hand-off cannot be optimised away.

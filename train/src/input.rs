@@ -25,14 +25,21 @@ use crate::{Error, Result};
 /// The inputs of `batch` on `device`, `[n, ...sample_shape]` f32, in
 /// row-major order (see [`layout`] for the order a GPU network reads).
 pub fn inputs(batch: &Batch, device: Device) -> Result<Tensor> {
-    let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
     let context = || format!("batch of shape {:?}", batch.shape);
     let Some(compact) = &batch.compact else {
         let x = Tensor::from_slice(&batch.x)
-            .f_reshape(&shape)
+            .f_reshape(dims(batch))
             .map_err(Error::torch(context()))?;
         return Ok(upload(x, device));
     };
+    let stored = stored(batch, compact)?;
+    decode(&upload(stored, device), &batch.shape[1..], compact).map_err(Error::torch(context()))
+}
+
+/// The compact inputs of `batch` as stored, a host tensor `[n,
+/// ...sample_shape]` of U8 or F16, not yet decoded.
+pub fn stored(batch: &Batch, compact: &Compact) -> Result<Tensor> {
+    let context = || format!("batch of shape {:?}", batch.shape);
     let kind = match compact.dtype {
         Dtype::U8 => Kind::Uint8,
         Dtype::F16 => Kind::Half,
@@ -52,9 +59,12 @@ pub fn inputs(batch: &Batch, device: Device) -> Result<Tensor> {
             compact.dtype
         )));
     }
-    let stored =
-        Tensor::f_from_data_size(&compact.bytes, &shape, kind).map_err(Error::torch(context()))?;
-    decode(&upload(stored, device), &batch.shape[1..], compact).map_err(Error::torch(context()))
+    Tensor::f_from_data_size(&compact.bytes, &dims(batch), kind).map_err(Error::torch(context()))
+}
+
+/// `batch.shape` as libtorch sizes.
+fn dims(batch: &Batch) -> Vec<i64> {
+    batch.shape.iter().map(|&d| d as i64).collect()
 }
 
 /// Copies `t` to `device`: from pinned memory and without waiting for the
