@@ -210,9 +210,9 @@ fn augment(x: &Tensor, at: StepAt, shift: usize) -> std::result::Result<Tensor, 
         return Ok(x.shallow_clone());
     }
     let device = x.device();
-    let params = Tensor::from_slice(&all)
-        .f_view([n, 4, 1, 1])?
-        .f_to(device)?;
+    // Pinned and without waiting: a pageable copy would stall the host until
+    // the device had finished the step before.
+    let params = crate::input::upload(Tensor::from_slice(&all).f_view([n, 4, 1, 1])?, device);
     let param = |j: i64| params.f_select(1, j);
     let (k, flip, dy, dx) = (param(0)?, param(1)?, param(2)?, param(3)?);
     let ys = Tensor::f_arange(h, (Kind::Int64, device))?.f_view([1, h, 1])?;

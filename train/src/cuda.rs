@@ -8,6 +8,14 @@
 //! the folder the running `libtorch_cpu.so` came from: where the CUDA
 //! libraries are present (a GPU node) CUDA becomes available; where they are
 //! not, loading fails and the process stays on the CPU.
+//!
+//! It must come first. libtorch creates its CUDA hooks at the first question
+//! about CUDA (`hasCUDA`, `show_config`, a device count, a pinned buffer)
+//! and keeps them for the rest of the process: asked before
+//! `libtorch_cuda.so` is loaded, it settles on its CPU-only stand-ins, and
+//! loading the library later changes nothing. So [`crate::kernels::pin`],
+//! which every entry point calls before any tensor work, calls [`load`]
+//! first, and [`load`] checks that the hooks it leaves are the real ones.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -28,6 +36,15 @@ pub fn load() -> &'static Result<PathBuf, String> {
             ));
         }
         open(&path)?;
+        if !crate::shim::cuda_hooks_real() {
+            return Err(format!(
+                "{} loaded after libtorch had settled on running without CUDA \
+                 (something asked libtorch about CUDA before \
+                 sciflow_train::cuda::load or kernels::pin ran): this process \
+                 stays on the CPU",
+                path.display()
+            ));
+        }
         Ok(path)
     })
 }
@@ -70,9 +87,10 @@ mod tests {
         let dir = torch_lib_dir().expect("libtorch_cpu.so is mapped");
         assert!(dir.join("libtorch_cpu.so").is_file());
         match load() {
-            // A GPU machine with the CUDA libraries.
+            // A set-up with the NVIDIA libraries (scripts/setup.sh installs
+            // them), with or without a GPU.
             Ok(p) => assert!(p.ends_with("libtorch_cuda.so")),
-            // Here: a CPU-only set-up lacks the NVIDIA libraries it needs.
+            // A CPU-only libtorch, or one whose NVIDIA libraries are missing.
             Err(why) => assert!(why.contains("libtorch_cuda"), "{why}"),
         }
         // Loading or not, asking for the devices never fails.

@@ -68,14 +68,25 @@ fn dims(batch: &Batch) -> Vec<i64> {
 }
 
 /// Copies `t` to `device`: from pinned memory and without waiting for the
-/// copy, so it overlaps the device's work on the step before.
+/// copy, so it overlaps the device's work on the step before. Where memory
+/// cannot be pinned, the copy is made from `t` as it is (and waits).
 pub fn upload(t: Tensor, device: Device) -> Tensor {
     match device {
         Device::Cpu => t,
-        _ => t
-            .pin_memory(device)
-            .to_device_(device, t.kind(), true, false),
+        _ => match pinned(&t, device) {
+            Ok(p) => p.to_device_(device, t.kind(), true, false),
+            Err(_) => t.to_device(device),
+        },
     }
+}
+
+/// A copy of host tensor `t` in page-locked memory, for copies to `device`
+/// that do not wait. libtorch's `_pin_memory`: `pin_memory` with a device
+/// prints two deprecation warnings per call in libtorch 2.11 (four lines a
+/// step in every job log), and without one it pins for whatever device
+/// libtorch thinks current.
+pub fn pinned(t: &Tensor, device: Device) -> std::result::Result<Tensor, TchError> {
+    t.f_internal_pin_memory(device)
 }
 
 /// Puts a 4-D batch on a GPU in channels-last order, the order its

@@ -98,11 +98,16 @@ pub fn mode() -> Reproducible {
     MODE.get().copied().unwrap_or_default()
 }
 
-/// Sets `mode` for this process. Call it once, before any tensor work and
+/// Sets `mode` for this process, after loading libtorch's CUDA half
+/// ([`crate::cuda::load`]). Call it once, before any tensor work and
 /// before other threads read the environment: portable mode writes the
 /// libraries' environment variables, then checks that libtorch took them.
 /// A second call with another mode fails (the kernels are chosen once).
 pub fn pin(mode: Reproducible) -> Result<Kernels> {
+    // First of all, before anything asks libtorch about CUDA (this
+    // function's own cuDNN flags included): its CUDA half, where it loads.
+    // Why it did not is for `pipeline doctor` and the device choice to say.
+    let _ = crate::cuda::load();
     if let Some(&before) = MODE.get() {
         return if before == mode {
             Ok(current())
@@ -235,6 +240,20 @@ pub fn sqrt_(t: &mut tch::Tensor) {
     }
     let _ = t.rsqrt_();
     let _ = t.reciprocal_();
+}
+
+/// [`sqrt_`] of every tensor of `ts` (all on one device), as libtorch's
+/// list operations: the same bits as [`sqrt_`] of each.
+pub fn sqrt_all_(ts: &[tch::Tensor]) {
+    use crate::shim::foreach;
+    match ts.first() {
+        Some(t) if t.device() == tch::Device::Cpu => {
+            foreach::rsqrt_(ts);
+            foreach::reciprocal_(ts);
+        }
+        Some(_) => foreach::sqrt_(ts),
+        None => {}
+    }
 }
 
 #[cfg(test)]

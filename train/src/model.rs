@@ -508,12 +508,19 @@ pub fn load_initial_weights(vs: &mut nn::VarStore, path: &Path) -> Result<InitRe
     Ok(report)
 }
 
-/// Loads a classifier's model directory onto `device`.
+/// Loads a classifier's model directory onto `device`; on a GPU with its
+/// weights in channels-last order, the order its inputs arrive in there
+/// ([`crate::learner::to_device`]), as in training: with the two orders
+/// mixed, every convolution would re-lay its weights out on every call.
 pub fn load_model(
     dir: &Path,
     device: tch::Device,
 ) -> Result<(nn::VarStore, Box<dyn ModuleT>, ModelInfo)> {
-    crate::model_dir::load(dir, "model description", device, build)
+    let loaded = crate::model_dir::load(dir, "model description", device, build)?;
+    if device.is_cuda() {
+        crate::learner::channels_last_weights(&loaded.0);
+    }
+    Ok(loaded)
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::shim::foreach;
+
 /// The update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
@@ -65,14 +67,16 @@ fn lamb_eps() -> f64 {
 /// Every operation is the one the host would do, so on the CPU the update
 /// is the same bits as [`trust_ratio_host`]'s.
 fn trust_ratio(w: &Tensor, u: &Tensor) -> Tensor {
-    let one = Tensor::from(1.0f64).to_device(w.device());
+    // Made on the device (a fill, queued like any kernel): a host scalar
+    // copied there would make the host wait for the device, per tensor.
+    let one = || Tensor::ones([], (Kind::Double, w.device()));
     if w.dim() <= 1 {
-        return one;
+        return one();
     }
     let wn = w.norm().to_kind(Kind::Double);
     let un = u.norm().to_kind(Kind::Double);
     let both = wn.gt(0.0).logical_and(&un.gt(0.0));
-    (&wn / &un).where_self(&both, &one)
+    (&wn / &un).where_self(&both, &one())
 }
 
 /// [`trust_ratio`] on the host, reading both norms back (the reference).
@@ -193,6 +197,77 @@ impl Optimizer {
     /// Applies one update with learning rate `lr` from the current gradients.
     pub fn step(&mut self, lr: f64) {
         self.steps += 1;
+        match self.kind {
+            OptimizerKind::Adam { .. } | OptimizerKind::Sgd { .. } => self.step_lists(lr),
+            OptimizerKind::Lars { .. } | OptimizerKind::Lamb { .. } => self.step_each(lr),
+        }
+    }
+
+    /// Adam's and SGD's update over the whole list of parameters at once
+    /// (libtorch's `_foreach_*` operations, as PyTorch's optimizers do it):
+    /// on a GPU a dozen kernels a step instead of a dozen per tensor. Each
+    /// operation is [`Optimizer::step_each`]'s, in its order, so on the CPU
+    /// the bits are the same (a test holds them equal).
+    fn step_lists(&mut self, lr: f64) {
+        let t = self.steps;
+        // Parameters with a gradient (a frozen or unused one is left alone).
+        let mut live = Vec::with_capacity(self.params.len());
+        let mut grads = Vec::with_capacity(self.params.len());
+        for (i, p) in self.params.iter().enumerate() {
+            let g = p.grad();
+            if g.defined() {
+                live.push(i);
+                grads.push(g);
+            }
+        }
+        if live.is_empty() {
+            return;
+        }
+        let pick = |ts: &[Tensor]| {
+            live.iter()
+                .map(|&i| ts[i].shallow_clone())
+                .collect::<Vec<_>>()
+        };
+        let params = pick(&self.params);
+        tch::no_grad(|| {
+            // L2 decay joins the gradient.
+            if self.weight_decay > 0.0 {
+                grads = foreach::add(&grads, &foreach::mul_scalar(&params, self.weight_decay));
+            }
+            let update = match self.kind {
+                OptimizerKind::Adam { beta1, beta2, eps } => {
+                    let (m, v) = (pick(&self.first), pick(&self.second));
+                    foreach::mul_scalar_(&m, beta1);
+                    foreach::add_(&m, &foreach::mul_scalar(&grads, 1.0 - beta1));
+                    foreach::mul_scalar_(&v, beta2);
+                    let g2 = foreach::mul(&grads, &grads);
+                    foreach::add_(&v, &foreach::mul_scalar(&g2, 1.0 - beta2));
+                    let denom = foreach::div_scalar(&v, 1.0 - beta2.powi(t));
+                    crate::kernels::sqrt_all_(&denom);
+                    foreach::add_scalar_(&denom, eps);
+                    let u = foreach::div_scalar(&m, 1.0 - beta1.powi(t));
+                    foreach::div_(&u, &denom);
+                    foreach::mul_scalar_(&u, lr);
+                    u
+                }
+                OptimizerKind::Sgd { momentum } => {
+                    let b = pick(&self.first);
+                    foreach::mul_scalar_(&b, momentum);
+                    foreach::add_(&b, &grads);
+                    foreach::mul_scalar(&b, lr)
+                }
+                OptimizerKind::Lars { .. } | OptimizerKind::Lamb { .. } => {
+                    unreachable!("LARS and LAMB scale each tensor on its own")
+                }
+            };
+            foreach::sub_(&params, &update);
+        });
+    }
+
+    /// The update tensor by tensor: LARS and LAMB, whose step for each
+    /// tensor depends on its own norms; for Adam and SGD, the reference
+    /// [`Optimizer::step_lists`] is held to.
+    fn step_each(&mut self, lr: f64) {
         let t = self.steps;
         tch::no_grad(|| {
             for (i, p) in self.params.iter_mut().enumerate() {
@@ -371,6 +446,63 @@ mod tests {
             }
             let v: Vec<f32> = Vec::try_from(&p.detach()).unwrap();
             assert!(v.iter().all(|x| x.abs() < 0.05), "{kind:?}: {v:?}");
+        }
+    }
+
+    /// Adam's and SGD's list-at-once update is the tensor-by-tensor one,
+    /// to the bit, step after step (the CPU runs each tensor's operation).
+    #[test]
+    fn the_list_update_gives_the_tensor_by_tensor_bits() {
+        let kinds = [
+            (OptimizerKind::default(), 0.0),
+            (OptimizerKind::default(), 1e-4),
+            (OptimizerKind::Sgd { momentum: 0.9 }, 0.0),
+            (OptimizerKind::Sgd { momentum: 0.9 }, 5e-4),
+        ];
+        for (kind, decay) in kinds {
+            tch::manual_seed(7);
+            let opts = (Kind::Float, tch::Device::Cpu);
+            let shapes: [&[i64]; 4] = [&[8, 3, 3, 3], &[8], &[5, 8], &[1]];
+            let make = || {
+                shapes
+                    .iter()
+                    .map(|s| Tensor::randn(*s, opts).set_requires_grad(true))
+                    .collect::<Vec<_>>()
+            };
+            let start = make();
+            let copy = |ps: &[Tensor]| {
+                ps.iter()
+                    .map(|p| p.detach().copy().set_requires_grad(true))
+                    .collect::<Vec<_>>()
+            };
+            let mut lists = Optimizer::new(kind, decay, copy(&start));
+            let mut each = Optimizer::new(kind, decay, copy(&start));
+            for _ in 0..5 {
+                let grads = make();
+                for opt in [&mut lists, &mut each] {
+                    opt.zero_grad();
+                    // The third tensor never gets a gradient: both leave it be.
+                    let loss = opt
+                        .params()
+                        .iter()
+                        .zip(&grads)
+                        .enumerate()
+                        .filter(|(i, _)| *i != 2)
+                        .map(|(_, (p, g))| (p * g.detach()).sum(Kind::Float))
+                        .fold(Tensor::zeros([], opts), |a, b| a + b);
+                    loss.backward();
+                }
+                lists.steps += 1;
+                lists.step_lists(0.01);
+                each.steps += 1;
+                each.step_each(0.01);
+            }
+            for (a, b) in lists.params().iter().zip(each.params()) {
+                assert!(a.equal(b), "{kind:?} {decay}: parameters differ");
+            }
+            for (a, b) in lists.state().0.iter().zip(&each.state().0) {
+                assert!(a.1.equal(&b.1), "{kind:?} {decay}: {} differs", a.0);
+            }
         }
     }
 

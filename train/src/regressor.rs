@@ -297,6 +297,11 @@ struct Regression {
     mean: Tensor,
     std: Tensor,
     weights: Tensor,
+    /// `mean` and `std` on the host, for the export: the module is traced on
+    /// the CPU, and a device tensor in its graph would be stored as a
+    /// constant on that device followed by a move, so loading the module
+    /// would need that device.
+    host_stats: (Tensor, Tensor),
 }
 
 impl Regression {
@@ -378,10 +383,7 @@ impl Task for Regression {
 
     /// Physical q, chi1z, chi2z, as [`Regressor::predict`] gives them.
     fn export(&self, net: &dyn ModuleT, x: &Tensor) -> Tensor {
-        let (mean, std) = (
-            self.mean.to_device(x.device()),
-            self.std.to_device(x.device()),
-        );
+        let (mean, std) = &self.host_stats;
         self.info
             .outputs
             .decode(&(net.forward_t(x, false) * std + mean))
@@ -477,6 +479,7 @@ pub fn train_regressor(config: &RegressorConfig, run: Run<'_>) -> Result<TrainHi
         info: model_info,
         model: config.model.clone(),
         terms,
+        host_stats: (mean_t.copy(), std_t.copy()),
         mean: mean_t,
         std: std_t,
     };

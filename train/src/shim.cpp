@@ -3,14 +3,24 @@
 // float16, only; bfloat16 needs no loss scaling) on the CPU or CUDA, and
 // the channels-last memory order for 2-D networks on GPUs, and what
 // reproducibility needs: the CPU kernels libtorch chose (ATen's level, MKL's
-// branch) and cuDNN's deterministic mode.
+// branch) and cuDNN's deterministic mode; whether libtorch runs on its real
+// CUDA hooks; and the `_foreach_*` list operations the optimizers use.
 #include <ATen/Context.h>
 #include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <ATen/ops/_foreach_add.h>
+#include <ATen/ops/_foreach_div.h>
+#include <ATen/ops/_foreach_mul.h>
+#include <ATen/ops/_foreach_reciprocal.h>
+#include <ATen/ops/_foreach_rsqrt.h>
+#include <ATen/ops/_foreach_sqrt.h>
+#include <ATen/ops/_foreach_sub.h>
 #include <dlfcn.h>
 
 #include <cstring>
+#include <vector>
 
 namespace {
 at::DeviceType device_type(int cuda) { return cuda ? at::kCUDA : at::kCPU; }
@@ -135,4 +145,82 @@ extern "C" void sciflow_torch_version(char *buf, int len) {
   }
   std::strncpy(buf, v.c_str(), static_cast<size_t>(len) - 1);
   buf[len - 1] = '\0';
+}
+
+// 1 when libtorch's CUDA hooks are libtorch_cuda's, 0 when they are the
+// CPU-only stand-ins. libtorch creates them at the first question about
+// CUDA and keeps them for the life of the process, so they are the real
+// ones only if libtorch_cuda was loaded before that question; asking here
+// fixes them too. The stand-in cannot say which CUDA runtime it was built
+// against (it throws); the real hooks can, with or without a GPU.
+extern "C" int sciflow_cuda_hooks_real() {
+  try {
+    return at::detail::getCUDAHooks().versionCUDART() > 0 ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+// One of libtorch's `_foreach_*` operations over n tensors, the form
+// PyTorch's optimizers take: on a GPU a few kernels for every tensor of a
+// list together, on the CPU the same operation as on each tensor alone
+// (libtorch's CPU path loops over them), so the same bits. `a` and `b` are
+// the lists (b unused by the unary and scalar forms), `s` the scalar; the
+// forms ending in `_` update `a` in place, the others write n new tensors,
+// owned by the caller, into `out`. Returns 0, or 1 when libtorch refused
+// (nothing thrown crosses into Rust).
+enum ForeachOp {
+  kMulScalarInPlace = 0,
+  kMulScalar = 1,
+  kAddListInPlace = 2,
+  kAddList = 3,
+  kMulList = 4,
+  kDivScalar = 5,
+  kDivListInPlace = 6,
+  kSubListInPlace = 7,
+  kAddScalarInPlace = 8,
+  kRsqrtInPlace = 9,
+  kReciprocalInPlace = 10,
+  kSqrtInPlace = 11,
+};
+
+extern "C" int sciflow_foreach(int op, const at::Tensor *const *a, const at::Tensor *const *b,
+                               int n, double s, at::Tensor **out) {
+  try {
+    std::vector<at::Tensor> xs, ys;
+    xs.reserve(n);
+    for (int i = 0; i < n; ++i) {
+      xs.push_back(*a[i]);
+    }
+    if (b != nullptr) {
+      ys.reserve(n);
+      for (int i = 0; i < n; ++i) {
+        ys.push_back(*b[i]);
+      }
+    }
+    std::vector<at::Tensor> made;
+    switch (op) {
+      case kMulScalarInPlace: at::_foreach_mul_(xs, s); break;
+      case kMulScalar: made = at::_foreach_mul(xs, s); break;
+      case kAddListInPlace: at::_foreach_add_(xs, ys); break;
+      case kAddList: made = at::_foreach_add(xs, ys); break;
+      case kMulList: made = at::_foreach_mul(xs, ys); break;
+      case kDivScalar: made = at::_foreach_div(xs, s); break;
+      case kDivListInPlace: at::_foreach_div_(xs, ys); break;
+      case kSubListInPlace: at::_foreach_sub_(xs, ys); break;
+      case kAddScalarInPlace: at::_foreach_add_(xs, s); break;
+      case kRsqrtInPlace: at::_foreach_rsqrt_(xs); break;
+      case kReciprocalInPlace: at::_foreach_reciprocal_(xs); break;
+      case kSqrtInPlace: at::_foreach_sqrt_(xs); break;
+      default: return 1;
+    }
+    if (!made.empty()) {
+      for (int i = 0; i < n; ++i) {
+        out[i] = new at::Tensor(std::move(made[i]));
+      }
+    }
+    return 0;
+  } catch (...) {
+    return 1;
+  }
 }

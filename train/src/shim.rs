@@ -17,6 +17,15 @@ mod ffi {
         pub fn sciflow_mkl_branch() -> i32;
         pub fn sciflow_mkl_unreadable() -> i32;
         pub fn sciflow_cudnn_deterministic(on: i32);
+        pub fn sciflow_cuda_hooks_real() -> i32;
+        pub fn sciflow_foreach(
+            op: i32,
+            a: *const *mut C_tensor,
+            b: *const *mut C_tensor,
+            n: i32,
+            s: f64,
+            out: *mut *mut C_tensor,
+        ) -> i32;
     }
 }
 
@@ -110,6 +119,121 @@ pub fn mkl_unreadable() -> bool {
 pub fn cudnn_deterministic(on: bool) {
     // SAFETY: sets two flags of libtorch's global context.
     unsafe { ffi::sciflow_cudnn_deterministic(i32::from(on)) }
+}
+
+/// Whether libtorch's CUDA hooks are the real ones from `libtorch_cuda`
+/// rather than the CPU-only stand-ins. The first question about CUDA fixes
+/// them for the process, and so does this one: see [`crate::cuda::load`].
+#[allow(unsafe_code)]
+pub fn cuda_hooks_real() -> bool {
+    // SAFETY: no arguments; the shim catches whatever libtorch throws.
+    unsafe { ffi::sciflow_cuda_hooks_real() != 0 }
+}
+
+/// libtorch's `_foreach_*` list operations, as PyTorch's optimizers use
+/// them: on a GPU a few kernels for a whole list of tensors instead of some
+/// per tensor; on the CPU libtorch runs each tensor's own operation in turn,
+/// so the bits are those of the operations one by one. A refusal (lists of
+/// other lengths, shapes or devices) panics, as tch's operations do.
+pub mod foreach {
+    use tch::Tensor;
+
+    /// The operations, numbered as in shim.cpp.
+    #[derive(Clone, Copy)]
+    enum Op {
+        MulScalarInPlace = 0,
+        MulScalar = 1,
+        AddListInPlace = 2,
+        AddList = 3,
+        MulList = 4,
+        DivScalar = 5,
+        DivListInPlace = 6,
+        SubListInPlace = 7,
+        AddScalarInPlace = 8,
+        RsqrtInPlace = 9,
+        ReciprocalInPlace = 10,
+        SqrtInPlace = 11,
+    }
+
+    /// Runs `op` on `a` (and `b`, with scalar `s`); the new tensors of the
+    /// forms that make them.
+    #[allow(unsafe_code)]
+    fn call(op: Op, a: &[Tensor], b: Option<&[Tensor]>, s: f64, makes: bool) -> Vec<Tensor> {
+        if let Some(b) = b {
+            assert_eq!(a.len(), b.len(), "foreach lists of different lengths");
+        }
+        let ptrs = |ts: &[Tensor]| ts.iter().map(|t| t.as_ptr() as *mut _).collect::<Vec<_>>();
+        let (pa, pb) = (ptrs(a), b.map(ptrs));
+        let mut out = vec![std::ptr::null_mut(); if makes { a.len() } else { 0 }];
+        // SAFETY: `pa` (and `pb`, as long) point at tensors that `a` and `b`
+        // keep alive for the call; the shim reads them, writes into their
+        // storage for the in-place forms (as tch's `_` methods do), and for
+        // the others fills `out`, as long as `a`, with new heap tensors.
+        let failed = unsafe {
+            super::ffi::sciflow_foreach(
+                op as i32,
+                pa.as_ptr(),
+                pb.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
+                a.len() as i32,
+                s,
+                out.as_mut_ptr(),
+            )
+        };
+        assert!(failed == 0, "libtorch refused a foreach operation");
+        // SAFETY: each pointer is a tensor the shim made for us, taken once.
+        out.into_iter()
+            .map(|p| unsafe { Tensor::from_ptr(p) })
+            .collect()
+    }
+
+    /// `a[i] *= s`.
+    pub fn mul_scalar_(a: &[Tensor], s: f64) {
+        call(Op::MulScalarInPlace, a, None, s, false);
+    }
+    /// `a[i] * s`.
+    pub fn mul_scalar(a: &[Tensor], s: f64) -> Vec<Tensor> {
+        call(Op::MulScalar, a, None, s, true)
+    }
+    /// `a[i] += b[i]`.
+    pub fn add_(a: &[Tensor], b: &[Tensor]) {
+        call(Op::AddListInPlace, a, Some(b), 0.0, false);
+    }
+    /// `a[i] + b[i]`.
+    pub fn add(a: &[Tensor], b: &[Tensor]) -> Vec<Tensor> {
+        call(Op::AddList, a, Some(b), 0.0, true)
+    }
+    /// `a[i] * b[i]`.
+    pub fn mul(a: &[Tensor], b: &[Tensor]) -> Vec<Tensor> {
+        call(Op::MulList, a, Some(b), 0.0, true)
+    }
+    /// `a[i] / s`.
+    pub fn div_scalar(a: &[Tensor], s: f64) -> Vec<Tensor> {
+        call(Op::DivScalar, a, None, s, true)
+    }
+    /// `a[i] /= b[i]`.
+    pub fn div_(a: &[Tensor], b: &[Tensor]) {
+        call(Op::DivListInPlace, a, Some(b), 0.0, false);
+    }
+    /// `a[i] -= b[i]`.
+    pub fn sub_(a: &[Tensor], b: &[Tensor]) {
+        call(Op::SubListInPlace, a, Some(b), 0.0, false);
+    }
+    /// `a[i] += s`.
+    pub fn add_scalar_(a: &[Tensor], s: f64) {
+        call(Op::AddScalarInPlace, a, None, s, false);
+    }
+    /// `a[i] = 1 / sqrt(a[i])`.
+    pub fn rsqrt_(a: &[Tensor]) {
+        call(Op::RsqrtInPlace, a, None, 0.0, false);
+    }
+    /// `a[i] = 1 / a[i]`.
+    pub fn reciprocal_(a: &[Tensor]) {
+        call(Op::ReciprocalInPlace, a, None, 0.0, false);
+    }
+    /// `a[i] = sqrt(a[i])`.
+    pub fn sqrt_(a: &[Tensor]) {
+        call(Op::SqrtInPlace, a, None, 0.0, false);
+    }
 }
 
 #[cfg(test)]
