@@ -5,11 +5,19 @@
 # small inputs that machine can neither make (no lalsuite) nor reach.
 #
 #   scripts/device-bundle.sh [DIR]     # default: bundle/ (ignored by git)
+#   scripts/device-bundle.sh --data-only DIR   # the inputs alone (the CPU
+#                                              # dry run of gpu-check.sh)
 #
 # DIR holds sciflow-<version>-x86_64-linux.tar.xz and data/; the device
-# tool's carry is ["bundle"] (at most 64 MiB travel with the tree).
+# tool's carry is ["bundle"] (at most 64 MiB travel with the tree). BANK_N
+# (1000) sets the bank's size, GZ1 the labelled cutouts' folder.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+DATA_ONLY=0
+if [[ "${1:-}" == --data-only ]]; then
+  DATA_ONLY=1
+  shift
+fi
 DIR="${1:-bundle}"
 log() { printf '[bundle] %s\n' "$*" >&2; }
 
@@ -17,7 +25,7 @@ log() { printf '[bundle] %s\n' "$*" >&2; }
 # bundle that looks complete.
 rm -rf "$DIR.tmp"
 mkdir -p "$DIR.tmp"
-bash scripts/release.sh --bench --out "$DIR.tmp"
+((DATA_ONLY)) || bash scripts/release.sh --bench --out "$DIR.tmp"
 # shellcheck disable=SC1091
 source .deps/env.sh
 
