@@ -27,18 +27,65 @@ use crate::{Error, Result};
 pub fn inputs(batch: &Batch, device: Device) -> Result<Tensor> {
     let context = || format!("batch of shape {:?}", batch.shape);
     let Some(compact) = &batch.compact else {
-        let x = Tensor::from_slice(&batch.x)
-            .f_reshape(dims(batch))
-            .map_err(Error::torch(context()))?;
-        return Ok(upload(x, device));
+        let values = &batch.x;
+        // SAFETY: any f32 is 4 initialised bytes; the slice covers exactly
+        // `values`' memory and lives no longer than the borrow of it.
+        #[allow(unsafe_code)]
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                values.as_ptr().cast::<u8>(),
+                std::mem::size_of_val(&values[..]),
+            )
+        };
+        return send(bytes, &dims(batch), Kind::Float, device).map_err(Error::torch(context()));
     };
-    let stored = stored(batch, compact)?;
-    decode(&upload(stored, device), &batch.shape[1..], compact).map_err(Error::torch(context()))
+    let stored = stored_on(batch, compact, device)?;
+    decode(&stored, &batch.shape[1..], compact).map_err(Error::torch(context()))
+}
+
+/// `bytes` (`dims` of `kind`, checked) as a tensor on `device`. For a GPU
+/// they are written once, into pinned memory, and copied without waiting;
+/// a tensor made first and pinned after would take a second pass over them.
+fn send(
+    bytes: &[u8],
+    dims: &[i64],
+    kind: Kind,
+    device: Device,
+) -> std::result::Result<Tensor, TchError> {
+    let expected = dims.iter().product::<i64>().max(0) as usize * kind.elt_size_in_bytes();
+    if bytes.len() != expected {
+        return Err(TchError::Shape(format!(
+            "{} bytes of {kind:?} for shape {dims:?}, expected {expected}",
+            bytes.len()
+        )));
+    }
+    if device.is_cuda() {
+        if let Some(host) = crate::shim::empty_pinned(dims, kind) {
+            // SAFETY: `host` is a new contiguous tensor of exactly
+            // `expected` bytes (its sizes and kind are `dims` and `kind`),
+            // owned here and not yet shared with any copy.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    host.data_ptr().cast::<u8>(),
+                    expected,
+                )
+            };
+            return host.f_to_device_(device, kind, true, false);
+        }
+    }
+    Ok(upload(Tensor::f_from_data_size(bytes, dims, kind)?, device))
 }
 
 /// The compact inputs of `batch` as stored, a host tensor `[n,
 /// ...sample_shape]` of U8 or F16, not yet decoded.
 pub fn stored(batch: &Batch, compact: &Compact) -> Result<Tensor> {
+    stored_on(batch, compact, Device::Cpu)
+}
+
+/// [`stored`] on `device`.
+fn stored_on(batch: &Batch, compact: &Compact, device: Device) -> Result<Tensor> {
     let context = || format!("batch of shape {:?}", batch.shape);
     let kind = match compact.dtype {
         Dtype::U8 => Kind::Uint8,
@@ -59,7 +106,7 @@ pub fn stored(batch: &Batch, compact: &Compact) -> Result<Tensor> {
             compact.dtype
         )));
     }
-    Tensor::f_from_data_size(&compact.bytes, &dims(batch), kind).map_err(Error::torch(context()))
+    send(&compact.bytes, &dims(batch), kind, device).map_err(Error::torch(context()))
 }
 
 /// `batch.shape` as libtorch sizes.

@@ -17,6 +17,7 @@
 #include <ATen/ops/_foreach_rsqrt.h>
 #include <ATen/ops/_foreach_sqrt.h>
 #include <ATen/ops/_foreach_sub.h>
+#include <ATen/ops/empty.h>
 #include <dlfcn.h>
 
 #include <cstring>
@@ -222,5 +223,19 @@ extern "C" int sciflow_foreach(int op, const at::Tensor *const *a, const at::Ten
     return 0;
   } catch (...) {
     return 1;
+  }
+}
+
+// An uninitialised host tensor of the given sizes and scalar type in
+// page-locked memory (libtorch's caching host allocator, which reuses a
+// block once the copies reading it are done), owned by the caller; nullptr
+// where memory cannot be pinned (no GPU).
+extern "C" at::Tensor *sciflow_empty_pinned(const int64_t *sizes, int ndim, int scalar_type) {
+  try {
+    const auto options =
+        at::TensorOptions().dtype(static_cast<at::ScalarType>(scalar_type)).pinned_memory(true);
+    return new at::Tensor(at::empty(at::IntArrayRef(sizes, static_cast<size_t>(ndim)), options));
+  } catch (...) {
+    return nullptr;
   }
 }

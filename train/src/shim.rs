@@ -18,6 +18,7 @@ mod ffi {
         pub fn sciflow_mkl_unreadable() -> i32;
         pub fn sciflow_cudnn_deterministic(on: i32);
         pub fn sciflow_cuda_hooks_real() -> i32;
+        pub fn sciflow_empty_pinned(sizes: *const i64, ndim: i32, kind: i32) -> *mut C_tensor;
         pub fn sciflow_foreach(
             op: i32,
             a: *const *mut C_tensor,
@@ -130,6 +131,24 @@ pub fn cuda_hooks_real() -> bool {
     unsafe { ffi::sciflow_cuda_hooks_real() != 0 }
 }
 
+/// An uninitialised host tensor of `sizes` and `kind` in page-locked memory,
+/// `None` where memory cannot be pinned (no GPU).
+#[allow(unsafe_code)]
+pub fn empty_pinned(sizes: &[i64], kind: tch::Kind) -> Option<Tensor> {
+    // libtorch's ScalarType codes of the kinds batches come in (tch keeps
+    // its own mapping private).
+    let code = match kind {
+        tch::Kind::Uint8 => 0,
+        tch::Kind::Half => 5,
+        tch::Kind::Float => 6,
+        _ => return None,
+    };
+    // SAFETY: the shim reads `sizes.len()` sizes and returns a new heap
+    // tensor (or null), which `from_ptr` takes ownership of once.
+    let ptr = unsafe { ffi::sciflow_empty_pinned(sizes.as_ptr(), sizes.len() as i32, code) };
+    (!ptr.is_null()).then(|| unsafe { Tensor::from_ptr(ptr) })
+}
+
 /// libtorch's `_foreach_*` list operations, as PyTorch's optimizers use
 /// them: on a GPU a few kernels for a whole list of tensors instead of some
 /// per tensor; on the CPU libtorch runs each tensor's own operation in turn,
@@ -240,6 +259,19 @@ pub mod foreach {
 mod tests {
     use super::*;
     use tch::Kind;
+
+    #[test]
+    fn pinned_tensors_exist_only_with_a_gpu() {
+        for kind in [Kind::Uint8, Kind::Half, Kind::Float] {
+            match empty_pinned(&[2, 3], kind) {
+                Some(t) => {
+                    assert!(crate::cuda::device_count() > 0);
+                    assert_eq!((t.size(), t.kind()), (vec![2, 3], kind));
+                }
+                None => assert_eq!(crate::cuda::device_count(), 0),
+            }
+        }
+    }
 
     #[test]
     fn channels_last_reorders_memory_and_keeps_values() {
