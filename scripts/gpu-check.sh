@@ -38,7 +38,10 @@
 # SCIFLOW, a folder with bin/pipeline and bin/step_bench to use instead of
 # the archive; DEVICE (cuda); STEPS, WARMUP (20, 5); EPOCHS (2); R50_ARGS;
 # QUICKSTART_SET, GALAXIES_SET (extra `--set` assignments, space-separated);
-# AIGW_BATCH (64); CAP_<section> (seconds); DEADLINE. The test suite runs it
+# AIGW_BATCH (64), XCEPTION_BATCH (256), WAVENET_BATCH (512);
+# CAP_<section> (seconds); DEADLINE; ONLY; RESULTS_NAME (results.txt).
+# On the device tool: carry ["bundle"], `bash scripts/gpu-check.sh` with a
+# timeout_s of 600 (the check stops itself by 470 s). The test suite runs it
 # on the CPU with tiny sizes (pipeline/tests/gpu_check.rs), so it cannot rot.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
