@@ -174,13 +174,24 @@ pub mod foreach {
         SqrtInPlace = 11,
     }
 
+    impl Op {
+        /// Whether it makes new tensors (else it updates `a` in place).
+        fn makes(self) -> bool {
+            matches!(
+                self,
+                Op::MulScalar | Op::AddList | Op::MulList | Op::DivScalar
+            )
+        }
+    }
+
     /// Runs `op` on `a` (and `b`, with scalar `s`); the new tensors of the
     /// forms that make them.
     #[allow(unsafe_code)]
-    fn call(op: Op, a: &[Tensor], b: Option<&[Tensor]>, s: f64, makes: bool) -> Vec<Tensor> {
+    fn call(op: Op, a: &[Tensor], b: Option<&[Tensor]>, s: f64) -> Vec<Tensor> {
         if let Some(b) = b {
             assert_eq!(a.len(), b.len(), "foreach lists of different lengths");
         }
+        let makes = op.makes();
         let ptrs = |ts: &[Tensor]| ts.iter().map(|t| t.as_ptr() as *mut _).collect::<Vec<_>>();
         let (pa, pb) = (ptrs(a), b.map(ptrs));
         let mut out = vec![std::ptr::null_mut(); if makes { a.len() } else { 0 }];
@@ -207,51 +218,51 @@ pub mod foreach {
 
     /// `a[i] *= s`.
     pub fn mul_scalar_(a: &[Tensor], s: f64) {
-        call(Op::MulScalarInPlace, a, None, s, false);
+        call(Op::MulScalarInPlace, a, None, s);
     }
     /// `a[i] * s`.
     pub fn mul_scalar(a: &[Tensor], s: f64) -> Vec<Tensor> {
-        call(Op::MulScalar, a, None, s, true)
+        call(Op::MulScalar, a, None, s)
     }
     /// `a[i] += b[i]`.
     pub fn add_(a: &[Tensor], b: &[Tensor]) {
-        call(Op::AddListInPlace, a, Some(b), 0.0, false);
+        call(Op::AddListInPlace, a, Some(b), 0.0);
     }
     /// `a[i] + b[i]`.
     pub fn add(a: &[Tensor], b: &[Tensor]) -> Vec<Tensor> {
-        call(Op::AddList, a, Some(b), 0.0, true)
+        call(Op::AddList, a, Some(b), 0.0)
     }
     /// `a[i] * b[i]`.
     pub fn mul(a: &[Tensor], b: &[Tensor]) -> Vec<Tensor> {
-        call(Op::MulList, a, Some(b), 0.0, true)
+        call(Op::MulList, a, Some(b), 0.0)
     }
     /// `a[i] / s`.
     pub fn div_scalar(a: &[Tensor], s: f64) -> Vec<Tensor> {
-        call(Op::DivScalar, a, None, s, true)
+        call(Op::DivScalar, a, None, s)
     }
     /// `a[i] /= b[i]`.
     pub fn div_(a: &[Tensor], b: &[Tensor]) {
-        call(Op::DivListInPlace, a, Some(b), 0.0, false);
+        call(Op::DivListInPlace, a, Some(b), 0.0);
     }
     /// `a[i] -= b[i]`.
     pub fn sub_(a: &[Tensor], b: &[Tensor]) {
-        call(Op::SubListInPlace, a, Some(b), 0.0, false);
+        call(Op::SubListInPlace, a, Some(b), 0.0);
     }
     /// `a[i] += s`.
     pub fn add_scalar_(a: &[Tensor], s: f64) {
-        call(Op::AddScalarInPlace, a, None, s, false);
+        call(Op::AddScalarInPlace, a, None, s);
     }
     /// `a[i] = 1 / sqrt(a[i])`.
     pub fn rsqrt_(a: &[Tensor]) {
-        call(Op::RsqrtInPlace, a, None, 0.0, false);
+        call(Op::RsqrtInPlace, a, None, 0.0);
     }
     /// `a[i] = 1 / a[i]`.
     pub fn reciprocal_(a: &[Tensor]) {
-        call(Op::ReciprocalInPlace, a, None, 0.0, false);
+        call(Op::ReciprocalInPlace, a, None, 0.0);
     }
     /// `a[i] = sqrt(a[i])`.
     pub fn sqrt_(a: &[Tensor]) {
-        call(Op::SqrtInPlace, a, None, 0.0, false);
+        call(Op::SqrtInPlace, a, None, 0.0);
     }
 }
 
