@@ -89,6 +89,14 @@ pub fn run(
     let threads_override = sciflow_train::thread_override().map(|(n, _)| n);
     let threads = sciflow_train::set_threads_for_rank(comm.local_size(), threads_override);
     let jobs = exec_args.jobs.map_or(threads, |j| j.get());
+    // The engine's own parallel work (BLAKE3 of large inputs and outputs)
+    // runs on rayon's global pool: at most `jobs` threads, as `-j` says.
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build_global()
+    {
+        tracing::debug!("rayon's pool was set up before `-j` was known: {e}");
+    }
     if comm.rank() == 0 {
         tracing::info!(
             "workflow `{}`: {} stages, {} rank(s), {jobs} core(s) per rank, workdir {}{}",
