@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # P1, the loader: samples/s of our loader (train/examples/loader_bench.rs:
-# shuffled shards, 2 reader threads, prefetch 4, batches handed to libtorch)
-# against PyTorch's DataLoader (2 workers, shuffle, same batch) reading the
-# same samples from HDF5 (h5py) and from a numpy memmap
-# (bench/loader_baseline.py), in one run. Goal: >= 3x. Then the share of a
-# real training epoch (`train.classifier`, small_cnn) spent waiting for data,
-# from its history.json. Goal: < 5 %.
-# Ends with one line per figure: RESULT <name> <value> <unit> goal <goal>.
+# shuffled shards read whole, 2 reader threads, a 1,024-sample shuffle
+# buffer, prefetch 4, batches handed to libtorch) against PyTorch's
+# DataLoader (2 persistent workers, same batch; bench/loader_baseline.py)
+# reading the same samples four ways: one sample an item from HDF5 (h5py)
+# and from a numpy memmap, fully shuffled; a whole batch an item from the
+# memmap (one sorted fancy-indexed read), fully shuffled; and our access
+# pattern (shuffled runs of 64 contiguous samples through the same shuffle
+# buffer), the fairest comparison and the headline. ROUNDS (5) rounds, the
+# sides in a new random order each round, the page cache warm; then the
+# same with the cache dropped before every run (cold; needs root). Goal:
+# >= 3x. Then the share of a real training epoch (`train.classifier`,
+# small_cnn) spent waiting for data, from its history.json. Goal: < 5 %.
+# Ends with one line per figure: RESULT <name> <median> <unit> goal <goal>
+# min <min> max <max>; a ratio's median and range are over the rounds'.
 #
 #   bench/loader.sh [SAMPLES] [SIZE]     # default 4096 images of 3 x 96 x 96
 set -euo pipefail
@@ -16,11 +23,15 @@ SIZE="${2:-96}"
 bash scripts/setup.sh >/dev/null
 # shellcheck disable=SC1091
 source .deps/env.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+ROUNDS="${ROUNDS:-5}"
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build -q --workspace --bins
 cargo build -q --example loader_bench -p sciflow-train
 W="$(mktemp -d /tmp/sciflow-loader-bench.XXXXXX)"
 trap 'rm -rf "$W"' EXIT
+SAMPLES="$W/samples"
 
 cat >"$W/loader.yaml" <<YAML
 version: 1
@@ -42,28 +53,55 @@ stages:
 YAML
 target/debug/pipeline -q run "$W/loader.yaml" --until data
 "$PIPELINE_PYTHON" bench/loader_baseline.py prepare "$W/wd/data" "$W/py"
-cat "$W"/wd/data/shards/* "$W"/py/* >/dev/null   # page cache warm for all sides
 
 field() { "$PIPELINE_PYTHON" -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
-ours=$(target/debug/examples/loader_bench "$W/wd/data" --batch 64 --workers 2 --prefetch 4 --epochs 3 2>/dev/null)
-h5=$("$PIPELINE_PYTHON" bench/loader_baseline.py run "$W/py" --format h5 --batch 64 --workers 2 --epochs 3)
-npy=$("$PIPELINE_PYTHON" bench/loader_baseline.py run "$W/py" --format npy --batch 64 --workers 2 --epochs 3)
-echo "ours:          $ours"
-echo "pytorch h5py:  $h5"
-echo "pytorch numpy: $npy"
+COLD=0
+# The page cache: warm for every side alike, or dropped (cold).
+caches() {
+  if ((COLD)); then
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+  else
+    cat "$W"/wd/data/shards/* "$W"/py/* >/dev/null
+  fi
+}
+# Each side prints its samples/s (the median of its 3 epochs).
+ours() {
+  caches
+  field "$(target/debug/examples/loader_bench "$W/wd/data" --batch 64 --workers 2 --prefetch 4 --epochs 3 2>/dev/null)" samples_per_second
+}
+pytorch() {
+  caches
+  field "$("$PIPELINE_PYTHON" bench/loader_baseline.py run "$W/py" --format "$1" --batch 64 --workers 2 --epochs 3)" samples_per_second
+}
+h5() { pytorch h5; }
+npy() { pytorch npy; }
+npy_batch() { pytorch npy_batch; }
+npy_shard() { pytorch npy_shard; }
+SIDES=(ours h5 npy npy_batch npy_shard)
+interleave "$ROUNDS" "${SIDES[@]}"
+for s in "${SIDES[@]}"; do
+  summary "$s" | result_line "loader_$s" samples/s - %.0f
+done
+for s in "${SIDES[@]:1}"; do
+  goal=-
+  [[ $s == npy_shard ]] && goal=3
+  ratio_summary ours "$s" | result_line "loader_speedup_vs_$s" x "$goal" %.2f
+done
+if [[ -w /proc/sys/vm/drop_caches ]]; then
+  COLD=1
+  SAMPLES="$W/cold"
+  interleave "$ROUNDS" ours npy_shard
+  summary ours | result_line loader_cold_ours samples/s - %.0f
+  summary npy_shard | result_line loader_cold_npy_shard samples/s - %.0f
+  ratio_summary ours npy_shard | result_line loader_cold_speedup_vs_npy_shard x 3 %.2f
+  COLD=0
+else
+  echo "cold-cache runs skipped: dropping the page cache needs root" >&2
+fi
 
 target/debug/pipeline -q run "$W/loader.yaml" --only train
-wait=$("$PIPELINE_PYTHON" -c "
+"$PIPELINE_PYTHON" -c "
 import json, sys
 h = json.load(open(sys.argv[1]))['history']
-print(sum(e['data_wait_seconds'] for e in h) / sum(e['seconds'] for e in h))" "$W/wd/train/history.json")
-
-awk -v o="$(field "$ours" samples_per_second)" -v h="$(field "$h5" samples_per_second)" \
-    -v n="$(field "$npy" samples_per_second)" -v w="$wait" 'BEGIN {
-  printf "RESULT loader_ours %.0f samples/s goal -\n", o
-  printf "RESULT loader_pytorch_h5py %.0f samples/s goal -\n", h
-  printf "RESULT loader_pytorch_numpy %.0f samples/s goal -\n", n
-  printf "RESULT loader_speedup_vs_h5py %.2f x goal 3\n", o / h
-  printf "RESULT loader_speedup_vs_numpy %.2f x goal 3\n", o / n
-  printf "RESULT train_data_wait_share %.4f fraction goal 0.05\n", w
-}'
+print('RESULT train_data_wait_share %.4f fraction goal 0.05' % (sum(e['data_wait_seconds'] for e in h) / sum(e['seconds'] for e in h)))" "$W/wd/train/history.json"

@@ -1,12 +1,22 @@
-"""PyTorch side of bench/loader.sh.
+"""PyTorch side of bench/loader.sh, tuned as a PyTorch user would tune it.
 
   prepare DATASET OUT   copy the training split of one of our datasets into
                         OUT/train.h5 (datasets x, y) and OUT/x.npy, OUT/y.npy
                         (not timed)
-  run OUT --format h5|npy [--batch 64] [--workers 2] [--epochs 3]
+  run OUT --format F [--batch 64] [--workers 2] [--epochs 3]
                         read them with torch.utils.data.DataLoader
-                        (shuffle=True, num_workers, batch_size) and print
-                        samples per second (median epoch) as JSON
+                        (persistent workers, so they are forked once, not
+                        every epoch) and print samples per second (median
+                        epoch) as JSON. F is one of:
+      h5        one sample per item from HDF5 (h5py; the file and its
+                datasets opened once per worker), full shuffle
+      npy       one sample per item from a numpy memmap, full shuffle
+      npy_batch a whole batch per item, one fancy-indexed memmap read of
+                sorted indices (BatchSampler), full shuffle
+      npy_shard what our loader does: shard-sized runs of 64 contiguous
+                samples in a shuffled order, split between the workers,
+                through a 1,024-sample shuffle buffer, batches of contiguous
+                reads
 """
 
 import argparse
@@ -18,7 +28,7 @@ import h5py
 import numpy as np
 import torch
 from safetensors.numpy import load_file
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, get_worker_info
 
 
 def prepare(dataset, out):
@@ -42,7 +52,7 @@ def prepare(dataset, out):
 
 class H5(Dataset):
     def __init__(self, path):
-        self.path, self.f = path, None
+        self.path, self.x, self.y = path, None, None
         with h5py.File(path, "r") as f:
             self.n = f["y"].shape[0]
 
@@ -50,16 +60,18 @@ class H5(Dataset):
         return self.n
 
     def __getitem__(self, i):
-        # Opened lazily: h5py handles must not cross the fork into workers.
-        if self.f is None:
-            self.f = h5py.File(self.path, "r")
-        return torch.from_numpy(self.f["x"][i]), int(self.f["y"][i])
+        # Opened lazily, once per worker: h5py handles must not cross the
+        # fork into workers; the datasets are looked up once, not per item.
+        if self.x is None:
+            f = h5py.File(self.path, "r")
+            self.x, self.y = f["x"], f["y"][()]
+        return torch.from_numpy(self.x[i]), int(self.y[i])
 
 
 class Npy(Dataset):
     def __init__(self, out):
         self.x = np.load(os.path.join(out, "x.npy"), mmap_mode="r")
-        self.y = np.load(os.path.join(out, "y.npy"), mmap_mode="r")
+        self.y = np.load(os.path.join(out, "y.npy"))
 
     def __len__(self):
         return self.x.shape[0]
@@ -68,10 +80,66 @@ class Npy(Dataset):
         return torch.from_numpy(np.array(self.x[i])), int(self.y[i])
 
 
+class NpyBatch(Npy):
+    """Items are whole batches: a list of indices, read in one go."""
+
+    def __getitem__(self, idx):
+        idx = np.sort(np.asarray(idx))
+        return torch.from_numpy(self.x[idx]), torch.from_numpy(self.y[idx])
+
+
+class NpyShards(IterableDataset):
+    """Our loader's access pattern: runs of `run` contiguous samples (our
+    shards) in a seeded shuffled order, dealt round-robin to the workers,
+    each worker passing its samples through a `buffer`-sample shuffle buffer
+    and yielding batches."""
+
+    def __init__(self, out, batch, run=64, buffer=1024):
+        self.out, self.batch, self.run, self.buffer = out, batch, run, buffer
+        self.epoch = 0
+
+    def __iter__(self):
+        x = np.load(os.path.join(self.out, "x.npy"), mmap_mode="r")
+        y = np.load(os.path.join(self.out, "y.npy"))
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        rng = np.random.default_rng(1000 + self.epoch)
+        self.epoch += 1
+        starts = rng.permutation(np.arange(0, x.shape[0], self.run))[wid::nw]
+        # The buffer shared out: as many samples in flight as ours holds.
+        buffer = max(self.buffer // nw, self.batch)
+        local = np.random.default_rng(wid + 7 * self.epoch)
+        pool = []
+
+        def take(k):
+            picked = []
+            for _ in range(k):
+                j = local.integers(len(pool))
+                pool[j], pool[-1] = pool[-1], pool[j]
+                picked.append(pool.pop())
+            return torch.from_numpy(np.stack([p[0] for p in picked])), torch.tensor([p[1] for p in picked])
+
+        for s in starts:
+            pool.extend(zip(np.array(x[s : s + self.run]), y[s : s + self.run]))
+            while len(pool) >= buffer:
+                yield take(self.batch)
+        while pool:
+            yield take(min(self.batch, len(pool)))
+
+
 def run(out, fmt, batch, workers, epochs):
-    ds = H5(os.path.join(out, "train.h5")) if fmt == "h5" else Npy(out)
     torch.manual_seed(1)
-    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers)
+    common = dict(num_workers=workers, persistent_workers=workers > 0)
+    if fmt == "h5":
+        loader = DataLoader(H5(os.path.join(out, "train.h5")), batch_size=batch, shuffle=True, **common)
+    elif fmt == "npy":
+        loader = DataLoader(Npy(out), batch_size=batch, shuffle=True, **common)
+    elif fmt == "npy_batch":
+        ds = NpyBatch(out)
+        sampler = BatchSampler(RandomSampler(ds), batch_size=batch, drop_last=False)
+        loader = DataLoader(ds, sampler=sampler, batch_size=None, **common)
+    else:
+        loader = DataLoader(NpyShards(out, batch), batch_size=None, **common)
     rates = []
     for epoch in range(epochs):
         t = time.perf_counter()
@@ -80,7 +148,7 @@ def run(out, fmt, batch, workers, epochs):
             n += x.shape[0]
         rates.append(n / (time.perf_counter() - t))
     rates.sort()
-    print(json.dumps({"format": fmt, "batch": batch, "workers": workers,
+    print(json.dumps({"format": fmt, "batch": batch, "workers": workers, "samples": n,
                       "samples_per_second": rates[len(rates) // 2]}))
 
 
@@ -92,7 +160,7 @@ if __name__ == "__main__":
     p.add_argument("out")
     r = sub.add_parser("run")
     r.add_argument("out")
-    r.add_argument("--format", choices=["h5", "npy"], required=True)
+    r.add_argument("--format", choices=["h5", "npy", "npy_batch", "npy_shard"], required=True)
     r.add_argument("--batch", type=int, default=64)
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--epochs", type=int, default=3)
