@@ -5,16 +5,23 @@
 #   3. a no-op rerun over 10 GB of inputs (sparse files: the first run hashes
 #      them all, a rerun must not read them again);
 #   4. start-up (`--version`);
-#   5. 200 independent 0.5 s stages at -j 2 against -j 1 (Snakemake: --cores 2
-#      against --cores 1), and what -j costs per stage.
-# Ends with one line per figure: RESULT <name> <value> <unit> goal <goal>.
+#   5. PARALLEL (40) independent 0.5 s stages at -j 2 against -j 1 (Snakemake:
+#      --cores 2 against --cores 1), and what -j costs per stage.
+# Both tools at equal cores, their jobs started the same way where they are
+# compared (through a shell: Snakemake's `shell:` always starts one). Every
+# figure is ROUNDS (5) runs, the sides in a new random order each round
+# (bench/lib.sh). Ends with one line per figure: RESULT <name> <median>
+# <unit> goal <goal> min <min> max <max>; a ratio's over the rounds' own.
 #
-#   bench/engine.sh            # about 5 minutes on 2 cores, 10 GB of (sparse) disk
+#   bench/engine.sh            # about 12 minutes on 2 cores, 10 GB of (sparse) disk
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh >/dev/null
 # shellcheck disable=SC1091
 source .deps/env.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+ROUNDS="${ROUNDS:-5}"
 export PATH="$HOME/.cargo/bin:$PATH"
 # The whole workspace, as the tests build it (one package alone would
 # rebuild its dependencies under other features).
@@ -28,6 +35,7 @@ fi
 SNAKEMAKE="$PWD/$VENV/bin/snakemake"
 W="$(mktemp -d /tmp/sciflow-bench.XXXXXX)"
 trap 'rm -rf "$W"' EXIT
+SAMPLES="$W/samples"
 N=${CHAIN:-1000}
 BIG=${PLAN_STAGES:-100000}
 
@@ -52,7 +60,7 @@ with open(f"{w}/ours/forest.yaml", "w") as f:
     f.write("version: 1\nname: forest\nworkdir: wdf\nstages:\n")
     for c in range(chains):
         for i in range(depth):
-            f.write(f"  c{c}s{i}:\n    uses: command\n    with:\n      argv: [touch, '{{out}}/done']\n")
+            f.write(f"  c{c}s{i}:\n    uses: command\n    with:\n      argv: [sh, -c, 'touch {{out}}/done']\n")
             if i:
                 f.write(f"    needs: [c{c}s{i-1}]\n")
 with open(f"{w}/snake/Snakefile.forest", "w") as f:
@@ -68,7 +76,7 @@ with open(f"{w}/ours/big.yaml", "w") as f:
         if i:
             f.write(f"    needs: [s{i-1}{', s%d' % (i // 2) if i > 2 else ''}]\n")
 os.makedirs(f"{w}/big", exist_ok=True)
-par = int(os.environ.get("PARALLEL", "200"))
+par = int(os.environ.get("PARALLEL", "40"))
 with open(f"{w}/ours/par.yaml", "w") as f:
     f.write("version: 1\nname: par\nworkdir: wdpar\nstages:\n")
     for i in range(par):
@@ -84,21 +92,27 @@ PY
 for i in $(seq 0 9); do truncate -s 1G "$W/big/part$i.bin"; done
 
 now() { date +%s.%N; }
-elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+# The seconds COMMAND takes (its output dropped).
+timed() {
+  local t0 t1
+  t0=$(now)
+  "$@" >/dev/null 2>&1
+  t1=$(now)
+  awk "BEGIN{print $t1 - $t0}"
+}
 
-echo "== 1. chain of $N stages"
-cd "$W/ours"
-t0=$(now); "$BIN" -q run chain.yaml; t1=$(now)
-ours=$(elapsed "$t0" "$t1")
-t0=$(now); "$BIN" -q run chain.yaml; t1=$(now)
-ours_noop=$(elapsed "$t0" "$t1")
+echo "== 1. chain of $N stages (ours; Snakemake cannot build it)"
 cd "$W/snake"
 if "$SNAKEMAKE" --cores 1 --quiet all >snake-chain.log 2>&1; then snake_chain=ok; else
   snake_chain="failed: $(grep -m1 -o 'RecursionError: [a-z ]*' snake-chain.log || echo "exit status $?")"; fi
-echo "ours: ${ours} s (no-op rerun ${ours_noop} s); snakemake on the same chain: ${snake_chain}"
-
-echo "== 1a. baseline: the stages' own work, $N x touch from a Python loop"
-baseline=$(python3 - "$W/baseline" "$N" <<'PY'
+echo "snakemake on the same chain: ${snake_chain}"
+cd "$W/ours"
+chain() { rm -rf wd; timed "$BIN" -q run chain.yaml; }
+chain_noop() { timed "$BIN" -q run chain.yaml; }
+# The stages' own work: N x touch spawned from a Python loop.
+touch_loop() {
+  rm -rf "$W/baseline"
+  python3 - "$W/baseline" "$N" <<'PY'
 import os, subprocess, sys, time
 d, n = sys.argv[1], int(sys.argv[2])
 os.makedirs(d)
@@ -107,81 +121,66 @@ for i in range(n):
     subprocess.run(["touch", f"{d}/f{i}"], check=True)
 print(f"{time.time() - t:.3f}")
 PY
-)
-echo "baseline: ${baseline} s"
+}
+interleave "$ROUNDS" chain touch_loop
+interleave "$ROUNDS" chain_noop
 
-echo "== 1b. $N stages as 10 chains of $((N / 10)), both tools"
-cd "$W/ours"
-t0=$(now); "$BIN" -q run forest.yaml -j 1; t1=$(now)
-forest=$(elapsed "$t0" "$t1")
-t0=$(now); "$BIN" -q run forest.yaml -j 1; t1=$(now)
-forest_noop=$(elapsed "$t0" "$t1")
-cd "$W/snake"
-t0=$(now); "$SNAKEMAKE" -s Snakefile.forest --cores 1 --quiet all >/dev/null 2>&1; t1=$(now)
-snake=$(elapsed "$t0" "$t1")
-t0=$(now); "$SNAKEMAKE" -s Snakefile.forest --cores 1 --quiet all >/dev/null 2>&1; t1=$(now)
-snake_noop=$(elapsed "$t0" "$t1")
-echo "ours: ${forest} s (no-op rerun ${forest_noop} s); snakemake: ${snake} s (no-op rerun ${snake_noop} s)"
+echo "== 1b. $N stages as 10 chains of $((N / 10)), both tools, one core and two"
+for c in 1 2; do
+  eval "forest_ours_$c() { cd \"\$W/ours\"; rm -rf wdf; timed \"\$BIN\" -q run forest.yaml -j $c; }"
+  eval "forest_snake_$c() { cd \"\$W/snake\"; rm -rf fo .snakemake; timed \"\$SNAKEMAKE\" -s Snakefile.forest --cores $c --quiet all; }"
+done
+forest_noop_ours() { cd "$W/ours"; timed "$BIN" -q run forest.yaml -j 1; }
+forest_noop_snake() { cd "$W/snake"; timed "$SNAKEMAKE" -s Snakefile.forest --cores 1 --quiet all; }
+interleave "$ROUNDS" forest_ours_1 forest_snake_1
+interleave "$ROUNDS" forest_ours_2 forest_snake_2
+interleave "$ROUNDS" forest_noop_ours forest_noop_snake
 
 echo "== 2. plan on $BIG stages"
 cd "$W/ours"
-t0=$(now); "$BIN" -q plan big.yaml >/dev/null; t1=$(now)
-plan=$(elapsed "$t0" "$t1")
-echo "plan: ${plan} s"
+plan() { timed "$BIN" -q plan big.yaml; }
+interleave "$ROUNDS" plan
 
 echo "== 3. no-op rerun over 10 GB of inputs"
-t0=$(now); "$BIN" -q run bigdata.yaml; t1=$(now)
-first=$(elapsed "$t0" "$t1")
-t0=$(now); "$BIN" -q run bigdata.yaml; t1=$(now)
-rerun=$(elapsed "$t0" "$t1")
-echo "first run (hashes 10 GB): ${first} s; rerun: ${rerun} s"
+first=$(timed "$BIN" -q run bigdata.yaml)
+echo "first run (hashes 10 GB): ${first} s"
+noop_10gb() { timed "$BIN" -q run bigdata.yaml; }
+interleave "$ROUNDS" noop_10gb
 
 echo "== 4. start-up"
-t0=$(now); for _ in $(seq 20); do "$BIN" --version >/dev/null; done; t1=$(now)
-startup=$(python3 -c "print(f'{($t1 - $t0) / 20 * 1000:.1f}')")
-t0=$(now); for _ in $(seq 3); do "$SNAKEMAKE" --version >/dev/null; done; t1=$(now)
-snake_startup=$(python3 -c "print(f'{($t1 - $t0) / 3 * 1000:.1f}')")
-echo "pipeline --version: ${startup} ms; snakemake --version: ${snake_startup} ms"
+startup_ours() { timed sh -c "for _ in \$(seq 20); do '$BIN' --version; done" | awk '{print $1 / 20}'; }
+startup_snake() { timed sh -c "for _ in \$(seq 3); do '$SNAKEMAKE' --version; done" | awk '{print $1 / 3}'; }
+interleave "$ROUNDS" startup_ours startup_snake
 
-PAR=${PARALLEL:-200}
+PAR=${PARALLEL:-40}
 echo "== 5. $PAR independent 0.5 s stages, one core and two"
-cd "$W/ours"
-t0=$(now); "$BIN" -q run par.yaml -j 1; t1=$(now)
-par1=$(elapsed "$t0" "$t1")
-rm -rf wdpar
-t0=$(now); "$BIN" -q run par.yaml -j 2; t1=$(now)
-par2=$(elapsed "$t0" "$t1")
-cd "$W/snake"
-t0=$(now); "$SNAKEMAKE" -s Snakefile.par --cores 1 --quiet all >/dev/null 2>&1; t1=$(now)
-spar1=$(elapsed "$t0" "$t1")
-rm -rf par .snakemake
-t0=$(now); "$SNAKEMAKE" -s Snakefile.par --cores 2 --quiet all >/dev/null 2>&1; t1=$(now)
-spar2=$(elapsed "$t0" "$t1")
-echo "ours: -j 1 ${par1} s, -j 2 ${par2} s; snakemake: --cores 1 ${spar1} s, --cores 2 ${spar2} s"
+for c in 1 2; do
+  eval "par_ours_$c() { cd \"\$W/ours\"; rm -rf wdpar; timed \"\$BIN\" -q run par.yaml -j $c; }"
+  eval "par_snake_$c() { cd \"\$W/snake\"; rm -rf par .snakemake; timed \"\$SNAKEMAKE\" -s Snakefile.par --cores $c --quiet all; }"
+done
+interleave "$ROUNDS" par_ours_1 par_ours_2 par_snake_1 par_snake_2
 
-python3 - <<PY
-n = $N
-ours, snake = $ours, $snake
-print(f"# snakemake on the {n}-deep chain: $snake_chain")
-print(f"RESULT chain_per_stage_ours {ours / n * 1000:.2f} ms goal -")
-print(f"RESULT touch_spawn_baseline_per_stage {$baseline / n * 1000:.2f} ms goal -")
-print(f"RESULT engine_overhead_per_stage {(ours - $baseline) / n * 1000:.2f} ms goal 2")
-print(f"RESULT chain_noop_rerun_ours {$ours_noop:.3f} s goal -")
-print(f"RESULT forest_per_stage_ours {$forest / n * 1000:.2f} ms goal 2")
-print(f"RESULT forest_per_stage_snakemake {snake / n * 1000:.2f} ms goal -")
-print(f"RESULT forest_speedup_vs_snakemake {snake / $forest:.1f} x goal -")
-print(f"RESULT forest_noop_rerun_ours {$forest_noop:.3f} s goal -")
-print(f"RESULT forest_noop_rerun_snakemake {$snake_noop:.3f} s goal -")
-print(f"RESULT plan_{$BIG}_stages {$plan:.2f} s goal 2")
-print(f"RESULT noop_rerun_10GB {$rerun:.3f} s goal 1")
-print(f"RESULT first_run_10GB_hashing {$first:.2f} s goal -")
-print(f"RESULT startup_version {$startup} ms goal -")
-print(f"RESULT startup_snakemake_version {$snake_startup} ms goal -")
-par = $PAR
-print(f"RESULT parallel_j1_ours {$par1:.2f} s goal -")
-print(f"RESULT parallel_j2_ours {$par2:.2f} s goal -")
-print(f"RESULT parallel_speedup_j2_ours {$par1 / $par2:.2f} x goal 2")
-print(f"RESULT parallel_overhead_per_stage_j2_ours {($par2 - par * 0.5 / 2) / par * 1000:.1f} ms goal -")
-print(f"RESULT parallel_speedup_cores2_snakemake {$spar1 / $spar2:.2f} x goal -")
-print(f"RESULT parallel_overhead_per_stage_cores2_snakemake {($spar2 - par * 0.5 / 2) / par * 1000:.1f} ms goal -")
-PY
+echo "# snakemake on the $N-deep chain: $snake_chain"
+export N
+summary chain 'x / n * 1000' | result_line chain_per_stage_ours ms - %.2f
+summary touch_loop 'x / n * 1000' | result_line touch_spawn_baseline_per_stage ms - %.2f
+ratio_summary chain touch_loop "(a - b) / $N * 1000" | result_line engine_overhead_per_stage ms 2 %.2f
+summary chain_noop | result_line chain_noop_rerun_ours s - %.3f
+for c in 1 2; do
+  summary "forest_ours_$c" 'x / n * 1000' | result_line "forest_per_stage_ours_j$c" ms 2 %.2f
+  summary "forest_snake_$c" 'x / n * 1000' | result_line "forest_per_stage_snakemake_cores$c" ms - %.2f
+  ratio_summary "forest_snake_$c" "forest_ours_$c" | result_line "forest_speedup_vs_snakemake_$c" x - %.1f
+done
+summary forest_noop_ours | result_line forest_noop_rerun_ours s - %.3f
+summary forest_noop_snake | result_line forest_noop_rerun_snakemake s - %.3f
+summary plan | result_line "plan_${BIG}_stages" s 2 %.2f
+summary noop_10gb | result_line noop_rerun_10GB s 1 %.3f
+echo "RESULT first_run_10GB_hashing $first s goal -"
+summary startup_ours 'x * 1000' | result_line startup_version ms - %.0f
+summary startup_snake 'x * 1000' | result_line startup_snakemake_version ms - %.0f
+summary par_ours_1 | result_line parallel_j1_ours s - %.2f
+summary par_ours_2 | result_line parallel_j2_ours s - %.2f
+ratio_summary par_ours_1 par_ours_2 | result_line parallel_speedup_j2_ours x 2 %.2f
+ratio_summary par_snake_1 par_snake_2 | result_line parallel_speedup_cores2_snakemake x - %.2f
+summary par_ours_2 "(x - $PAR * 0.5 / 2) / $PAR * 1000" | result_line parallel_overhead_per_stage_j2_ours ms - %.1f
+summary par_snake_2 "(x - $PAR * 0.5 / 2) / $PAR * 1000" | result_line parallel_overhead_per_stage_cores2_snakemake ms - %.1f

@@ -1,9 +1,8 @@
 """The Python way to do `ingest.galaxy_images`' job, as a competent user would
-write it, for bench/ingest.sh: PIL decodes each JPEG at the reduced scale
-libjpeg offers (`Image.draft`, the DCT-domain reduction our ingest uses,
-chosen by the same rule), takes the same centre crop and resizes it with
-PIL's antialiasing bilinear filter; a seeded stratified split; shards of
-safetensors and a Parquet manifest.
+write it, for bench/ingest.sh: each JPEG prepared by bench/pil_prep.py (PIL
+decoding at the DCT-domain reduction our ingest uses, chosen by the same
+rule, the same centre crop, an antialiasing resize); a seeded stratified
+split; shards of safetensors and a Parquet manifest.
 
 DTYPE says what the shards hold, as our ingest's `dtype`:
   u8   the 8-bit pixels after crop and resize, with dataset.json's `decode`
@@ -21,7 +20,6 @@ usage: ingest_baseline.py LABELS_CSV OUT_DIR SIZE CROP SHARD_SIZE SEED DTYPE [PR
 import csv
 import hashlib
 import json
-import math
 import multiprocessing
 import sys
 from pathlib import Path
@@ -29,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 from safetensors.numpy import save_file
+
+from pil_prep import standardize, stamp
 
 labels_csv, out, size, crop, shard_size, seed, dtype = sys.argv[1:8]
 size, crop, shard_size, seed = int(size), float(crop), int(shard_size), int(seed)
@@ -58,32 +57,9 @@ for c in classes:
         split_of[r["objid"]] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
 
 
-def crop_box(w, h):
-    """The central `crop` of a w x h image, rounded as our ingest rounds
-    (half away from zero): (x0, y0, width, height)."""
-    cw = min(max(math.floor(w * crop + 0.5), 1), w)
-    ch = min(max(math.floor(h * crop + 0.5), 1), h)
-    return (w - cw) // 2, (h - ch) // 2, cw, ch
-
-
 def load(path):
-    img = Image.open(path)
-    w, h = img.size
-    # The largest JPEG reduction (1/8, 1/4, 1/2) that keeps the crop at
-    # least the output size, so nothing is upsampled.
-    _, _, cw, ch = crop_box(w, h)
-    d = next((d for d in (8, 4, 2) if cw // d >= size and ch // d >= size), 1)
-    img.draft("RGB", (math.ceil(w / d), math.ceil(h / d)))
-    img = img.convert("RGB")
-    x0, y0, cw, ch = crop_box(*img.size)
-    img = img.crop((x0, y0, x0 + cw, y0 + ch)).resize((size, size), Image.BILINEAR)
-    a = np.asarray(img).transpose(2, 0, 1)
-    if dtype == "u8":
-        return a
-    a = a.astype(np.float32) / 255.0
-    mean = a.mean(axis=(1, 2), keepdims=True)
-    std = a.std(axis=(1, 2), keepdims=True)
-    return (a - mean) / np.maximum(std, 1e-12)
+    a = stamp(path, size, crop)
+    return a if dtype == "u8" else standardize(a)
 
 
 def write_shard(job):

@@ -15,7 +15,9 @@
 //! `libtorch_cuda.so` is loaded, it settles on its CPU-only stand-ins, and
 //! loading the library later changes nothing. So [`crate::kernels::pin`],
 //! which every entry point calls before any tensor work, calls [`load`]
-//! first, and [`load`] checks that the hooks it leaves are the real ones.
+//! first (`pipeline run` takes [`crate::kernels::pin_cpu_only`] for a
+//! workflow whose every libtorch stage says `device: cpu`, and saves the
+//! load), and [`load`] checks that the hooks it leaves are the real ones.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -104,10 +104,19 @@ pub fn mode() -> Reproducible {
 /// libraries' environment variables, then checks that libtorch took them.
 /// A second call with another mode fails (the kernels are chosen once).
 pub fn pin(mode: Reproducible) -> Result<Kernels> {
-    // First of all, before anything asks libtorch about CUDA (this
-    // function's own cuDNN flags included): its CUDA half, where it loads.
-    // Why it did not is for `pipeline doctor` and the device choice to say.
-    let _ = crate::cuda::load();
+    pin_with(mode, true)
+}
+
+/// [`pin`] for a process that runs no tensor on a GPU: libtorch's CUDA half
+/// is not loaded (where the NVIDIA libraries are installed it costs about
+/// 0.1 s and 350 MB of resident library pages). Should a GPU be asked for
+/// after all, [`crate::cuda::load`] still loads it, and says so if
+/// something asked libtorch about CUDA first.
+pub fn pin_cpu_only(mode: Reproducible) -> Result<Kernels> {
+    pin_with(mode, false)
+}
+
+fn pin_with(mode: Reproducible, cuda: bool) -> Result<Kernels> {
     if let Some(&before) = MODE.get() {
         return if before == mode {
             Ok(current())
@@ -116,6 +125,12 @@ pub fn pin(mode: Reproducible) -> Result<Kernels> {
                 "this process already runs in {before} mode; it cannot switch to {mode}"
             )))
         };
+    }
+    // Before anything asks libtorch about CUDA (this function's own cuDNN
+    // flags included): its CUDA half, where it loads. Why it did not is for
+    // `pipeline doctor` and the device choice to say.
+    if cuda {
+        let _ = crate::cuda::load();
     }
     if mode == Reproducible::Portable {
         if let Some(missing) = missing_baseline() {

@@ -53,7 +53,7 @@ pub fn run(
     };
     // Before MPI, threads and any tensor: the libraries choose their CPU
     // kernels at first use.
-    let kernels = match sciflow_train::kernels::pin(wf.reproducible) {
+    let kernels = match wf.pin_kernels() {
         Ok(k) => k,
         Err(e) => {
             init_logging(verbose, quiet, 0);

@@ -81,7 +81,7 @@ pub fn run(
     // The records say the workflow's mode, so the process must run in it:
     // `pipeline run` pinned it already (a no-op here); a library caller
     // gets it pinned now, or an error if its process chose otherwise.
-    sciflow_train::kernels::pin(wf.reproducible)?;
+    wf.pin_kernels()?;
     let stages = selection.stages(wf)?;
     check_devices(&stages)?;
     // Rank 0 alone touches the locks and the records.

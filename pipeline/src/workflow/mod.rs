@@ -63,6 +63,26 @@ impl Workflow {
         self.workdir.join(name)
     }
 
+    /// Whether a stage may run libtorch on a GPU: a kind that runs libtorch
+    /// with a `device` other than `cpu`, or with none to say (a command, a
+    /// sub-workflow).
+    pub fn may_use_gpu(&self) -> bool {
+        self.stages.iter().any(|s| {
+            s.kind.props.libtorch && s.resolved.get("device").and_then(Json::as_str) != Some("cpu")
+        })
+    }
+
+    /// Pins libtorch's CPU kernels to the workflow's mode
+    /// ([`sciflow_train::kernels::pin`]), loading libtorch's CUDA half first
+    /// only where a stage may use a GPU.
+    pub fn pin_kernels(&self) -> Result<sciflow_train::Kernels, sciflow_train::Error> {
+        if self.may_use_gpu() {
+            sciflow_train::kernels::pin(self.reproducible)
+        } else {
+            sciflow_train::kernels::pin_cpu_only(self.reproducible)
+        }
+    }
+
     /// The workflow as it runs: params after overrides, every reference in
     /// the stages' `with:` blocks resolved, stages in run order.
     pub fn resolved(&self) -> Json {

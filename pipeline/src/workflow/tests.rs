@@ -416,3 +416,19 @@ fn check_reports_the_path_of_a_bad_value() {
     assert_eq!(e.path, "model.widht");
     assert!(e.message.contains("unknown field `widht`"), "{}", e.message);
 }
+
+#[test]
+fn a_gpu_may_be_used_unless_every_libtorch_stage_says_cpu() {
+    // tr and ev default to `device: auto`.
+    assert!(compile_str(GOOD, &[]).unwrap().may_use_gpu());
+    let cpu = GOOD
+        .replace("      epochs: 1\n", "      epochs: 1\n      device: cpu\n")
+        .replace(
+            "      data: ${ds.dataset}\n  gen:",
+            "      data: ${ds.dataset}\n      device: cpu\n  gen:",
+        );
+    assert!(!compile_str(&cpu, &[]).unwrap().may_use_gpu());
+    // One stage on a GPU is enough.
+    let one = GOOD.replace("      epochs: 1\n", "      epochs: 1\n      device: cpu\n");
+    assert!(compile_str(&one, &[]).unwrap().may_use_gpu());
+}
