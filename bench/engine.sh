@@ -103,7 +103,8 @@ timed() {
 
 echo "== 1. chain of $N stages (ours; Snakemake cannot build it)"
 cd "$W/snake"
-if "$SNAKEMAKE" --cores 1 --quiet all >snake-chain.log 2>&1; then snake_chain=ok; else
+# Not --quiet: that hides the error too.
+if "$SNAKEMAKE" --cores 1 all >snake-chain.log 2>&1; then snake_chain=ok; else
   snake_chain="failed: $(grep -m1 -o 'RecursionError: [a-z ]*' snake-chain.log || echo "exit status $?")"; fi
 echo "snakemake on the same chain: ${snake_chain}"
 cd "$W/ours"

@@ -63,12 +63,15 @@ impl Workflow {
         self.workdir.join(name)
     }
 
-    /// Whether a stage may run libtorch on a GPU: a kind that runs libtorch
-    /// with a `device` other than `cpu`, or with none to say (a command, a
-    /// sub-workflow).
+    /// Whether a stage may run libtorch on a GPU in this process: one whose
+    /// `device` (the training, evaluation and inference kinds have one,
+    /// `auto` unless set) is not `cpu`. Commands and sub-workflows run in
+    /// processes of their own, which load what they need.
     pub fn may_use_gpu(&self) -> bool {
         self.stages.iter().any(|s| {
-            s.kind.props.libtorch && s.resolved.get("device").and_then(Json::as_str) != Some("cpu")
+            s.resolved
+                .get("device")
+                .is_some_and(|d| d.as_str() != Some("cpu"))
         })
     }
 
