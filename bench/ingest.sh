@@ -17,8 +17,8 @@
 # default), so start-up (libtorch's, Python's imports) weighs on neither side
 # as it would on 2 s runs. ROUNDS (5) rounds, the sides in a new random order
 # each round, the page cache warm; then the u8 variant on N cores with the
-# page cache dropped before every run (cold; needs root, else skipped and
-# said). Both outputs are checked to hold the same samples with nearly the
+# page cache dropped before every run (cold: with COPIES > 1 only each
+# file's first read; needs root, else skipped and said). Both outputs are checked to hold the same samples with nearly the
 # same pixels. Ends with one line per figure: RESULT <name> <median> <unit>
 # goal <goal> min <min> max <max>; a ratio's median and range are over the
 # rounds' own ratios.

@@ -8,8 +8,9 @@
 # memmap (one sorted fancy-indexed read), fully shuffled; and our access
 # pattern (shuffled runs of 64 contiguous samples through the same shuffle
 # buffer). The headline is against the fastest of them. ROUNDS (5) rounds, the
-# sides in a new random order each round, the page cache warm; then the
-# same with the cache dropped before every run (cold; needs root). Goal:
+# sides in a new random order each round, the page cache warm; then, for
+# ours and the two memmap readers that read as a batch, one epoch with the
+# cache dropped before every run (cold; needs root). Goal:
 # >= 3x. Then the share of a real training epoch (`train.classifier`,
 # small_cnn) spent waiting for data, from its history.json. Goal: < 5 %.
 # Ends with one line per figure: RESULT <name> <median> <unit> goal <goal>
@@ -65,14 +66,16 @@ caches() {
     cat "$W"/wd/data/shards/* "$W"/py/* >/dev/null
   fi
 }
-# Each side prints its samples/s (the median of its 3 epochs).
+# Each side prints its samples/s: the median of EPOCHS epochs (3 warm; 1
+# cold, since the first epoch fills the page cache for the next ones).
+EPOCHS=3
 ours() {
   caches
-  field "$(target/debug/examples/loader_bench "$W/wd/data" --batch 64 --workers 2 --prefetch 4 --epochs 3 2>/dev/null)" samples_per_second
+  field "$(target/debug/examples/loader_bench "$W/wd/data" --batch 64 --workers 2 --prefetch 4 --epochs "$EPOCHS" 2>/dev/null)" samples_per_second
 }
 pytorch() {
   caches
-  field "$("$PIPELINE_PYTHON" bench/loader_baseline.py run "$W/py" --format "$1" --batch 64 --workers 2 --epochs 3)" samples_per_second
+  field "$("$PIPELINE_PYTHON" bench/loader_baseline.py run "$W/py" --format "$1" --batch 64 --workers 2 --epochs "$EPOCHS")" samples_per_second
 }
 h5() { pytorch h5; }
 npy() { pytorch npy; }
@@ -90,13 +93,15 @@ for s in "${SIDES[@]:1}"; do
   ratio_summary ours "$s" | result_line "loader_speedup_vs_$s" x "$goal" %.2f
 done
 if [[ -w /proc/sys/vm/drop_caches ]]; then
-  COLD=1
+  COLD=1 EPOCHS=1
   SAMPLES="$W/cold"
-  interleave "$ROUNDS" ours npy_shard
+  interleave "$ROUNDS" ours npy_batch npy_shard
   summary ours | result_line loader_cold_ours samples/s - %.0f
+  summary npy_batch | result_line loader_cold_npy_batch samples/s - %.0f
   summary npy_shard | result_line loader_cold_npy_shard samples/s - %.0f
-  ratio_summary ours npy_shard | result_line loader_cold_speedup_vs_npy_shard x 3 %.2f
-  COLD=0
+  ratio_summary ours npy_batch | result_line loader_cold_speedup_vs_npy_batch x 3 %.2f
+  ratio_summary ours npy_shard | result_line loader_cold_speedup_vs_npy_shard x - %.2f
+  COLD=0 EPOCHS=3
 else
   echo "cold-cache runs skipped: dropping the page cache needs root" >&2
 fi
