@@ -3,9 +3,11 @@
 # machine's own kernels (`--reproducible native`) and with libtorch's CPU
 # kernels pinned to the AVX2 baseline (`--reproducible portable`: ATen avx2,
 # oneDNN <= AVX2, MKL's COMPATIBLE branch), same shapes, batch, threads and
-# update, alternating the two twice and keeping each side's best.
-# Ends with one line per network: RESULT step_<net>_portable_cost <ratio> x,
-# portable's step time over native's (1.00: free).
+# update; each run the median of 15 steps, ROUNDS (5) rounds with the two
+# modes in a new random order each round (bench/lib.sh).
+# Ends with lines RESULT <name> <median> <unit> goal - min <min> max <max>;
+# step_<net>_portable_cost is portable's step time over native's (1.00:
+# free), over the rounds' own ratios.
 #
 #   bench/portable.sh [THREADS]     # default: all cores
 set -euo pipefail
@@ -14,6 +16,11 @@ THREADS="${1:-$(nproc)}"
 bash scripts/setup.sh >/dev/null
 # shellcheck disable=SC1091
 source .deps/env.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+ROUNDS="${ROUNDS:-5}"
+SAMPLES="$(mktemp -d /tmp/sciflow-portable-bench.XXXXXX)"
+trap 'rm -rf "$SAMPLES"' EXIT
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build -q --workspace --examples
 BENCH=target/debug/examples/step_bench
@@ -21,22 +28,11 @@ BENCH=target/debug/examples/step_bench
 field() { "$PIPELINE_PYTHON" -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 for spec in "wavenet 64 64" "xception_mini 32 64" "small_cnn 64 64" "resnet18 16 64"; do
   read -r model batch size <<<"$spec"
-  best_n=""; best_p=""
-  for rep in 1 2; do
-    for mode in native portable; do
-      out=$("$BENCH" --model "$model" --batch "$batch" --size "$size" --threads "$THREADS" --steps 15 --reproducible "$mode")
-      echo "$mode: $out"
-      s=$(field "$out" step_seconds)
-      if [ "$mode" = native ]; then
-        best_n=$(awk "BEGIN{b=\"$best_n\"; print (b == \"\" || $s < b) ? $s : b}")
-      else
-        best_p=$(awk "BEGIN{b=\"$best_p\"; print (b == \"\" || $s < b) ? $s : b}")
-      fi
-    done
+  for mode in native portable; do
+    eval "${mode}_$model() { field \"\$(\"$BENCH\" --model $model --batch $batch --size $size --threads $THREADS --steps 15 --reproducible $mode)\" step_seconds; }"
   done
-  awk -v m="$model" -v n="$best_n" -v p="$best_p" 'BEGIN {
-    printf "RESULT step_%s_native %.1f ms goal -\n", m, n * 1000
-    printf "RESULT step_%s_portable %.1f ms goal -\n", m, p * 1000
-    printf "RESULT step_%s_portable_cost %.3f x goal -\n", m, p / n
-  }'
+  interleave "$ROUNDS" "native_$model" "portable_$model"
+  summary "native_$model" 'x * 1000' | result_line "step_${model}_native" ms - %.1f
+  summary "portable_$model" 'x * 1000' | result_line "step_${model}_portable" ms - %.1f
+  ratio_summary "portable_$model" "native_$model" | result_line "step_${model}_portable_cost" x - %.3f
 done
