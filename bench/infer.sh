@@ -84,14 +84,18 @@ cat "$SRC"/images/* >/dev/null 2>&1 || true
 ours_run() {
   local stage=$1 table=$2 batch=$3 threads=$4
   shift 4
-  "$PIPELINE_PYTHON" bench/peak_rss.py "$W/m.json" "$@" "$BIN" -q run -j "$threads" --force "$stage" --only "$stage" \
-    --set "params.table=$table" --set "params.batch=$batch" "$W/infer.yaml" >/dev/null
-  "$PIPELINE_PYTHON" -c 'import json, sys; m = json.load(open(sys.argv[1])); open(sys.argv[2], "w").write("%s\n" % m["peak_rss_mib"]); print(m["seconds"])' "$W/m.json" "$W/rss"
+  measured "$@" "$BIN" -q run -j "$threads" --force "$stage" --only "$stage" \
+    --set "params.table=$table" --set "params.batch=$batch" "$W/infer.yaml"
 }
 # One run of the script: TABLE BATCH WORKERS THREADS; as ours_run.
 script_run() {
-  "$PIPELINE_PYTHON" bench/peak_rss.py "$W/m.json" "$PIPELINE_PYTHON" bench/infer_baseline.py "$1" "$W/wd/train/model.pt" \
-    "$W/py.parquet" 64 0.5 "$2" "$3" "$4" >/dev/null
+  measured "$PIPELINE_PYTHON" bench/infer_baseline.py "$1" "$W/wd/train/model.pt" \
+    "$W/py.parquet" 64 0.5 "$2" "$3" "$4"
+}
+# COMMAND run under bench/peak_rss.py (its output dropped): prints its
+# seconds, and writes its process tree's peak memory (MiB) to $W/rss.
+measured() {
+  "$PIPELINE_PYTHON" bench/peak_rss.py "$W/m.json" "$@" >/dev/null
   "$PIPELINE_PYTHON" -c 'import json, sys; m = json.load(open(sys.argv[1])); open(sys.argv[2], "w").write("%s\n" % m["peak_rss_mib"]); print(m["seconds"])' "$W/m.json" "$W/rss"
 }
 

@@ -82,19 +82,10 @@ done
 
 now() { date +%s.%N; }
 COLD=0
-# The page cache: warm for both sides alike, or dropped (cold).
-caches() {
-  if ((COLD)); then
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-  else
-    cat "$(dirname "$LABELS")"/images/* >/dev/null 2>&1 || true
-  fi
-}
 # One run of a side, its seconds: ours DTYPE CORES, python DTYPE CORES.
 ours() {
   rm -rf "$W/wd-$1"
-  caches
+  page_cache "$(dirname "$LABELS")"/images/*
   local t0 t1
   t0=$(now)
   "$BIN" -q run -j "$2" "$W/ingest-$1.yaml" >/dev/null
@@ -103,7 +94,7 @@ ours() {
 }
 baseline() {
   rm -rf "$W/py-$1"
-  caches
+  page_cache "$(dirname "$LABELS")"/images/*
   local t0 t1
   t0=$(now)
   "$PIPELINE_PYTHON" bench/ingest_baseline.py "$W/labels.csv" "$W/py-$1" 64 0.5 128 1234 "$1" "$2" >/dev/null

@@ -46,3 +46,14 @@ result_line() {
   # shellcheck disable=SC2059
   printf "RESULT %s $fmt %s goal %s min $fmt max $fmt\n" "$name" "$m" "$unit" "$goal" "$lo" "$hi"
 }
+
+# The page cache before a run: with COLD=1 dropped (root only), else FILES
+# read once so that every side starts warm alike.
+page_cache() {
+  if ((${COLD:-0})); then
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+  else
+    cat "$@" >/dev/null 2>&1 || true
+  fi
+}

@@ -57,24 +57,15 @@ target/debug/pipeline -q run "$W/loader.yaml" --until data
 
 field() { "$PIPELINE_PYTHON" -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 COLD=0
-# The page cache: warm for every side alike, or dropped (cold).
-caches() {
-  if ((COLD)); then
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-  else
-    cat "$W"/wd/data/shards/* "$W"/py/* >/dev/null
-  fi
-}
 # Each side prints its samples/s: the median of EPOCHS epochs (3 warm; 1
 # cold, since the first epoch fills the page cache for the next ones).
 EPOCHS=3
 ours() {
-  caches
+  page_cache "$W"/wd/data/shards/* "$W"/py/*
   field "$(target/debug/examples/loader_bench "$W/wd/data" --batch 64 --workers 2 --prefetch 4 --epochs "$EPOCHS" 2>/dev/null)" samples_per_second
 }
 pytorch() {
-  caches
+  page_cache "$W"/wd/data/shards/* "$W"/py/*
   field "$("$PIPELINE_PYTHON" bench/loader_baseline.py run "$W/py" --format "$1" --batch 64 --workers 2 --epochs "$EPOCHS")" samples_per_second
 }
 h5() { pytorch h5; }

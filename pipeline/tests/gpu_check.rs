@@ -55,13 +55,7 @@ fn gpu_check(dir: &Path, bundle: &Path, env: &[(&str, &str)]) -> Vec<String> {
         .envs(env.iter().copied());
     let run = run_with_deadline(cmd, Duration::from_secs(900));
     let text = std::fs::read_to_string(out.join("results.txt")).unwrap_or_default();
-    assert!(
-        run.status.success(),
-        "exit {:?}\n{}\nstderr:\n{}",
-        run.status,
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    common::assert_success(&run);
     eprint!("{text}");
     text.lines().map(String::from).collect()
 }
